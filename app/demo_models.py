@@ -1,0 +1,133 @@
+"""Tiny random-initialised models in the real checkpoint formats.
+
+They serve two purposes: the fallback when `models/` holds no trained weights ("untrained demo
+weights"), and the tiny models the tests build. Because they are written to disk as a diffusers
+pipeline folder, a transformers `CLIPModel` folder and a StyleGAN2 safetensors file, loading
+them exercises the same code path as real checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+DEMO_NOTICE = "untrained demo weights"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def write_char_clip_tokenizer(folder: Path, words: list[str] | None = None) -> int:
+    """Write a CLIPTokenizer (vocab.json + merges.txt) that covers every byte.
+
+    Without `words` it is character level. With `words`, merges are added so each word becomes
+    one token (a tiny BPE whose merge list builds exactly those words). Returns the vocab size.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    base = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for tok in base + [c + "</w>" for c in base]:
+        vocab.setdefault(tok, len(vocab))
+    merges: list[str] = []
+    for word in sorted(set(words or [])):
+        if not word or len(word) < 2 or any(c not in base for c in word):
+            continue
+        cur = word[0]
+        for j, c in enumerate(word[1:], start=1):
+            nxt = c + ("</w>" if j == len(word) - 1 else "")
+            merged = cur + nxt
+            if merged not in vocab:
+                merges.append(f"{cur} {nxt}")
+                vocab[merged] = len(vocab)
+            cur = merged
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + ("\n" if merges else ""))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True})
+    )
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                    "pad_token": "<|endoftext|>"})
+    )
+    return len(vocab)
+
+
+def tiny_clip_configs(vocab_size: int, *, width: int = 32, image_size: int = 32, max_len: int = 77):
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+
+    text = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 2, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=max_len, projection_dim=width,
+        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=width, intermediate_size=width * 2, num_hidden_layers=2, num_attention_heads=2,
+        image_size=image_size, patch_size=8, projection_dim=width,
+    )
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=width)
+
+
+def build_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """A random transformers `CLIPModel` folder with its tokenizer and image processor."""
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    folder = Path(folder)
+    vocab_size = write_char_clip_tokenizer(folder)
+    torch.manual_seed(seed)
+    model = CLIPModel(tiny_clip_configs(vocab_size, image_size=image_size)).eval()
+    model.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_diffusion(folder: Path, *, seed: int = 0, sample_size: int = 8, prediction_type: str = "epsilon") -> Path:
+    """A random diffusers Stable Diffusion pipeline folder (UNet on 4-channel latents, f=4 VAE).
+
+    `sample_size` is the latent side; images are 4x that.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    tok_dir = folder / "tokenizer"
+    vocab_size = write_char_clip_tokenizer(tok_dir)
+    torch.manual_seed(seed)
+    text_cfg = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1, norm_num_groups=8, sample_size=sample_size * 4,
+    )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=CLIPTextModel(text_cfg), tokenizer=CLIPTokenizer.from_pretrained(tok_dir),
+        unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

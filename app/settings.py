@@ -1,0 +1,65 @@
+"""Settings: one object, read from NOISESCOPE_* environment variables or CLI flags, passed down."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+
+
+class Settings(BaseSettings):
+    """Everything the server needs to know; tests build their own instance."""
+
+    model_config = SettingsConfigDict(env_prefix="NOISESCOPE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    token: str | None = Field(
+        default=None, description="Required from clients when listening beyond loopback; generated if unset."
+    )
+    allowed_origins: list[str] = Field(default_factory=list, description="Extra Origins allowed on the websocket.")
+
+    diffusion_model: str = Field(
+        default=str(MODELS_DIR / "diffusion"),
+        description="diffusers Stable Diffusion folder or hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5).",
+    )
+    clip_model: str = Field(
+        default=str(MODELS_DIR / "clip"),
+        description="transformers CLIPModel folder or hub id, or 'open_clip:MODEL/PRETRAINED'.",
+    )
+    gan_model: str | None = Field(
+        default=str(MODELS_DIR / "gan"),
+        description="StyleGAN2 folder (generator.safetensors + config.json); empty for none.",
+    )
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    data_dir: Path = Field(default=Path("data"), description="Gallery images, database and caches.")
+
+    # Caps that refuse work before any compute.
+    max_pixels: int = 1024 * 1024
+    max_batch: int = 4
+    max_steps: int = 500
+    max_cutouts: int = 64
+    max_prompt_chars: int = 1000
+    max_init_image_bytes: int = 8 * 1024 * 1024
+    queue_size: int = 8
+    history_bytes: int = 256 * 1024 * 1024
+
+    def require_token(self) -> bool:
+        """Listening on anything but loopback needs a token."""
+        return self.host not in {"127.0.0.1", "localhost", "::1"}
+
+    def ensure_token(self) -> str | None:
+        if self.require_token() and not self.token:
+            self.token = secrets.token_urlsafe(18)
+        return self.token
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
