@@ -1,0 +1,106 @@
+"""The wire format: the one place it lives (documented in docs/protocol.md).
+
+Client -> server: JSON text frames, one of the `ClientMessage` models below.
+Server -> client: JSON text frames for events, binary frames for images:
+
+    offset 0   uint8   magic 0x4E ('N')
+    offset 1   uint8   frame type (1 = preview, 2 = final image, 3 = timeline preview on request)
+    offset 2   uint16  header length H (big-endian), bytes of UTF-8 JSON metadata
+    offset 4   H bytes JSON: {"run_id", "step", "width", "height", "format", "engine", ...}
+    offset 4+H         the encoded image (JPEG, WebP or PNG bytes)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from enum import IntEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from app.api.schemas import DiffusionParams, GanParams, LiveUpdate, StrictModel
+
+MAGIC = 0x4E
+HEADER = struct.Struct(">BBH")
+MAX_META_BYTES = 0xFFFF
+
+
+class FrameType(IntEnum):
+    PREVIEW = 1
+    FINAL = 2
+    TIMELINE = 3
+
+
+def encode_frame(frame_type: FrameType, meta: dict[str, Any], image: bytes) -> bytes:
+    """Pack one binary image frame."""
+    raw = json.dumps(meta, separators=(",", ":")).encode()
+    if len(raw) > MAX_META_BYTES:
+        raise ValueError("frame metadata too large")
+    return HEADER.pack(MAGIC, int(frame_type), len(raw)) + raw + image
+
+
+def decode_frame(data: bytes) -> tuple[FrameType, dict[str, Any], bytes]:
+    """Unpack one binary image frame; raises ValueError on anything malformed."""
+    if len(data) < HEADER.size:
+        raise ValueError("frame shorter than its header")
+    magic, ftype, hlen = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError("bad frame magic")
+    end = HEADER.size + hlen
+    if len(data) < end:
+        raise ValueError("frame shorter than its metadata")
+    return FrameType(ftype), json.loads(data[HEADER.size:end]), data[end:]
+
+
+# ---- client -> server -------------------------------------------------------------------------
+
+class GenerateDiffusion(StrictModel):
+    type: Literal["generate"]
+    engine: Literal["diffusion"] = "diffusion"
+    params: DiffusionParams
+
+
+class GenerateGan(StrictModel):
+    type: Literal["generate_gan"]
+    params: GanParams
+
+
+class Update(StrictModel):
+    type: Literal["update"]
+    run_id: str = Field(..., max_length=64)
+    params: LiveUpdate
+
+
+class Rewind(StrictModel):
+    type: Literal["rewind"]
+    run_id: str = Field(..., max_length=64)
+    step: int = Field(..., ge=0, le=10000)
+
+
+class Cancel(StrictModel):
+    type: Literal["cancel"]
+    run_id: str = Field(..., max_length=64)
+
+
+class PreviewRequest(StrictModel):
+    type: Literal["preview"]
+    run_id: str = Field(..., max_length=64)
+    step: int = Field(..., ge=0, le=10000)
+
+
+ClientMessage = Annotated[
+    GenerateDiffusion | GenerateGan | Update | Rewind | Cancel | PreviewRequest, Field(discriminator="type")
+]
+client_message = TypeAdapter(ClientMessage)
+
+
+# ---- server -> client events (JSON) -----------------------------------------------------------
+
+def event(kind: str, **fields: Any) -> str:
+    """One JSON event: queued, started, step, done, error, cancelled, rewound."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+def error_event(code: str, message: str, run_id: str | None = None) -> str:
+    return event("error", code=code, message=message, run_id=run_id)
