@@ -69,7 +69,8 @@ async def upload(studio: StudioDep, settings: SettingsDep, file: Annotated[Uploa
 @api.get("/gallery")
 def gallery(studio: StudioDep, limit: Annotated[int, Query(ge=1, le=500)] = 100,
             offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
-    return studio.gallery.list(limit=limit, offset=offset)
+    return [{**rec.to_dict(), "url": f"/api/gallery/{rec.id}.png"}
+            for rec in studio.gallery.list(limit=limit, offset=offset)]
 
 
 @api.get("/gallery/{image_id}.png")

@@ -16,7 +16,7 @@ from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job
 from app.engine.live import LiveState, RunCancelled
-from app.store.gallery import Gallery
+from app.store.gallery import Gallery, ImageRecord
 
 
 class DiffusionRunner:
@@ -82,13 +82,15 @@ class DiffusionRunner:
         images = decode_to_pil(self.models, latent)
         elapsed = (time.perf_counter() - t0) * 1000
         score = self._clip_score(images[0], params.prompt)
-        record = {
-            "engine": "diffusion", "params": params.model_dump(), "live": live.params().model_dump(),
-            "seed": params.seed, "width": params.width, "height": params.height,
-            "timings": {"total_ms": round(elapsed, 1), "steps": params.steps - job.from_step,
-                        "ms_per_step": round(elapsed / max(1, params.steps - job.from_step), 2)},
-            "models": self.model_ids, "clip_score": score, "parent": job.parent, "from_step": job.from_step,
-        }
+        done_steps = params.steps - job.from_step
+        record = ImageRecord(
+            engine="diffusion",
+            params={**params.model_dump(), **live.params().model_dump(), "parent": job.parent,
+                    "from_step": job.from_step},
+            seed=params.seed, clip_score=score, models=self.model_ids,
+            timings={"total_ms": round(elapsed, 1), "steps": done_steps,
+                     "ms_per_step": round(elapsed / max(1, done_steps), 2)},
+        )
         ids = [self.gallery.add(img, record) for img in images]
         final = images[0] if len(images) == 1 else grid(images)
         meta = {"run_id": job.run_id, "step": params.steps, "width": final.width, "height": final.height,
