@@ -75,18 +75,19 @@ def test_busy_queue_answers_with_its_limit(tiny_models, tmp_path) -> None:
     with TestClient(create_app(make_settings(tmp_path, queue_size=1), models=tiny_models)) as c:
         with c.websocket_connect("/ws") as ws:
             reader = WsReader(ws)
-            long = {**GOOD, "steps": 300}
-            for _ in range(3):
-                ws.send_json({"type": "generate", "params": long})
-            codes = []
-            for _ in range(3):
-                item = reader.until("queued") if not codes else None
-                codes.append(item)
-                break
+            long = {**GOOD, "steps": 400}
+            ws.send_json({"type": "generate", "params": long})
+            running = reader.until("started")["run_id"]
+            ws.send_json({"type": "generate", "params": long})
+            waiting = reader.until("queued")
+            assert waiting["position"] == 0
+            ws.send_json({"type": "generate", "params": long})
             err = reader.until("error")
             assert err["code"] == "busy" and "at most 1" in err["message"]
-            for ev in [e for e in reader.events if e["type"] == "queued"]:
-                ws.send_json({"type": "cancel", "run_id": ev["run_id"]})
+            ws.send_json({"type": "cancel", "run_id": waiting["run_id"]})
+            reader.until("cancelled", waiting["run_id"])
+            ws.send_json({"type": "cancel", "run_id": running})
+            reader.until("cancelled", running)
 
 
 def test_token_required_beyond_loopback(tiny_models, tmp_path) -> None:

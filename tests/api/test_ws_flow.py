@@ -89,12 +89,13 @@ def test_rewind_forks_and_keeps_parent(client: TestClient) -> None:
         assert fork_steps == list(range(6, 13))
         # same params from step 5 with a deterministic sampler: the same final image
         assert final_bytes(reader, fork["run_id"]) == final_bytes(reader, parent)
-        # a fork with a changed guidance scale diverges
-        ws.send_json({"type": "update", "run_id": fork["run_id"], "params": {"cfg_scale": 12.0}})
-        reader.until("error")  # the fork has finished: updates to finished runs change its params for later forks
+        # after the run, the sliders change; a fork then continues with the new parameters
+        ws.send_json({"type": "update", "run_id": parent, "params": {"cfg_scale": 12.0}})
+        reader.until("updated", parent)
         ws.send_json({"type": "rewind", "run_id": parent, "step": 5})
         fork2 = reader.until("queued")
         reader.until("done", fork2["run_id"])
+        assert final_bytes(reader, fork2["run_id"]) != final_bytes(reader, parent)
         # the earlier branch stays viewable: its step previews can be asked for again
         ws.send_json({"type": "preview", "run_id": parent, "step": 3})
         for _ in range(100):
