@@ -76,7 +76,7 @@ def load_diffusion_models(name_or_path: str, device: torch.device, dtype: torch.
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
-        name_or_path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False,
+        name_or_path, dtype=dtype, safety_checker=None, requires_safety_checker=False,
         local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
     )
     cfg = dict(pipe.scheduler.config)
