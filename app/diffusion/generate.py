@@ -73,20 +73,28 @@ def load_diffusion_models(name_or_path: str, device: torch.device, dtype: torch.
     The noise schedule and prediction type come from the scheduler config; the preview map is
     fitted once per VAE and cached under `cache_dir` (default ~/.cache/noisescope).
     """
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
         name_or_path, dtype=dtype, safety_checker=None, requires_safety_checker=False,
         local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
     )
+    return models_from_pipeline(pipe, str(name_or_path), device, dtype, clip, cache_dir)
+
+
+def models_from_pipeline(pipe, name: str, device: torch.device, dtype: torch.dtype, clip: ClipBackend | None = None,
+                         cache_dir: Path | None = None) -> DiffusionModels:
+    """DiffusionModels from an already built StableDiffusionPipeline (its components are moved to `device`)."""
+    from diffusers import DDPMScheduler
+
     cfg = dict(pipe.scheduler.config)
     alphas_cumprod = DDPMScheduler.from_config(cfg).alphas_cumprod.double().clamp(min=2.0**-24)
     prediction_type = cfg.get("prediction_type", "epsilon")
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.to(device).eval().requires_grad_(False)
+        module.to(device, dtype).eval().requires_grad_(False)
     rgb_map = previews.load_or_fit(pipe.vae, (cache_dir or default_cache_dir()) / "previews")
     return DiffusionModels(
-        name=str(name_or_path), unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        name=name, unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
         alphas_cumprod=alphas_cumprod, prediction_type=prediction_type,
         timestep_spacing=cfg.get("timestep_spacing", "leading"), steps_offset=int(cfg.get("steps_offset", 0)),
         device=device, dtype=dtype, denoiser=UNetDenoiser(pipe.unet, alphas_cumprod, prediction_type),

@@ -115,6 +115,10 @@ def fit_latent_rgb(latents: Tensor, images: Tensor) -> LatentRGBMap:
     c = latents.shape[1]
     x = latents.permute(0, 2, 3, 1).reshape(-1, c).double()
     y = images.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    keep = torch.isfinite(x).all(1) & torch.isfinite(y).all(1)
+    x, y = x[keep], y[keep]
+    if len(x) <= c:  # nothing usable (e.g. a VAE whose decodes overflow): a neutral grey map
+        return LatentRGBMap(torch.zeros(c, 3), torch.zeros(3))
     sol = torch.linalg.lstsq(torch.cat([x, torch.ones_like(x[:, :1])], 1), y).solution
     return LatentRGBMap(sol[:c].float(), sol[c].float())
 
