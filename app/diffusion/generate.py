@@ -91,7 +91,7 @@ def models_from_pipeline(pipe, name: str, device: torch.device, dtype: torch.dty
     alphas_cumprod = DDPMScheduler.from_config(cfg).alphas_cumprod.double().clamp(min=2.0**-24)
     prediction_type = cfg.get("prediction_type", "epsilon")
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.to(device, dtype).eval().requires_grad_(False)
+        module.to(device).eval().requires_grad_(False)
     rgb_map = previews.load_or_fit(pipe.vae, (cache_dir or default_cache_dir()) / "previews")
     return DiffusionModels(
         name=name, unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,

@@ -1,0 +1,194 @@
+"""Side-by-side timings of the diffusion loop (a script, not a test).
+
+    python bench/bench_diffusion.py                  # models/diffusion if present, else a tiny demo pipeline
+    python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
+
+Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
+  ours without previews / with a fast preview every step / with the per-step CLIP score;
+  ours dpmpp_2m + karras vs diffusers' StableDiffusionPipeline + DPMSolverMultistepScheduler(karras);
+  ours ddim vs diffusers + DDIMScheduler (same steps, size, cfg; both stop at the latent);
+  one CLIP-guided step (8 cutouts) vs one plain step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.api.schemas import DiffusionParams, LiveParams  # noqa: E402
+from app.diffusion.generate import DiffusionModels, generate, load_diffusion_models, models_from_pipeline  # noqa: E402
+from app.diffusion.previews import fast_preview  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sd15_shaped_pipeline(dtype: torch.dtype, device: torch.device):
+    """A StableDiffusionPipeline with SD 1.5's UNet/VAE/text-encoder shapes and random weights."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from app.demo_models import write_char_clip_tokenizer
+
+    tok_dir = Path(tempfile.mkdtemp()) / "tokenizer"
+    vocab = write_char_clip_tokenizer(tok_dir)
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            latent_channels=4, sample_size=512)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab, hidden_size=768, intermediate_size=3072,
+                                            num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                                            bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1))
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=CLIPTokenizer.from_pretrained(tok_dir),
+                                   unet=unet, scheduler=sched, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    return pipe.to(device, dtype)
+
+
+def vit_b32_shaped_clip(device: torch.device, dtype: torch.dtype):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from app.clip.backend import TransformersClip
+    from app.demo_models import write_char_clip_tokenizer
+
+    folder = Path(tempfile.mkdtemp()) / "clip"
+    vocab = write_char_clip_tokenizer(folder)
+    cfg = CLIPConfig(text_config={"vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1,
+                                  "pad_token_id": vocab - 1}, vision_config={"patch_size": 32, "image_size": 224})
+    CLIPModel(cfg).save_pretrained(folder)
+    CLIPImageProcessor().save_pretrained(folder)
+    return TransformersClip(str(folder), device, dtype)
+
+
+def load(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> tuple[DiffusionModels, object, str]:
+    from app.clip.backend import load_clip
+    from app.demo_models import build_tiny_clip, build_tiny_diffusion
+
+    cache = Path(tempfile.mkdtemp())
+    if args.sd15_shaped:
+        pipe = sd15_shaped_pipeline(dtype, device)
+        clip = vit_b32_shaped_clip(device, dtype)
+        return models_from_pipeline(pipe, "sd15-shaped (random)", device, dtype, clip, cache), pipe, "SD1.5-shaped random"
+    folder = ROOT / "models" / "diffusion"
+    label = str(folder)
+    if not (folder / "model_index.json").exists():
+        folder = build_tiny_diffusion(Path(tempfile.mkdtemp()) / "sd", seed=0, sample_size=16)
+        label = "tiny demo pipeline"
+    clip_dir = ROOT / "models" / "clip"
+    if not (clip_dir / "config.json").exists():
+        clip_dir = build_tiny_clip(Path(tempfile.mkdtemp()) / "clip", seed=0)
+    clip = load_clip(str(clip_dir), device, dtype)
+    models = load_diffusion_models(str(folder), device, dtype, clip=clip, cache_dir=cache)
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer,
+                                   unet=models.unet, scheduler=_scheduler(folder), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    return models, pipe, label
+
+
+def _scheduler(folder: Path):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sd15-shaped", action="store_true")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15-shaped, else 64)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    models, pipe, label = load(args, device, dtype)
+    clip = models.clip
+    size = args.size or (512 if args.sd15_shaped else 64)
+    params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,
+                             width=size, height=size, cfg_scale=7.5, sampler="dpmpp_2m", karras=True,
+                             cutn_overview="[8]*1000", cutn_inner="[0]*1000", cut_icgray_p="[0]*1000")
+    live = LiveParams(**params.model_dump(include=set(LiveParams.model_fields)))
+    rows: list[tuple[str, float, str]] = []
+
+    def ours(p: DiffusionParams, on_step=lambda s: None, with_clip: bool = False) -> Callable[[], object]:
+        m = models if with_clip else DiffusionModels(**{**models.__dict__, "clip": None})
+        lv = LiveParams(**p.model_dump(include=set(LiveParams.model_fields)))
+        return lambda: generate(m, p, live=lambda: lv, on_step=on_step)
+
+    def theirs(scheduler) -> Callable[[], object]:
+        pipe.scheduler = scheduler
+        gen = torch.Generator(device).manual_seed(1)
+        return lambda: pipe(params.prompt, negative_prompt=params.negative_prompt, num_inference_steps=args.steps,
+                            guidance_scale=params.cfg_scale, width=size, height=size, output_type="latent",
+                            generator=gen, return_dict=True)
+
+    t_plain = median_time(ours(params), device, args.repeats)
+    preview = lambda s: fast_preview(models.rgb_map, s.denoised)  # noqa: E731
+    t_prev = median_time(ours(params, preview), device, args.repeats)
+    t_score = median_time(ours(params, preview, with_clip=True), device, args.repeats)
+    rows += [("ours dpmpp_2m karras, no previews", t_plain, "1.00"),
+             ("ours + fast preview every step", t_prev, f"{t_prev / t_plain:.3f} vs no previews (goal <= 1.03)"),
+             ("ours + fast preview + CLIP score every step", t_score, f"{t_score / t_plain:.3f} vs no previews")]
+
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    cfg = pipe.scheduler.config
+    dpm = DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True, algorithm_type="dpmsolver++",
+                                                  solver_order=2)
+    t_dpm = median_time(theirs(dpm), device, args.repeats)
+    rows += [("diffusers DPMSolverMultistep karras", t_dpm, f"ours/diffusers {t_plain / t_dpm:.3f} (goal <= 1.0)")]
+    ddim_params = params.model_copy(update={"sampler": "ddim", "karras": False})
+    t_ours_ddim = median_time(ours(ddim_params), device, args.repeats)
+    t_ddim = median_time(theirs(DDIMScheduler.from_config(cfg)), device, args.repeats)
+    rows += [("ours ddim (model schedule)", t_ours_ddim, ""),
+             ("diffusers DDIMScheduler", t_ddim, f"ours/diffusers {t_ours_ddim / t_ddim:.3f} (goal <= 1.0)")]
+
+    n = 5
+    few = params.model_copy(update={"steps": n, "sampler": "euler"})
+    guided = few.model_copy(update={"clip_guidance_scale": 1000.0})
+    t_step = median_time(ours(few), device, args.repeats) / n
+    t_guided = median_time(ours(guided, with_clip=True), device, args.repeats) / n
+    rows += [("per step, plain (euler, cfg)", t_step, ""),
+             ("per step, CLIP-guided, 8 overview cutouts", t_guided, f"{t_guided / t_step:.2f}x a plain step")]
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {size}x{size}, "
+          f"{args.steps} steps, cfg {params.cfg_scale}; median of {args.repeats}")
+    print(f"{'case':48} {'seconds':>9}  ratio")
+    for case, t, note in rows:
+        print(f"{case:48} {t:9.4f}  {note}")
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
