@@ -90,6 +90,7 @@ def cfg_denoiser(model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: TextCo
     n = len(cond.weights)
     contexts = torch.cat([cond.uncond, cond.cond])  # [n + 1, L, D]
     only_cond = n == 1 and cond.weights[0] == 1.0
+    batched: dict[int, Tensor] = {}  # batch size -> contexts repeated for it
 
     def denoise(x: Tensor, sigma: Tensor) -> Tensor:
         s = _read(scale)
@@ -99,7 +100,7 @@ def cfg_denoiser(model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: TextCo
         if s == 1.0 and only_cond:
             return model(x, sigma, cond.cond.expand(b, -1, -1))
         out = model(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1),
-                    contexts.repeat_interleave(b, dim=0)).chunk(n + 1)
+                    batched.setdefault(b, contexts.repeat_interleave(b, dim=0))).chunk(n + 1)
         uncond = out[0]
         guided = uncond
         for w, branch in zip(cond.weights, out[1:]):

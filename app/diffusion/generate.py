@@ -22,6 +22,7 @@ from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
 from app.diffusion.samplers import run_sampler
+from app.diffusion.transfer import Pending, to_host_async
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
 
 
@@ -61,8 +62,8 @@ class StepInfo:
     total: int
     sigma: float  # the noise level the model saw at this step
     sigma_next: float  # the noise level of `latent`
-    latent: Tensor  # x after this step: what a rewind resumes from
-    denoised: Tensor  # the (guided) x0 estimate at this step
+    latent: Tensor  # x after this step, on the CPU: what a rewind resumes from
+    denoised: Tensor  # the (guided) x0 estimate at this step, on the CPU
     clip_score: float | None  # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean
 
 
@@ -115,13 +116,14 @@ def pil_to_tensor(image: Image.Image, width: int, height: int) -> Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
 
 
-def _score_fn(models: DiffusionModels, target: ClipTarget | None) -> Callable[[Tensor], float | None]:
+def _score_fn(models: DiffusionModels, target: ClipTarget | None) -> Callable[[Tensor], Tensor | None]:
+    """The per-step CLIP score, left on the device: CLIP on the fast preview of the x0 estimate."""
     if models.clip is None or target is None:
         return lambda denoised: None
 
-    def score(denoised: Tensor) -> float:
+    def score(denoised: Tensor) -> Tensor:
         images = models.rgb_map(denoised).add(1).div(2).clamp(0, 1)
-        return float(clip_score(models.clip, images, target).mean())
+        return clip_score(models.clip, images, target).mean()
 
     return score
 
@@ -132,7 +134,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
     """Sample one batch; returns the final latent [batch, C, h, w].
 
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
-    - `on_step` runs after every step; raising from it cancels the run.
+    - `on_step` gets every step, one step late (step i once step i + 1 is queued on the device),
+      with `latent` and `denoised` already copied to the CPU; raising from it cancels the run.
     - Resume: `start_latent` is StepInfo.latent of step `start_step`; the continuation equals the
       original for the same params. For dpmpp_2m pass that step's `denoised` as `start_denoised`
       too, or the multistep history restarts (the tail then differs slightly).
@@ -176,13 +179,26 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
                                models.clip, target)
         score = _score_fn(models, target)
 
-        def callback(d: dict) -> None:
-            on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
-                             latent=d["x"], denoised=d["denoised"], clip_score=score(d["denoised"])))
+        # Step i is reported once step i + 1 is queued, so waiting for its copies never idles the GPU.
+        held: list[tuple[dict, Pending]] = []
 
-        return run_sampler(params.sampler, denoiser, x, sigmas, callback=callback, start_index=first,
-                           eta=lambda: live().eta, noise=step_noise(seeds, shape, device),
-                           old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
+        def report(d: dict, pending: Pending) -> None:
+            latent, denoised, score_t = pending.wait()
+            on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
+                             latent=latent, denoised=denoised,
+                             clip_score=None if score_t is None else float(score_t)))
+
+        def callback(d: dict) -> None:
+            held.append((d, to_host_async(d["x"], d["denoised"], score(d["denoised"]))))
+            if len(held) == 2:
+                report(*held.pop(0))
+
+        x = run_sampler(params.sampler, denoiser, x, sigmas, callback=callback, start_index=first,
+                        eta=lambda: live().eta, noise=step_noise(seeds, shape, device),
+                        old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
+        if held:
+            report(*held.pop())
+        return x
 
 
 def decode_to_pil(models: DiffusionModels, latent: Tensor) -> list[Image.Image]:
@@ -191,12 +207,12 @@ def decode_to_pil(models: DiffusionModels, latent: Tensor) -> list[Image.Image]:
 
 
 def preview_rgb(models: DiffusionModels, denoised: Tensor, full: bool = False) -> np.ndarray:
-    """uint8 H x W x 3 of an x0 estimate: a VAE decode, or the fast map at latent resolution.
+    """uint8 H x W x 3 of an x0 estimate: a VAE decode, or the fast map at latent resolution
+    (computed where `denoised` lives, so a CPU copy costs the device nothing).
     A batch comes back as a grid (4 per row)."""
-    latent = denoised.to(models.device)
     if full:
-        return previews.to_uint8_hwc(previews.full_decode(models.vae, latent))
-    return previews.fast_preview(models.rgb_map, latent)
+        return previews.to_uint8_hwc(previews.full_decode(models.vae, denoised.to(models.device)))
+    return previews.fast_preview(models.rgb_map, denoised)
 
 
 def clip_score_pil(clip: ClipBackend, image: Image.Image, prompt: str) -> float:
