@@ -8,6 +8,17 @@ Rows, each the median of --repeats runs after one warm-up, all measured in this 
   ours dpmpp_2m + karras vs diffusers' StableDiffusionPipeline + DPMSolverMultistepScheduler(karras);
   ours ddim vs diffusers + DDIMScheduler (same steps, size, cfg; both stop at the latent);
   one CLIP-guided step (8 cutouts) vs one plain step.
+
+Measured 2026-11-23 on one H100 (fp16), SD1.5-shaped random weights, 512x512, 20 steps, cfg 7.5,
+median of 3, cases run one after another (before the round-robin order above; runs on fresh
+machines differed by ~15% in absolute time, so read the ratios as +-5%):
+  fast preview every step / none      1.086   (1.191 before steps were reported one step late)
+  + CLIP score (ViT-B/32-shaped)      1.511
+  ours dpmpp_2m / diffusers DPM++ 2M  0.905   (1.065 in the earlier run)
+  ours ddim / diffusers DDIM          0.998   (0.982)
+  CLIP-guided step / plain step       1.94x   (3.32x)
+Tiny demo pipeline, 64x64: preview 0.940, ours/diffusers 1.235 (DPM) and 0.822 (DDIM): launch-bound
+and noise-dominated at that size.
 """
 
 from __future__ import annotations
@@ -35,16 +46,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_times(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds per case; the repeats run round-robin so clock drift hits every case alike."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for fn in cases.values():
         fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    sync(device)
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def sd15_shaped_pipeline(dtype: torch.dtype, device: torch.device):
@@ -137,8 +151,6 @@ def main() -> None:
     params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,
                              width=size, height=size, cfg_scale=7.5, sampler="dpmpp_2m", karras=True,
                              cutn_overview="[8]*1000", cutn_inner="[0]*1000", cut_icgray_p="[0]*1000")
-    live = LiveParams(**params.model_dump(include=set(LiveParams.model_fields)))
-    rows: list[tuple[str, float, str]] = []
 
     def ours(p: DiffusionParams, on_step=lambda s: None, with_clip: bool = False) -> Callable[[], object]:
         m = models if with_clip else DiffusionModels(**{**models.__dict__, "clip": None})
@@ -146,40 +158,46 @@ def main() -> None:
         return lambda: generate(m, p, live=lambda: lv, on_step=on_step)
 
     def theirs(scheduler) -> Callable[[], object]:
-        pipe.scheduler = scheduler
         gen = torch.Generator(device).manual_seed(1)
-        return lambda: pipe(params.prompt, negative_prompt=params.negative_prompt, num_inference_steps=args.steps,
-                            guidance_scale=params.cfg_scale, width=size, height=size, output_type="latent",
-                            generator=gen, return_dict=True)
 
-    t_plain = median_time(ours(params), device, args.repeats)
-    preview = lambda s: fast_preview(models.rgb_map, s.denoised)  # noqa: E731
-    t_prev = median_time(ours(params, preview), device, args.repeats)
-    t_score = median_time(ours(params, preview, with_clip=True), device, args.repeats)
-    rows += [("ours dpmpp_2m karras, no previews", t_plain, "1.00"),
-             ("ours + fast preview every step", t_prev, f"{t_prev / t_plain:.3f} vs no previews (goal <= 1.03)"),
-             ("ours + fast preview + CLIP score every step", t_score, f"{t_score / t_plain:.3f} vs no previews")]
+        def call() -> object:
+            pipe.scheduler = scheduler
+            return pipe(params.prompt, negative_prompt=params.negative_prompt, num_inference_steps=args.steps,
+                        guidance_scale=params.cfg_scale, width=size, height=size, output_type="latent",
+                        generator=gen, return_dict=True)
+
+        return call
 
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     cfg = pipe.scheduler.config
     dpm = DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True, algorithm_type="dpmsolver++",
                                                   solver_order=2)
-    t_dpm = median_time(theirs(dpm), device, args.repeats)
-    rows += [("diffusers DPMSolverMultistep karras", t_dpm, f"ours/diffusers {t_plain / t_dpm:.3f} (goal <= 1.0)")]
-    ddim_params = params.model_copy(update={"sampler": "ddim", "karras": False})
-    t_ours_ddim = median_time(ours(ddim_params), device, args.repeats)
-    t_ddim = median_time(theirs(DDIMScheduler.from_config(cfg)), device, args.repeats)
-    rows += [("ours ddim (model schedule)", t_ours_ddim, ""),
-             ("diffusers DDIMScheduler", t_ddim, f"ours/diffusers {t_ours_ddim / t_ddim:.3f} (goal <= 1.0)")]
-
+    ddim = DDIMScheduler.from_config(cfg)
+    preview = lambda s: fast_preview(models.rgb_map, s.denoised)  # noqa: E731
     n = 5
     few = params.model_copy(update={"steps": n, "sampler": "euler"})
-    guided = few.model_copy(update={"clip_guidance_scale": 1000.0})
-    t_step = median_time(ours(few), device, args.repeats) / n
-    t_guided = median_time(ours(guided, with_clip=True), device, args.repeats) / n
-    rows += [("per step, plain (euler, cfg)", t_step, ""),
-             ("per step, CLIP-guided, 8 overview cutouts", t_guided, f"{t_guided / t_step:.2f}x a plain step")]
+    t = median_times({
+        "plain": ours(params),
+        "preview": ours(params, preview),
+        "score": ours(params, preview, with_clip=True),
+        "dpm": theirs(dpm),
+        "ours_ddim": ours(params.model_copy(update={"sampler": "ddim", "karras": False})),
+        "ddim": theirs(ddim),
+        "step": ours(few),
+        "guided": ours(few.model_copy(update={"clip_guidance_scale": 1000.0}), with_clip=True),
+    }, device, args.repeats)
+    step, guided = t["step"] / n, t["guided"] / n
+    rows = [
+        ("ours dpmpp_2m karras, no previews", t["plain"], "1.00"),
+        ("ours + fast preview every step", t["preview"], f"{t['preview'] / t['plain']:.3f} vs no previews (goal <= 1.03)"),
+        ("ours + fast preview + CLIP score every step", t["score"], f"{t['score'] / t['plain']:.3f} vs no previews"),
+        ("diffusers DPMSolverMultistep karras", t["dpm"], f"ours/diffusers {t['plain'] / t['dpm']:.3f} (goal <= 1.0)"),
+        ("ours ddim (model schedule)", t["ours_ddim"], ""),
+        ("diffusers DDIMScheduler", t["ddim"], f"ours/diffusers {t['ours_ddim'] / t['ddim']:.3f} (goal <= 1.0)"),
+        ("per step, plain (euler, cfg)", step, ""),
+        ("per step, CLIP-guided, 8 overview cutouts", guided, f"{guided / step:.2f}x a plain step"),
+    ]
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {size}x{size}, "
