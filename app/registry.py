@@ -25,7 +25,7 @@ class Models:
     dtype: torch.dtype
     diffusion: Any  # app.diffusion.generate.DiffusionModels
     clip: ClipBackend | None
-    gan: Any | None  # app.gan.engine.GanModel
+    gan: Any | None  # app.engine.gan_runner.GanModel
     names: dict[str, str | None] = field(default_factory=dict)
     demo: bool = False
 
@@ -80,7 +80,7 @@ def load_models(settings: Settings) -> Models:
     gan = None
     gan_name = settings.gan_model or None
     if gan_name and Path(gan_name).exists():
-        from app.gan.engine import load_gan_model
+        from app.engine.gan_runner import load_gan_model
 
         log.info("loading GAN %s", gan_name)
         gan = load_gan_model(gan_name, device, clip=clip)
