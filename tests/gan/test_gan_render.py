@@ -66,12 +66,12 @@ def test_clip_search_lowers_the_loss(G, clip) -> None:
     text = clip.encode_text(["a red square"])
     w0 = truncate(G, seed_to_w(G, 3), 0.7)
     seen: list[tuple[int, tuple, float]] = []
-    res = clip_search(G, clip, text, w0, steps=12, lr=0.05, pull=0.0, cutn=4,
+    res = clip_search(G, clip, text, w0, steps=8, lr=0.05, pull=0.0, cutn=4,
                       callback=lambda i, img, loss: seen.append((i, tuple(img.shape), loss)),
                       generator=torch.Generator().manual_seed(0))
-    assert [s[0] for s in seen] == list(range(12)) and seen[0][1] == (1, 32, 32, 3)
+    assert [s[0] for s in seen] == list(range(8)) and seen[0][1] == (1, 32, 32, 3)
     assert not res.stopped and res.ws.shape == (1, G.num_ws, G.w_dim) and not res.ws.requires_grad
-    assert min(res.losses[-3:]) < res.losses[0]
+    assert min(res.losses[-3:]) < res.losses[0] - 0.02  # observed drop ~0.1-0.2 over 8 steps
     assert all(p.grad is None for p in G.parameters())
 
 
