@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from app.gan.convert import CONFIG_NAME, WEIGHTS_NAME, convert_main, load_generator
 
 
-def test_convert_round_trip(gan_set, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_round_trip(gan_set, reference_cases, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gan"
     assert convert_main([str(gan_set.pickle_file), str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -24,10 +24,7 @@ def test_convert_round_trip(gan_set, tmp_path: Path, capsys: pytest.CaptureFixtu
 
     G = load_generator(out, "cpu")
     assert not G.training and not any(p.requires_grad for p in G.parameters())
-    r = gan_set.r
-    with torch.no_grad():
-        img = G(r("z"), r("c"), truncation_psi=0.7, noise_mode="const", force_fp32=True)
-    torch.testing.assert_close(img, r("img_psi07"), atol=1e-4, rtol=0)
+    reference_cases(G, gan_set)
 
     assert convert_main([str(gan_set.pickle_file), str(out)]) == 1  # no silent overwrite
     assert "already holds" in capsys.readouterr().out

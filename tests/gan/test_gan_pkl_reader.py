@@ -36,15 +36,9 @@ def test_g_and_d_on_request(gan_set) -> None:
     assert g.keys() == g_ema.keys() and any(not torch.equal(g[k], g_ema[k]) for k in g)
 
 
-def test_model_built_from_pickle_kwargs_matches_references(gan_set) -> None:
+def test_model_built_from_pickle_kwargs_matches_references(gan_set, reference_cases) -> None:
     rec = read_network_pkl(gan_set.pickle_file)["G_ema"]
-    G = build_generator(generator_kwargs(rec), rec.state_dict)
-    r = gan_set.r
-    with torch.no_grad():
-        ws = G.mapping(r("z"), r("c"), truncation_psi=0.7)
-        img = G.synthesis(ws, noise_mode="const", force_fp32=True)
-    torch.testing.assert_close(ws, r("ws_psi07"), atol=1e-4, rtol=0)
-    torch.testing.assert_close(img, r("img_psi07"), atol=1e-4, rtol=0)
+    reference_cases(build_generator(generator_kwargs(rec), rec.state_dict), gan_set)
 
 
 def test_numpy_scalars_and_easydicts_become_plain_python(gan_sets) -> None:
