@@ -108,3 +108,9 @@ def test_refuses_objects_that_are_not_plain_data() -> None:
     pickle.dump({"G_ema": torch.nn.Linear(2, 2)}, buf)
     with pytest.raises(UnsafePickleError, match="refused global 'torch.nn"):
         read_network_pkl(buf.getvalue())
+
+
+def test_protocol_3_sets_and_ordered_dicts_are_plain_data() -> None:
+    # Python 3.7-era snapshots are protocol 3, where a set is spelled builtins.set(list).
+    data = {"_non_persistent_buffers_set": {"a", "b"}, "_buffers": OrderedDict(x=None), "f": frozenset([1])}
+    assert safe_unpickle(pickle.dumps(data, protocol=3)) == data
