@@ -1,0 +1,97 @@
+// Wires the socket, the two panels and the gallery together.
+import { fetchInfo } from './api.js';
+import { DiffusionPanel } from './diffusion.js';
+import { GalleryView } from './gallery.js';
+import { GanPanel } from './gan.js';
+import { RunStore } from './runs.js';
+import { $, showError } from './ui.js';
+import { Socket } from './ws.js';
+
+const runs = new RunStore((url) => URL.revokeObjectURL(url));
+const promptText = () => $('prompt').value;
+const engineOf = new Map(); // run id -> engine, learned from `queued` / `started` / frame metadata
+
+let diffusion;
+let gan;
+
+const socket = new Socket({
+  onState(state) {
+    const conn = $('conn');
+    conn.dataset.state = state;
+    conn.textContent = { open: 'connected', connecting: 'connecting…', closed: 'disconnected — retrying' }[state];
+  },
+  onEvent(ev) {
+    if (ev.engine && ev.run_id) engineOf.set(ev.run_id, ev.engine);
+    if (ev.type === 'error') showError(ev.message || 'unknown error', ev.code);
+    const engine = engineOf.get(ev.run_id) ?? ev.engine;
+    if (engine === 'gan') gan.onEvent(ev);
+    else if (engine === 'diffusion' || ev.run_id) diffusion.onEvent(ev);
+    if (ev.type === 'done') gallery.refresh();
+    refreshButtons();
+  },
+  onFrame(frame) {
+    const engine = frame.meta.engine ?? engineOf.get(frame.meta.run_id) ?? 'diffusion';
+    if (engine === 'gan') gan.onFrame(frame);
+    else diffusion.onFrame(frame);
+  },
+});
+
+diffusion = new DiffusionPanel(socket, runs);
+gan = new GanPanel(socket, runs, promptText);
+const gallery = new GalleryView((item) => {
+  const params = item.params || {};
+  if (typeof params.prompt === 'string') $('prompt').value = params.prompt;
+  if (item.engine === 'gan') {
+    gan.applySettings(params, item.seed);
+  } else {
+    $('negative_prompt').value = params.negative_prompt ?? '';
+    diffusion.applySettings(params, item.seed);
+  }
+});
+
+function refreshButtons() {
+  const busy = Boolean(diffusion.activeRun) || runs.list('gan').some((r) => r.active);
+  $('cancel').disabled = !busy;
+}
+
+$('generate').addEventListener('click', () => diffusion.generate(promptText(), $('negative_prompt').value));
+$('both').addEventListener('click', () => {
+  if (!diffusion.generate(promptText(), $('negative_prompt').value)) return;
+  if (gan.loaded) gan.request(1);
+  else showError('no GAN model loaded: ran Diffusion only');
+});
+$('cancel').addEventListener('click', () => {
+  diffusion.cancel();
+  gan.cancel();
+});
+$('prompt').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) $('generate').click();
+});
+
+function describeModels(info) {
+  const names = [];
+  const m = info.models || info;
+  for (const key of ['diffusion', 'clip', 'gan']) {
+    const v = m[key];
+    if (v) names.push(`${key}: ${typeof v === 'string' ? v : v.name || v.id || 'loaded'}`);
+  }
+  return names.join(' · ');
+}
+
+async function loadInfo() {
+  try {
+    const info = await fetchInfo();
+    $('demo-banner').hidden = !info.demo;
+    $('models').textContent = describeModels(info);
+    diffusion.applyInfo(info);
+    gan.applyInfo(info);
+  } catch (err) {
+    showError(`Could not read /api/info: ${err.message}`);
+    gan.setLoaded(false, 'no GAN model loaded');
+  }
+}
+
+socket.connect();
+loadInfo();
+gallery.refresh();
+window.noisescope = { socket, runs, diffusion, gan, gallery };
