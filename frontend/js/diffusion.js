@@ -69,12 +69,20 @@ export class DiffusionPanel {
     if (run) this.socket.send({ type: 'cancel', run_id: run.id });
   }
 
-  /** `rewind`: a new branch continues from the viewed step of the viewed run. */
+  /** `rewind`: a new branch continues from the viewed step of the viewed run with the current sliders. */
   fork() {
     const run = this.runs.get(this.viewed);
     if (!run) return;
     const step = this.follow ? run.index : this.scrubStep;
-    this.socket.send({ type: 'rewind', run_id: run.id, step });
+    if (step >= run.total) {
+      showError('Pick an earlier step on the timeline to fork from.');
+      return;
+    }
+    // A fork's early steps live in its parent's history, and the server forks with the parent's
+    // live params: bring those up to date with the sliders first.
+    const owner = this.runs.owner(run.id, step) ?? run;
+    this.socket.send({ type: 'update', run_id: owner.id, params: this.#liveValues() });
+    this.socket.send({ type: 'rewind', run_id: owner.id, step });
   }
 
   /** Restore the controls from a gallery item's params. */
@@ -109,7 +117,8 @@ export class DiffusionPanel {
         break;
       case 'done':
         if (!run) return;
-        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms, clipScore: ev.clip_score });
+        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms });
+        if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
         run.index = run.total || run.index;
         if (ev.seed !== undefined) run.seed = ev.seed;
         run.finalUrl = ev.url;
@@ -154,7 +163,7 @@ export class DiffusionPanel {
     $('d-clip').textContent = fmtScore(run.clipScore);
     $('d-seed').textContent = run.seed ?? '–';
     setProgress($('d-progress'), run.index, total);
-    $('d-fork').disabled = run.index === 0 || step > run.index;
+    $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
 
     let frame;
     if (this.follow) {
@@ -206,6 +215,11 @@ export class DiffusionPanel {
     return DIFFUSION_GROUPS.map((g) => (g.legend === 'Init image' ? { ...g, extra } : g));
   }
 
+  #liveValues() {
+    const values = this.controls.values();
+    return Object.fromEntries(Object.entries(values).filter(([k]) => LIVE_KEYS.has(k)));
+  }
+
   #changed(key, value, spec) {
     if (key === 'steps') this.controls.setRange('skip_steps', { max: value });
     if (!spec.live || !LIVE_KEYS.has(key)) return;
@@ -240,7 +254,7 @@ export class DiffusionPanel {
 
   #requestPreview(runId, step) {
     const owner = this.runs.owner(runId, step);
-    if (!owner || step > owner.index) return;
+    if (!owner || step < 1 || step > owner.index) return; // step 0 (pure noise) has no preview
     const key = `${owner.id}:${step}`;
     if (this.requested.has(key)) return;
     clearTimeout(this.previewTimer);
@@ -257,7 +271,7 @@ export class DiffusionPanel {
     const order = new Map(list.map((r, i) => [r.id, i + 1]));
     box.replaceChildren(...list.map((r) => {
       const mark = { queued: '…', running: '▶', done: '✓', cancelled: '■', error: '!' }[r.status] || '';
-      const fork = r.parent && order.has(r.parent) ? ` ⑂#${order.get(r.parent)}@${r.fromStep}` : '';
+      const fork = r.parent && order.has(r.parent) ? ` ↳ #${order.get(r.parent)}@${r.fromStep}` : '';
       const chip = el('button', { type: 'button', class: 'branch', text: `#${order.get(r.id)}${fork} ${mark}`,
                                   title: `run ${r.id}` });
       chip.setAttribute('aria-current', String(r.id === this.viewed));

@@ -1,5 +1,5 @@
 // The GAN panel: every slider change sends `generate_gan` at once (the server keeps the newest).
-import { ControlSet } from './controls.js';
+import { ControlSet, randomSeed } from './controls.js';
 import { mimeFor } from './protocol.js';
 import { GAN_GROUPS, ganParams } from './specs.js';
 import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
@@ -51,6 +51,8 @@ export class GanPanel {
       if (!quiet) showError('no GAN model loaded');
       return false;
     }
+    // A fixed seed keeps a dragged slider on the same image.
+    if (this.controls.get('seed') === null) this.controls.set({ seed: randomSeed() });
     const params = ganParams(this.controls.values(), this.prompt(), grid);
     if (!this.socket.send({ type: 'generate_gan', params })) {
       if (!quiet) showError('Not connected to the server.');
@@ -88,7 +90,8 @@ export class GanPanel {
         break;
       case 'done':
         if (!run) return;
-        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms, clipScore: ev.clip_score });
+        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms });
+        if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
         run.index = run.total;
         if (ev.seed !== undefined) run.seed = ev.seed;
         break;
