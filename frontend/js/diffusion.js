@@ -158,10 +158,10 @@ export class DiffusionPanel {
     this.scrub.max = String(total);
     this.scrub.value = String(step);
     $('d-scrub-label').textContent = `step ${step}/${total}`;
-    $('d-steps').textContent = `${run.index}/${total}`;
-    $('d-time').textContent = fmtMs(run.elapsedMs);
-    $('d-clip').textContent = fmtScore(run.clipScore);
-    $('d-seed').textContent = run.seed ?? '–';
+    $('d-stat-steps').textContent = `${run.index}/${total}`;
+    $('d-stat-time').textContent = fmtMs(run.elapsedMs);
+    $('d-stat-clip').textContent = fmtScore(run.clipScore);
+    $('d-stat-seed').textContent = run.seed ?? '–';
     setProgress($('d-progress'), run.index, total);
     $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
 

@@ -123,10 +123,10 @@ export class GanPanel {
     const run = this.runs.get(this.latest);
     $('gan-panel').dataset.busy = String(this.runs.list('gan').some((r) => r.active));
     if (!run) return;
-    $('g-time').textContent = fmtMs(run.elapsedMs);
-    $('g-steps').textContent = run.total ? `${run.index}/${run.total}` : '–';
-    $('g-clip').textContent = fmtScore(run.clipScore);
-    $('g-seed').textContent = run.seed ?? '–';
+    $('g-stat-time').textContent = fmtMs(run.elapsedMs);
+    $('g-stat-steps').textContent = run.total ? `${run.index}/${run.total}` : '–';
+    $('g-stat-clip').textContent = fmtScore(run.clipScore);
+    $('g-stat-seed').textContent = run.seed ?? '–';
     setProgress($('g-progress'), run.total ? run.index : run.status === 'done' ? 1 : 0, run.total || 1);
     const frame = run.latestFrame ?? [...this.runs.list('gan')].reverse().find((r) => r.latestFrame)?.latestFrame;
     if (frame) {
