@@ -40,7 +40,7 @@ export class GanPanel {
     const gan = info?.gan ?? info?.models?.gan ?? null;
     this.setLoaded(Boolean(gan));
     const layers = gan?.num_ws ?? gan?.mix_layers;
-    if (layers) this.controls.setRange('mix_layer', { max: layers });
+    if (layers) this.controls.setRange('mix_layer', { max: layers - 1 });
     const defaults = info?.defaults?.gan ?? info?.default_params?.gan;
     if (defaults && typeof defaults === 'object') this.controls.set(defaults);
   }

@@ -113,3 +113,27 @@ def test_use_these_settings_restores_controls(server: str, page) -> None:  # noq
     assert page.input_value("#d-seed") == "1234"
     assert page.input_value("#d-sampler") == "euler_a"
     assert page.input_value("#d-steps") == "6"
+
+
+def test_scrub_and_fork_keeps_both_branches(server: str, page) -> None:  # noqa: ANN001
+    page.goto(server + "/")
+    page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    page.fill("#prompt", "a lighthouse")
+    page.eval_on_selector("#d-steps", "el => { el.value = 8; el.dispatchEvent(new Event('input')); }")
+    page.click("#generate")
+    page.wait_for_selector("#gallery .card", timeout=120_000)
+
+    page.eval_on_selector("#d-scrub", "el => { el.value = 3; el.dispatchEvent(new Event('input')); }")
+    assert page.inner_text("#d-scrub-label") == "step 3/8"
+    page.eval_on_selector("#d-cfg_scale", "el => { el.value = 9; el.dispatchEvent(new Event('input')); }")
+    page.click("#d-fork")
+    page.wait_for_function("() => document.querySelectorAll('#gallery .card').length === 2", timeout=120_000)
+    chips = page.locator("#d-branches .branch").all_inner_texts()
+    assert len(chips) == 2 and "#1@3" in chips[1], chips
+    newest = page.locator("#gallery .card").first.inner_text()
+    assert "cfg 9" in newest, newest
+
+    page.click("#d-branches .branch >> nth=0")  # the earlier branch is still viewable
+    page.eval_on_selector("#d-scrub", "el => { el.value = 6; el.dispatchEvent(new Event('input')); }")
+    page.wait_for_function("() => document.getElementById('d-image').src.startsWith('blob:')")
+    assert page.inner_text("#errors").strip() == ""
