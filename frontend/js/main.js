@@ -1,4 +1,8 @@
 // Wires the socket, the two panels and the gallery together.
+//   protocol.js  binary frame codec (docs/protocol.md)     ws.js        the one websocket client
+//   api.js       HTTP: info, uploads, gallery               runs.js      per-run frame caches and forks
+//   specs.js     control specs and message params           controls.js  specs -> inputs
+//   diffusion.js / gan.js / gallery.js  the three areas      plot.js, ui.js  drawing and DOM helpers
 import { fetchInfo } from './api.js';
 import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
@@ -19,6 +23,7 @@ const socket = new Socket({
     const conn = $('conn');
     conn.dataset.state = state;
     conn.textContent = { open: 'connected', connecting: 'connecting…', closed: 'disconnected — retrying' }[state];
+    if (state === 'closed') dropActiveRuns();
   },
   onEvent(ev) {
     if (ev.engine && ev.run_id) engineOf.set(ev.run_id, ev.engine);
@@ -48,6 +53,17 @@ const gallery = new GalleryView((item) => {
     diffusion.applySettings(params, item.seed);
   }
 });
+
+/** The server cancels a page's runs when its socket closes; show them as stopped. */
+function dropActiveRuns() {
+  const active = [...runs.runs.values()].filter((r) => r.active);
+  if (!active.length) return;
+  for (const run of active) run.status = 'cancelled';
+  showError('Connection to the server lost: running jobs were stopped.');
+  diffusion.render();
+  gan.show();
+  refreshButtons();
+}
 
 function refreshButtons() {
   const busy = Boolean(diffusion.activeRun) || runs.list('gan').some((r) => r.active);
