@@ -84,21 +84,27 @@ $('prompt').addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) $('generate').click();
 });
 
+/** "diffusion: sd15 · clip: vit-b-32 · gan: ffhq" (last path parts; full names in the tooltip). */
 function describeModels(info) {
-  const names = [];
-  const m = info.models || info;
+  const short = [];
+  const full = [];
   for (const key of ['diffusion', 'clip', 'gan']) {
-    const v = m[key];
-    if (v) names.push(`${key}: ${typeof v === 'string' ? v : v.name || v.id || 'loaded'}`);
+    const v = info[key];
+    const name = typeof v === 'string' ? v : v?.name;
+    if (!name) continue;
+    short.push(`${key}: ${name.replace(/[\\/]+$/, '').split(/[\\/]/).pop()}`);
+    full.push(`${key}: ${name}`);
   }
-  return names.join(' · ');
+  return { text: short.join(' · '), title: full.join('\n') };
 }
 
 async function loadInfo() {
   try {
     const info = await fetchInfo();
     $('demo-banner').hidden = !info.demo;
-    $('models').textContent = describeModels(info);
+    const models = describeModels(info);
+    $('models').textContent = models.text;
+    $('models').title = models.title;
     diffusion.applyInfo(info);
     gan.applyInfo(info);
   } catch (err) {
