@@ -21,7 +21,8 @@ from app.clip import ClipBackend
 from app.engine.images import encode, grid
 from app.engine.jobs import Job
 from app.engine.live import RunCancelled
-from app.gan.networks import Generator, mix_styles, truncate, z_from_seed
+from app.gan.networks import Generator, mix_styles
+from app.gan.render import clip_search, render, seed_to_w, truncate
 from app.store.gallery import Gallery, ImageRecord
 
 W_CACHE = 256
@@ -63,9 +64,9 @@ def load_gan_model(folder: str | Path, device: torch.device, clip: ClipBackend |
     return GanModel(G, device, clip, str(folder))
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, 3, H, W] in about [-1, 1] -> uint8 [N, H, W, 3]."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """uint8 [N, H, W, C] (render's output) -> PIL images."""
+    return [Image.fromarray(a) for a in images.cpu().numpy()]
 
 
 class GanRunner:
@@ -81,9 +82,7 @@ class GanRunner:
         """Un-truncated ws [1, num_ws, w_dim] for a seed and prompt (cached)."""
         key = (seed, prompt if self.model.G.c_dim else "")
         if key not in self._w_cache:
-            G = self.model.G
-            z = z_from_seed(seed, G.z_dim).to(self.model.device)
-            self._w_cache[key] = G.mapping(z, self.model.condition(prompt), truncation_psi=1.0)
+            self._w_cache[key] = seed_to_w(self.model.G, seed, self.model.condition(prompt))
             while len(self._w_cache) > W_CACHE:
                 self._w_cache.popitem(last=False)
         self._w_cache.move_to_end(key)
@@ -94,16 +93,11 @@ class GanRunner:
         if p.mix_seed is not None and p.mix_layer >= G.num_ws:
             raise GanInputError(f"mix_layer must be below {G.num_ws} for this generator")
         ws = torch.cat([self.w_for(seed + i, p.prompt) for i in range(p.grid)])
-        ws = truncate(G.mapping.w_avg, ws, p.truncation_psi, p.truncation_cutoff)
+        ws = truncate(G, ws, p.truncation_psi, p.truncation_cutoff)
         if p.mix_seed is not None:
-            other = truncate(G.mapping.w_avg, self.w_for(p.mix_seed, p.prompt), p.truncation_psi, p.truncation_cutoff)
+            other = truncate(G, self.w_for(p.mix_seed, p.prompt), p.truncation_psi, p.truncation_cutoff)
             ws = mix_styles(ws, other.expand_as(ws), p.mix_layer)
         return ws
-
-    @torch.no_grad()
-    def render(self, ws: torch.Tensor, noise_mode: str) -> list[Image.Image]:
-        images = self.model.G.synthesis(ws, noise_mode=noise_mode, force_fp32=self.model.device.type == "cpu")
-        return [Image.fromarray(a) for a in to_uint8(images)]
 
     def run(self, job: Job) -> None:
         p: GanParams = job.params  # type: ignore[assignment]
@@ -114,6 +108,8 @@ class GanRunner:
         t0 = time.perf_counter()
         try:
             ws = self.styles(p, seed)
+            if p.search_steps and (self.model.clip is None or not p.prompt.strip()):
+                raise GanInputError("CLIP search needs a prompt and a CLIP model")
         except GanInputError as exc:
             job.sink.send({"type": "error", "code": "bad_request", "run_id": job.run_id, "message": str(exc)})
             return
@@ -127,7 +123,7 @@ class GanRunner:
             except RunCancelled:
                 job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": 0})
                 return
-        images = self.render(ws, p.noise_mode)
+        images = to_pil(render(self.model.G, ws, p.noise_mode))
         elapsed = (time.perf_counter() - t0) * 1000
         score = self._clip_score(images, p.prompt)
         if not p.search_steps:
@@ -155,11 +151,8 @@ class GanRunner:
         return round(float((clip.encode_image(pixels) @ text.T).mean()), 4)
 
     def _search(self, job: Job, p: GanParams, ws: torch.Tensor, t0: float) -> torch.Tensor:
-        from app.gan.render import clip_search
-
         clip = self.model.clip
-        if clip is None or not p.prompt.strip():
-            raise GanInputError("CLIP search needs a prompt and a CLIP model")
+        assert clip is not None
         text = clip.encode_text([p.prompt])
 
         def on_iter(i: int, image: torch.Tensor, loss: float) -> bool:
@@ -167,12 +160,12 @@ class GanRunner:
             elapsed = (time.perf_counter() - t0) * 1000
             job.sink.send({"type": "step", "run_id": job.run_id, "index": i + 1, "total": p.search_steps,
                            "sigma": round(float(loss), 5), "elapsed_ms": round(elapsed, 1), "clip_score": None})
-            frames = [Image.fromarray(a) for a in to_uint8(image.detach())]
-            self.encoder.submit(self._send_preview, job, i + 1, frames)
+            self.encoder.submit(self._send_preview, job, i + 1, to_pil(image))
             return True
 
-        return clip_search(self.model.G, clip, text, ws, steps=p.search_steps, lr=p.search_lr, pull=p.search_pull,
-                           cutn=p.search_cutn, noise_mode=p.noise_mode, callback=on_iter)
+        result = clip_search(self.model.G, clip, text, ws, steps=p.search_steps, lr=p.search_lr, pull=p.search_pull,
+                             cutn=p.search_cutn, noise_mode=p.noise_mode, callback=on_iter)
+        return result.ws.detach()
 
     def _send_preview(self, job: Job, index: int, frames: list[Image.Image]) -> None:
         image = frames[0] if len(frames) == 1 else grid(frames)
