@@ -75,7 +75,7 @@ def load_models(settings: Settings) -> Models:
     log.info("loading CLIP %s on %s", clip_name, device)
     clip = load_clip(clip_name, device, dtype)
     log.info("loading diffusion pipeline %s on %s (%s)", diffusion_name, device, dtype)
-    diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip)
+    diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip, cache_dir=settings.data_dir / "cache")
 
     gan = None
     gan_name = settings.gan_model or None
