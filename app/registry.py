@@ -29,6 +29,10 @@ class Models:
     names: dict[str, str | None] = field(default_factory=dict)
     demo: bool = False
 
+    def public_names(self) -> dict[str, str | None]:
+        """Model ids safe to write into shared PNGs: hub ids as given, local folders by their name."""
+        return {k: (Path(v).name if v and Path(v).exists() else v) for k, v in self.names.items()}
+
     def info(self) -> dict[str, Any]:
         return {
             "device": str(self.device),

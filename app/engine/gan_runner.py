@@ -133,12 +133,13 @@ class GanRunner:
                              timings={"total_ms": round(elapsed, 1), "steps": total,
                                       "ms_per_step": round(elapsed / total, 2)})
         final = images[0] if len(images) == 1 else grid(images)
-        image_id = self.gallery.add(final, record)
+        image_id = self.gallery.add(final, record) if p.save else None
         meta = {"run_id": job.run_id, "step": total, "width": final.width, "height": final.height,
                 "format": "png", "engine": "gan", "image_id": image_id}
         self.encoder.submit(lambda: job.sink.image(meta, encode(final, "png"), "final")).result()
         job.sink.send({"type": "done", "run_id": job.run_id, "engine": "gan", "image_id": image_id,
-                       "image_ids": [image_id], "url": f"/api/gallery/{image_id}.png",
+                       "image_ids": [image_id] if image_id else [],
+                       "url": f"/api/gallery/{image_id}.png" if image_id else None,
                        "elapsed_ms": round(elapsed, 1), "clip_score": score, "seed": seed, "params": p.model_dump()})
 
     @torch.no_grad()

@@ -38,7 +38,7 @@ class Studio:
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="noisescope-encoder")
         self.uploads = settings.data_dir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
-        ids = models.info()
+        ids = models.public_names()
         self.diffusion = DiffusionRunner(models.diffusion, self.history, gallery, self.encoder, self.uploads, ids)
         self.gan = None
         if models.gan is not None:

@@ -53,7 +53,7 @@ export class GanPanel {
     }
     // A fixed seed keeps a dragged slider on the same image.
     if (this.controls.get('seed') === null) this.controls.set({ seed: randomSeed() });
-    const params = ganParams(this.controls.values(), this.prompt(), grid);
+    const params = ganParams(this.controls.values(), this.prompt(), grid, !quiet);
     if (!this.socket.send({ type: 'generate_gan', params })) {
       if (!quiet) showError('Not connected to the server.');
       return false;

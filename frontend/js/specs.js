@@ -86,9 +86,9 @@ export function diffusionParams(values, prompt, negative, initImage) {
   return params;
 }
 
-/** GanParams for a `generate_gan` message. */
-export function ganParams(values, prompt, grid = 1) {
-  const params = { prompt, grid };
+/** GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery. */
+export function ganParams(values, prompt, grid = 1, save = true) {
+  const params = { prompt, grid, save };
   for (const group of GAN_GROUPS) for (const c of group.controls) params[c.key] = values[c.key];
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;

@@ -99,3 +99,14 @@ def test_bad_gan_requests(gan_client: TestClient) -> None:
         ws.send_json({"type": "generate_gan", "params": {"seed": 1, "search_steps": 3, "search_cutn": 64, "grid": 8,
                                                            "prompt": "x"}})
         assert reader.until("error")["code"] == "too_large"
+
+
+def test_slider_renders_stay_out_of_the_gallery(gan_client: TestClient) -> None:
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        done, _ = render(reader, {"prompt": "pizza", "seed": 9, "save": False})
+        assert done["image_id"] is None and done["url"] is None
+        kept, _ = render(reader, {"prompt": "pizza", "seed": 9})
+    assert [g["id"] for g in gan_client.get("/api/gallery").json()] == [kept["image_id"]]
+    png_models = gan_client.get("/api/gallery").json()[0]["models"]
+    assert all(v is None or "/" not in v for v in png_models.values()), png_models
