@@ -78,11 +78,10 @@ export class DiffusionPanel {
       showError('Pick an earlier step on the timeline to fork from.');
       return;
     }
-    // A fork's early steps live in its parent's history, and the server forks with the parent's
-    // live params: bring those up to date with the sliders first.
+    // A fork's early steps live in its parent's history; the fork takes the sliders as they are
+    // now, and the parent's own parameters stay as they were.
     const owner = this.runs.owner(run.id, step) ?? run;
-    this.socket.send({ type: 'update', run_id: owner.id, params: this.#liveValues() });
-    this.socket.send({ type: 'rewind', run_id: owner.id, step });
+    this.socket.send({ type: 'rewind', run_id: owner.id, step, params: this.#liveValues() });
   }
 
   /** Restore the controls from a gallery item's params. */

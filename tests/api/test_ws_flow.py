@@ -92,7 +92,16 @@ def test_rewind_forks_and_keeps_parent(client: TestClient, sampler: str) -> None
         # same params from step 5: the same final image (step noise is seeded per step; the
         # multistep history resumes from the stored x0 estimate)
         assert final_bytes(reader, fork["run_id"]) == final_bytes(reader, parent)
-        # after the run, the sliders change; a fork then continues with the new parameters
+        # a fork with its own parameters diverges, and leaves the parent's parameters alone
+        ws.send_json({"type": "rewind", "run_id": parent, "step": 5, "params": {"cfg_scale": 12.0}})
+        own = reader.until("queued")
+        reader.until("done", own["run_id"])
+        assert final_bytes(reader, own["run_id"]) != final_bytes(reader, parent)
+        ws.send_json({"type": "rewind", "run_id": parent, "step": 5})
+        again = reader.until("queued")
+        reader.until("done", again["run_id"])
+        assert final_bytes(reader, again["run_id"]) == final_bytes(reader, parent)
+        # an update to a finished run changes the parameters its later forks start from
         ws.send_json({"type": "update", "run_id": parent, "params": {"cfg_scale": 12.0}})
         reader.until("updated", parent)
         ws.send_json({"type": "rewind", "run_id": parent, "step": 5})
