@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,18 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
         shutil.copy2(src / name, dst / name)
 
 
+def load_as_float32(folder: Path) -> None:
+    """Mark a transformers folder's fp16 weights to load as float32 by default.
+
+    transformers 5 loads in the config's dtype unless told otherwise; left at float16 the pipeline's
+    text encoder would feed half-precision states into a float32 UNet.
+    """
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["dtype"] = "float32"
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def export_clip(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> Path:
     """A CLIPModel folder (weights in `dtype`) with tokenizer and image processor."""
     from transformers import CLIPImageProcessor, CLIPModel
@@ -29,6 +42,7 @@ def export_clip(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> Pat
     model.to(dtype).save_pretrained(dst, safe_serialization=True)
     CLIPImageProcessor.from_pretrained(src).save_pretrained(dst)
     copy_tokenizer(src, dst)
+    load_as_float32(dst)
     return dst
 
 
@@ -48,6 +62,7 @@ def export_pipeline(clip: Path, vae: Path, unet: Path, dst: Path, dtype: torch.d
     )
     pipe.to(dtype).save_pretrained(dst, safe_serialization=True)
     copy_tokenizer(clip, dst / "tokenizer")
+    load_as_float32(dst / "text_encoder")
     return dst
 
 

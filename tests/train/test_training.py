@@ -81,7 +81,8 @@ def test_exported_folders_load(runs: dict, tmp_path: Path) -> None:
     img = backend.encode_image(torch.rand(2, 3, 64, 64))
     assert txt.shape == img.shape == (2, TINY.clip_width)
 
-    pipe = StableDiffusionPipeline.from_pretrained(pipe_dir, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(pipe_dir)  # fp16 files, loaded as float32 by default
+    assert pipe.text_encoder.dtype == pipe.unet.dtype == torch.float32
     pipe.set_progress_bar_config(disable=True)
     assert pipe.safety_checker is None and pipe.vae_scale_factor == 4
     image = pipe("a red circle", num_inference_steps=2, guidance_scale=3.0, output_type="np",
