@@ -10,7 +10,7 @@ import sys
 SUBCOMMANDS = {
     # name: (module, help)
     "build-data": ("app.train.data", "build the offline captioned emoji dataset"),
-    "train": ("app.train", "train an embedded model: clip, vae, unet or gan"),
+    "train": ("app.train.__main__", "train the embedded models: clip, vae, unet, export, sample; `train gan` for the GAN"),
     "evaluate": ("app.train.evaluate", "evaluate the embedded models (prints a table, writes JSON)"),
     "convert-gan": ("app.gan.convert", "convert an NVIDIA StyleGAN2 .pkl to safetensors + config.json, safely"),
 }
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         module, _ = SUBCOMMANDS[argv[0]]
+        if argv[0] == "train" and argv[1:2] == ["gan"]:
+            module, argv = "app.train.gan", argv[1:]
         entry = "convert_main" if argv[0] == "convert-gan" else "main"
         return int(getattr(importlib.import_module(module), entry)(argv[1:]) or 0)
     if argv and argv[0] == "serve":

@@ -25,9 +25,13 @@ class Models:
     dtype: torch.dtype
     diffusion: Any  # app.diffusion.generate.DiffusionModels
     clip: ClipBackend | None
-    gan: Any | None  # app.gan.engine.GanModel
+    gan: Any | None  # app.engine.gan_runner.GanModel
     names: dict[str, str | None] = field(default_factory=dict)
     demo: bool = False
+
+    def public_names(self) -> dict[str, str | None]:
+        """Model ids safe to write into shared PNGs: hub ids as given, local folders by their name."""
+        return {k: (Path(v).name if v and Path(v).exists() else v) for k, v in self.names.items()}
 
     def info(self) -> dict[str, Any]:
         return {
@@ -75,12 +79,12 @@ def load_models(settings: Settings) -> Models:
     log.info("loading CLIP %s on %s", clip_name, device)
     clip = load_clip(clip_name, device, dtype)
     log.info("loading diffusion pipeline %s on %s (%s)", diffusion_name, device, dtype)
-    diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip)
+    diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip, cache_dir=settings.data_dir / "cache")
 
     gan = None
     gan_name = settings.gan_model or None
     if gan_name and Path(gan_name).exists():
-        from app.gan.engine import load_gan_model
+        from app.engine.gan_runner import load_gan_model
 
         log.info("loading GAN %s", gan_name)
         gan = load_gan_model(gan_name, device, clip=clip)

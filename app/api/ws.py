@@ -127,7 +127,7 @@ def handle(studio: Studio, conn: Connection, text: str) -> None:
             params = studio.update(msg.run_id, msg.params)
             conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})
         elif isinstance(msg, Rewind):
-            studio.rewind(msg.run_id, msg.step, conn, conn.id)
+            studio.rewind(msg.run_id, msg.step, conn, conn.id, msg.params)
         elif isinstance(msg, Cancel):
             studio.cancel(msg.run_id)
         elif isinstance(msg, PreviewRequest):

@@ -35,14 +35,14 @@ class DiffusionRunner:
             params = params.model_copy(update={"seed": random.randrange(2**32)})
             job.params = params
         live = job.live or LiveState(LiveParams(**params.model_dump(include=set(LiveParams.model_fields))))
-        start_latent = None
+        start_latent = start_denoised = None
         if job.parent is not None and job.from_step > 0:
             record = self.history.step(job.parent, job.from_step)
             if record is None:
                 job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
                                "message": f"step {job.from_step} of run {job.parent} is no longer kept"})
                 return
-            start_latent = record.latent
+            start_latent, start_denoised = record.latent, record.denoised
         init_image = None
         if params.init_image is not None:
             path = self.uploads / f"{params.init_image}.png"
@@ -75,7 +75,8 @@ class DiffusionRunner:
 
         try:
             latent = generate(self.models, params, live=live.params, on_step=on_step,
-                              start_step=job.from_step, start_latent=start_latent, init_image=init_image)
+                              start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
+                              init_image=init_image)
         except RunCancelled:
             job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
             return
@@ -112,9 +113,9 @@ class DiffusionRunner:
     def _send_preview(self, job: Job, index: int, denoised, full: bool, kind: str) -> None:
         rgb = preview_rgb(self.models, denoised, full=full)
         image = to_pil(rgb)
-        params: DiffusionParams = job.params  # type: ignore[assignment]
-        if image.size != (params.width, params.height):  # the fast map works at latent resolution
-            image = image.resize((params.width, params.height), Image.Resampling.BILINEAR)
+        if not full:  # the fast map works at latent resolution
+            scale = self.models.vae_scale
+            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
         meta = {"run_id": job.run_id, "step": index, "width": image.width, "height": image.height,
                 "format": "jpeg", "engine": "diffusion", "full": full}
         job.sink.image(meta, encode(image, "jpeg"), kind)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ class Studio:
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="noisescope-encoder")
         self.uploads = settings.data_dir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
-        ids = models.info()
+        ids = models.public_names()
         self.diffusion = DiffusionRunner(models.diffusion, self.history, gallery, self.encoder, self.uploads, ids)
         self.gan = None
         if models.gan is not None:
@@ -113,8 +113,9 @@ class Studio:
             raise StudioError("too_large", str(exc)) from None
         return job.live.update(change)
 
-    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str) -> str:
-        """Fork: a new run continues from `step` of `run_id` with that run's current live params."""
+    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None) -> str:
+        """Fork: a new run continues from `step` of `run_id` with that run's current live params,
+        changed by `change` for the fork only."""
         parent = self._job(run_id)
         if parent.engine != "diffusion" or parent.live is None:
             raise StudioError("bad_request", "only diffusion runs can be rewound")
@@ -124,6 +125,12 @@ class Studio:
         if step > 0 and self.history.step(run_id, step) is None:
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept (not reached yet, or evicted)")
         current = parent.live.params()
+        if change is not None:
+            try:
+                check_update(current, change, self.settings, params.batch)
+            except LimitError as exc:
+                raise StudioError("too_large", str(exc)) from None
+            current = current.model_copy(update=change.model_dump(exclude_none=True))
         params = params.model_copy(update=current.model_dump())
         live = LiveState(current)
         return self._queue(Job("diffusion", params, sink, client_id, live=live, parent=run_id, from_step=step))

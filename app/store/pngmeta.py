@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import PurePath
 from typing import Any
 
 from PIL import Image, PngImagePlugin
@@ -32,6 +33,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).replace(",", " ").replace("\n", " ")
+
+
+def model_label(model: str) -> str:
+    """A model's short name: the last part of a folder path or hub id (no local paths in shared PNGs)."""
+    name = PurePath(model.rstrip("/\\")).name
+    return name or model
 
 
 def sampler_label(sampler: str, karras: bool) -> str:
@@ -62,7 +69,7 @@ def a1111_parameters(
         ]
     fields += [("Seed", seed), ("Size", f"{width}x{height}")]
     if model:
-        fields.append(("Model", model))
+        fields.append(("Model", model_label(model)))
     if engine == "diffusion":
         if params.get("eta"):
             fields.append(("Eta", params["eta"]))

@@ -27,3 +27,10 @@ def test_commas_in_values_do_not_break_the_field_list() -> None:
 def test_png_with_text_round_trip() -> None:
     data = png_with_text(Image.new("P", (4, 4)), {"parameters": "é ascii? no", "noisescope": "{}"})
     assert read_text(data) == {"parameters": "é ascii? no", "noisescope": "{}"}
+
+
+def test_model_is_named_not_located() -> None:
+    for model, label in [("/home/me/models/sd15-emoji", "sd15-emoji"), ("/tmp/x/diffusion/", "diffusion"),
+                         ("stable-diffusion-v1-5/stable-diffusion-v1-5", "stable-diffusion-v1-5"), ("tiny", "tiny")]:
+        text = a1111_parameters("diffusion", {"prompt": "p", "steps": 1, "sampler": "ddim", "cfg_scale": 1}, 1, 8, 8, model)
+        assert text.endswith(f"Model: {label}")
