@@ -145,3 +145,20 @@ def test_clip_score_pil(models: DiffusionModels) -> None:
     s = clip_score_pil(models.clip, img, "green")
     assert -1.0 <= s <= 1.0
     assert s != clip_score_pil(models.clip, img, "purple")
+
+
+def test_trained_model_draws_its_prompt(tmp_path: Path) -> None:
+    """The embedded trained pipeline and CLIP (models/), end to end through the real loader."""
+    from app.clip.backend import load_clip
+
+    root = Path(__file__).resolve().parents[2] / "models"
+    if not (root / "diffusion" / "model_index.json").is_file() or not (root / "clip" / "config.json").is_file():
+        pytest.skip("no trained models in models/")
+    clip = load_clip(str(root / "clip"), torch.device("cpu"))
+    trained = load_diffusion_models(str(root / "diffusion"), torch.device("cpu"), torch.float32, clip=clip,
+                                    cache_dir=tmp_path)
+    p = DiffusionParams(prompt="a red fox", seed=1, steps=20, sampler="dpmpp_2m", width=64, height=64, cfg_scale=5.0)
+    latent, steps = run(trained, p)
+    image = decode_to_pil(trained, latent)[0]
+    assert clip_score_pil(clip, image, "a red fox") > 0.6
+    assert steps[-1].clip_score > steps[0].clip_score

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 
@@ -63,3 +65,15 @@ def test_fast_preview_shape() -> None:
     rgb_map = LatentRGBMap(torch.eye(4, 3), torch.zeros(3))
     out = fast_preview(rgb_map, torch.zeros(4, 6, 5))
     assert out.shape == (6, 5, 3) and out.dtype.name == "uint8" and int(out[0, 0, 0]) == 128
+
+
+def test_fit_on_trained_vae() -> None:
+    """The embedded trained VAE (models/diffusion) is close to linear, as SD's is."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(__file__).resolve().parents[2] / "models" / "diffusion"
+    if not (folder / "vae").is_dir():
+        pytest.skip("no trained diffusion model in models/")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").float().eval()
+    err, baseline = _errors(vae, fit_latent_rgb(*fitting_pairs(vae)))
+    assert err < baseline / 3
