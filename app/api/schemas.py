@@ -19,7 +19,7 @@ class LiveParams(StrictModel):
     """Parameters a running job re-reads at every step (the `update` message sets them)."""
 
     cfg_scale: float = Field(5.0, ge=0.0, le=30.0)
-    eta: float = Field(0.0, ge=0.0, le=1.0)
+    eta: float | None = Field(None, ge=0.0, le=1.0, description="None: the sampler's own (euler_a 1, ddim 0)")
     clip_guidance_scale: float = Field(0.0, ge=0.0, le=100000.0)
     cutn_overview: Schedule = "[4]*1000"
     cutn_inner: Schedule = "[0]*1000"

@@ -179,8 +179,10 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
                                models.clip, target)
         score = _score_fn(models, target)
 
-        # Step i is reported once step i + 1 is queued, so waiting for its copies never idles the GPU.
+        # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
+        # idles the GPU; on the CPU there is nothing to overlap and each step is reported at once.
         held: list[tuple[dict, Pending]] = []
+        lag = 2 if device.type == "cuda" else 1
 
         def report(d: dict, pending: Pending) -> None:
             latent, denoised, score_t = pending.wait()
@@ -190,15 +192,22 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
 
         def callback(d: dict) -> None:
             held.append((d, to_host_async(d["x"], d["denoised"], score(d["denoised"]))))
-            if len(held) == 2:
+            if len(held) == lag:
                 report(*held.pop(0))
 
         x = run_sampler(params.sampler, denoiser, x, sigmas, callback=callback, start_index=first,
-                        eta=lambda: live().eta, noise=step_noise(seeds, shape, device),
+                        eta=lambda: sampler_eta(params.sampler, live().eta), noise=step_noise(seeds, shape, device),
                         old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
         if held:
             report(*held.pop())
         return x
+
+
+def sampler_eta(sampler: str, eta: float | None) -> float:
+    """The live eta, or the sampler's customary one when unset: ancestral Euler 1, DDIM 0."""
+    if eta is not None:
+        return eta
+    return 1.0 if sampler == "euler_a" else 0.0
 
 
 def decode_to_pil(models: DiffusionModels, latent: Tensor) -> list[Image.Image]:

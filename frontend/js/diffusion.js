@@ -9,6 +9,8 @@ import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 const UPDATE_DEBOUNCE_MS = 60;
 const PREVIEW_REQUEST_DELAY_MS = 80;
 
+const SAMPLER_ETA = { euler_a: 1, ddim: 0 };
+
 export class DiffusionPanel {
   /**
    * @param {import('./ws.js').Socket} socket
@@ -221,6 +223,8 @@ export class DiffusionPanel {
 
   #changed(key, value, spec) {
     if (key === 'steps') this.controls.setRange('skip_steps', { max: value });
+    // Each sampler's customary eta: ancestral Euler adds full noise, DDIM none.
+    if (key === 'sampler' && value in SAMPLER_ETA) this.controls.set({ eta: SAMPLER_ETA[value] });
     if (!spec.live || !LIVE_KEYS.has(key)) return;
     const run = this.activeRun;
     if (!run) return;

@@ -162,3 +162,11 @@ def test_trained_model_draws_its_prompt(tmp_path: Path) -> None:
     image = decode_to_pil(trained, latent)[0]
     assert clip_score_pil(clip, image, "a red fox") > 0.6
     assert steps[-1].clip_score > steps[0].clip_score
+
+
+def test_sampler_eta_defaults() -> None:
+    from app.diffusion.generate import sampler_eta
+
+    assert sampler_eta("euler_a", None) == 1.0
+    assert sampler_eta("ddim", None) == 0.0
+    assert sampler_eta("euler_a", 0.25) == 0.25
