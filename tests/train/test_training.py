@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,11 @@ def test_loss_drops(runs: dict, kind: str) -> None:
     assert _mean(losses[-5:]) < _mean(losses[:5]), losses
 
 
-def test_resume_continues_from_checkpoint(runs: dict) -> None:
+def test_resume_continues_from_checkpoint(runs: dict, tmp_path: Path) -> None:
     from app.train.vae import train_vae
 
-    out = runs["root"] / "vae"
+    out = tmp_path / "vae"
+    shutil.copytree(runs["root"] / "vae", out)
     result = train_vae(DATA, out, steps=33, batch=8, lr=2e-3, resume=True, sizes=TINY, device="cpu")
     assert result["steps"] == 33 and len(result["losses"]) == 3
 
