@@ -11,7 +11,10 @@ import torch
 
 from app.train.models import TINY
 
+pytestmark = pytest.mark.slow
+
 DATA = "shapes:32"
+STEPS = 20
 
 
 def _mean(xs: list[float]) -> float:
@@ -28,9 +31,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     kw = dict(sizes=TINY, device="cpu")
     return {
         "root": root,
-        "clip": train_clip(DATA, root / "clip", steps=30, batch=16, lr=2e-3, **kw),
-        "vae": train_vae(DATA, root / "vae", steps=30, batch=8, lr=2e-3, **kw),
-        "unet": train_unet(DATA, root / "clip" / "model", root / "vae" / "model", root / "unet", steps=30, batch=16,
+        "clip": train_clip(DATA, root / "clip", steps=STEPS, batch=16, lr=2e-3, **kw),
+        "vae": train_vae(DATA, root / "vae", steps=STEPS, batch=4, lr=2e-3, **kw),
+        "unet": train_unet(DATA, root / "clip" / "model", root / "vae" / "model", root / "unet", steps=STEPS, batch=8,
                            lr=2e-3, **kw),
     }
 
@@ -38,7 +41,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("kind", ["clip", "vae", "unet"])
 def test_loss_drops(runs: dict, kind: str) -> None:
     losses = runs[kind]["losses"]
-    assert len(losses) == 30
+    assert len(losses) == STEPS
     assert _mean(losses[-5:]) < _mean(losses[:5]), losses
 
 
@@ -47,8 +50,8 @@ def test_resume_continues_from_checkpoint(runs: dict, tmp_path: Path) -> None:
 
     out = tmp_path / "vae"
     shutil.copytree(runs["root"] / "vae", out)
-    result = train_vae(DATA, out, steps=33, batch=8, lr=2e-3, resume=True, sizes=TINY, device="cpu")
-    assert result["steps"] == 33 and len(result["losses"]) == 3
+    result = train_vae(DATA, out, steps=STEPS + 2, batch=4, lr=2e-3, resume=True, sizes=TINY, device="cpu")
+    assert result["steps"] == STEPS + 2 and len(result["losses"]) == 2
 
 
 def test_vae_centring_is_exact(runs: dict) -> None:
