@@ -38,13 +38,12 @@ def clip_pixels(unit: torch.Tensor) -> torch.Tensor:
     return ((unit + 1) / 2 - mean) / std
 
 
-def save_clip_folder(model, tokenizer_dir: Path, folder: Path, dtype: torch.dtype = torch.float32) -> None:
+def save_clip_folder(model, folder: Path) -> None:
     """CLIPModel weights + CLIPImageProcessor into `folder` (the tokenizer is already there)."""
     from transformers import CLIPImageProcessor
 
     folder.mkdir(parents=True, exist_ok=True)
-    model.to(dtype).save_pretrained(folder, safe_serialization=True)
-    model.float()
+    model.save_pretrained(folder, safe_serialization=True)
     CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
                        image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD)).save_pretrained(folder)
 
@@ -81,10 +80,9 @@ def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr:
     images_np, captions, _ = load_dataset(data)
     state = load_checkpoint(out) if resume else None
     if state is None:
-        vocab = write_word_clip_tokenizer(folder, caption_vocabulary(captions), sizes.max_length)
+        write_word_clip_tokenizer(folder, caption_vocabulary(captions), sizes.max_length)
     tokenizer = CLIPTokenizer.from_pretrained(folder)
-    vocab = len(tokenizer)
-    model = clip_model(vocab, sizes).to(dev).train()
+    model = clip_model(len(tokenizer), sizes).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
     start = 0
     if state is not None:
@@ -113,7 +111,7 @@ def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr:
 
     def save_fn(step: int) -> None:
         save_checkpoint(out, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
-        save_clip_folder(model, folder, folder)
+        save_clip_folder(model, folder)
 
     end = run_steps(step_fn, start=start, steps=steps, minutes=minutes, save_fn=save_fn, log=log, desc="clip")
     top1 = retrieval_top1(model, bank, images)

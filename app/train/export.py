@@ -54,10 +54,10 @@ def export_pipeline(clip: Path, vae: Path, unet: Path, dst: Path, dtype: torch.d
     from app.train.unet import text_tower
 
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(vae, torch_dtype=torch.float32),
+        vae=AutoencoderKL.from_pretrained(vae),
         text_encoder=text_tower(clip),
         tokenizer=CLIPTokenizer.from_pretrained(clip),
-        unet=UNet2DConditionModel.from_pretrained(unet, torch_dtype=torch.float32),
+        unet=UNet2DConditionModel.from_pretrained(unet),
         scheduler=sample_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.to(dtype).save_pretrained(dst, safe_serialization=True)
@@ -69,7 +69,7 @@ def export_pipeline(clip: Path, vae: Path, unet: Path, dst: Path, dtype: torch.d
 def load_pipeline(folder: Path, device: str = "cpu"):
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -50,7 +50,7 @@ def train_unet(data: str, clip: Path, vae: Path, out: Path, *, steps: int = 2000
     out = Path(out)
     images_np, captions, _ = load_dataset(data)
     tokenizer, text = load_text_encoder(Path(clip), dev)
-    autoencoder = AutoencoderKL.from_pretrained(vae, torch_dtype=torch.float32).to(dev).eval()
+    autoencoder = AutoencoderKL.from_pretrained(vae).to(dev, torch.float32).eval()
     scaling = float(autoencoder.config.scaling_factor)
     mean, std = latent_moments(autoencoder, images_to_device(images_np, dev))
     del autoencoder

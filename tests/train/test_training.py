@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,10 @@ import torch
 
 from app.train.models import TINY
 
+pytestmark = pytest.mark.slow
+
 DATA = "shapes:32"
+STEPS = 20
 
 
 def _mean(xs: list[float]) -> float:
@@ -27,9 +31,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     kw = dict(sizes=TINY, device="cpu")
     return {
         "root": root,
-        "clip": train_clip(DATA, root / "clip", steps=30, batch=16, lr=2e-3, **kw),
-        "vae": train_vae(DATA, root / "vae", steps=30, batch=8, lr=2e-3, **kw),
-        "unet": train_unet(DATA, root / "clip" / "model", root / "vae" / "model", root / "unet", steps=30, batch=16,
+        "clip": train_clip(DATA, root / "clip", steps=STEPS, batch=16, lr=2e-3, **kw),
+        "vae": train_vae(DATA, root / "vae", steps=STEPS, batch=4, lr=2e-3, **kw),
+        "unet": train_unet(DATA, root / "clip" / "model", root / "vae" / "model", root / "unet", steps=STEPS, batch=8,
                            lr=2e-3, **kw),
     }
 
@@ -37,16 +41,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("kind", ["clip", "vae", "unet"])
 def test_loss_drops(runs: dict, kind: str) -> None:
     losses = runs[kind]["losses"]
-    assert len(losses) == 30
+    assert len(losses) == STEPS
     assert _mean(losses[-5:]) < _mean(losses[:5]), losses
 
 
-def test_resume_continues_from_checkpoint(runs: dict) -> None:
+def test_resume_continues_from_checkpoint(runs: dict, tmp_path: Path) -> None:
     from app.train.vae import train_vae
 
-    out = runs["root"] / "vae"
-    result = train_vae(DATA, out, steps=33, batch=8, lr=2e-3, resume=True, sizes=TINY, device="cpu")
-    assert result["steps"] == 33 and len(result["losses"]) == 3
+    out = tmp_path / "vae"
+    shutil.copytree(runs["root"] / "vae", out)
+    result = train_vae(DATA, out, steps=STEPS + 2, batch=4, lr=2e-3, resume=True, sizes=TINY, device="cpu")
+    assert result["steps"] == STEPS + 2 and len(result["losses"]) == 2
 
 
 def test_vae_centring_is_exact(runs: dict) -> None:
