@@ -8,62 +8,13 @@ them exercises the same code path as real checkpoints.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from app.train.tokenizer import write_word_clip_tokenizer
+
 DEMO_NOTICE = "untrained demo weights"
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = keep[:]
-    n = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(keep, map(chr, chars)))
-
-
-def write_char_clip_tokenizer(folder: Path, words: list[str] | None = None) -> int:
-    """Write a CLIPTokenizer (vocab.json + merges.txt) that covers every byte.
-
-    Without `words` it is character level. With `words`, merges are added so each word becomes
-    one token (a tiny BPE whose merge list builds exactly those words). Returns the vocab size.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    base = list(_bytes_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for tok in base + [c + "</w>" for c in base]:
-        vocab.setdefault(tok, len(vocab))
-    merges: list[str] = []
-    for word in sorted(set(words or [])):
-        if not word or len(word) < 2 or any(c not in base for c in word):
-            continue
-        cur = word[0]
-        for j, c in enumerate(word[1:], start=1):
-            nxt = c + ("</w>" if j == len(word) - 1 else "")
-            merged = cur + nxt
-            if merged not in vocab:
-                merges.append(f"{cur} {nxt}")
-                vocab[merged] = len(vocab)
-            cur = merged
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + ("\n" if merges else ""))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True})
-    )
-    (folder / "special_tokens_map.json").write_text(
-        json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-                    "pad_token": "<|endoftext|>"})
-    )
-    return len(vocab)
 
 
 def tiny_clip_configs(vocab_size: int, *, width: int = 32, image_size: int = 32, max_len: int = 77):
@@ -86,7 +37,7 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 32) -> Pat
     from transformers import CLIPImageProcessor, CLIPModel
 
     folder = Path(folder)
-    vocab_size = write_char_clip_tokenizer(folder)
+    vocab_size = write_word_clip_tokenizer(folder, [], max_length=77)
     torch.manual_seed(seed)
     model = CLIPModel(tiny_clip_configs(vocab_size, image_size=image_size)).eval()
     model.save_pretrained(folder)
@@ -104,7 +55,7 @@ def build_tiny_diffusion(folder: Path, *, seed: int = 0, sample_size: int = 8, p
 
     folder = Path(folder)
     tok_dir = folder / "tokenizer"
-    vocab_size = write_char_clip_tokenizer(tok_dir)
+    vocab_size = write_word_clip_tokenizer(tok_dir, [], max_length=77)
     torch.manual_seed(seed)
     text_cfg = CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

@@ -12,7 +12,19 @@ import json
 import re
 from pathlib import Path
 
-from app.demo_models import _bytes_to_unicode
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(keep, map(chr, chars)))
+
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 # CLIP's pre-tokenizer, restricted to what clean caption text holds: letter runs, single digits, symbols
@@ -26,7 +38,7 @@ def caption_vocabulary(captions: list[list[str]]) -> list[str]:
 
 def word_merges(words: list[str]) -> list[tuple[str, str]]:
     """Merges that build each word from its last character leftwards, shared suffixes once."""
-    base = set(_bytes_to_unicode().values())
+    base = set(bytes_to_unicode().values())
     seen: set[tuple[str, str]] = set()
     merges: list[tuple[str, str]] = []
     for word in sorted(set(words), key=lambda w: (len(w), w)):
@@ -47,7 +59,7 @@ def write_word_clip_tokenizer(folder: Path, words: list[str], max_length: int = 
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    base = list(_bytes_to_unicode().values())
+    base = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for tok in base + [c + "</w>" for c in base]:
         vocab.setdefault(tok, len(vocab))
