@@ -96,10 +96,11 @@ def conv2d_resample(
     padding: int = 0,
     groups: int = 1,
 ) -> torch.Tensor:
-    """Cross-correlate x with w, upsampling by `up` with FIR `f` first (fused as a transposed conv).
+    """Convolve x with w, upsampling by `up` with FIR `f` first (fused as a transposed conv).
 
     w: [O, I/groups, kh, kw]. For up=2 a 3x3 kernel runs as a stride-2 transposed convolution
-    followed by FIR filtering, which equals zero-insertion + FIR + conv, only cheaper.
+    followed by FIR filtering: zero-insertion + FIR + true convolution (kernel flipped, unlike
+    up=1), which is what NVIDIA's upsampling layers compute.
     """
     out_ch, in_per_group, kh, kw = w.shape
     if up == 1:

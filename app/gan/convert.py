@@ -1,0 +1,124 @@
+"""NVIDIA network pickle -> `generator.safetensors` + `config.json`, and the serve-time loader.
+
+Pickles are read once, offline, by the safe reader; the server only ever loads safetensors plus
+JSON. The folder layout (also used for the embedded model in models/gan/):
+
+    generator.safetensors   G_ema.state_dict() with NVIDIA key names (float32)
+    config.json             {"format": "noisescope-stylegan2", "class_name": "Generator",
+                             "init_kwargs": {...Generator constructor kwargs...}, ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from .networks import Generator
+from .pkl_reader import NetworkRecord, UnsafePickleError, read_network_pkl
+
+WEIGHTS_NAME = "generator.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT = "noisescope-stylegan2"
+# NVIDIA's Generator(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs, ...) positional order.
+_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
+
+
+def generator_kwargs(record: NetworkRecord) -> dict[str, Any]:
+    """Constructor kwargs of a pickled StyleGAN2 Generator, flattened to this package's Generator."""
+    if record.class_name != "Generator":
+        raise ValueError(f"expected a Generator, the pickle holds {record.class_name!r}")
+    if "synthesis.b4.const" not in record.state_dict:
+        raise ValueError("not a StyleGAN2 generator (no synthesis.b4.const); StyleGAN3 (alias-free) "
+                         "generators are not supported")
+    if len(record.init_args) > len(_POSITIONAL):
+        raise ValueError(f"unexpected positional constructor args: {record.init_args!r}")
+    kwargs = dict(zip(_POSITIONAL, record.init_args))
+    kwargs.update(record.init_kwargs)
+    nested = kwargs.pop("synthesis_kwargs", None) or {}
+    return {**nested, **kwargs}
+
+
+def build_generator(init_kwargs: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Generator:
+    """Generator(**init_kwargs) with the weights loaded strictly, in eval mode, gradients off."""
+    G = Generator(**init_kwargs)
+    G.load_state_dict(state_dict, strict=True)
+    return G.eval().requires_grad_(False)
+
+
+def save_generator(folder: str | Path, init_kwargs: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                   source: str | None = None, overwrite: bool = False) -> Path:
+    """Write generator.safetensors + config.json after checking they build a Generator; returns the folder."""
+    folder = Path(folder)
+    build_generator(init_kwargs, state_dict)
+    weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not overwrite and (weights.exists() or config.exists()):
+        raise FileExistsError(f"{folder} already holds a converted generator (pass overwrite / --force)")
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
+    meta = {"format": "pt", "init_kwargs": json.dumps(init_kwargs)}
+    cfg: dict[str, Any] = {"format": FORMAT, "class_name": "Generator", "init_kwargs": init_kwargs}
+    if source is not None:
+        cfg["source"] = source
+    tmp_w, tmp_c = weights.with_suffix(".tmp"), config.with_suffix(".tmp")
+    save_file(tensors, tmp_w, metadata=meta)
+    tmp_c.write_text(json.dumps(cfg, indent=1) + "\n")
+    os.replace(tmp_w, weights)
+    os.replace(tmp_c, config)
+    return folder
+
+
+def convert_pkl(pkl: str | Path, outdir: str | Path, overwrite: bool = False) -> Path:
+    """Read G_ema from an NVIDIA snapshot with the safe reader and save it in the folder format."""
+    record = read_network_pkl(pkl, include=("G_ema",))["G_ema"]
+    return save_generator(outdir, generator_kwargs(record), record.state_dict, source=Path(pkl).name,
+                          overwrite=overwrite)
+
+
+def read_init_kwargs(weights: Path) -> dict[str, Any]:
+    """kwargs from config.json beside the weights, else from the safetensors header's `init_kwargs`."""
+    config = weights.parent / CONFIG_NAME
+    if config.is_file():
+        cfg = json.loads(config.read_text())
+        # A bare kwargs dict is accepted too, for hand-written configs.
+        return dict(cfg["init_kwargs"]) if "init_kwargs" in cfg else cfg
+    with safe_open(weights, framework="pt") as f:
+        meta = f.metadata() or {}
+    if "init_kwargs" not in meta:
+        raise FileNotFoundError(f"no {CONFIG_NAME} beside {weights} and no init_kwargs in its metadata")
+    return json.loads(meta["init_kwargs"])
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """Load a converted generator (a folder or its .safetensors file); never reads pickles."""
+    path = Path(path)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if weights.suffix != ".safetensors":
+        raise ValueError(f"{path}: only .safetensors generators are loaded; convert pickles first with "
+                         "`python -m app convert-gan NETWORK.pkl OUTDIR`")
+    G = build_generator(read_init_kwargs(weights), load_file(weights))
+    return G.to(device)
+
+
+def convert_main(argv: list[str]) -> int:
+    """CLI: `python -m app convert-gan NETWORK.pkl OUTDIR [--force]`."""
+    parser = argparse.ArgumentParser(prog="python -m app convert-gan",
+                                     description="Convert an NVIDIA StyleGAN2 network pickle (G_ema) to "
+                                                 "generator.safetensors + config.json, without running its code.")
+    parser.add_argument("pkl", type=Path, help="network-snapshot-*.pkl from stylegan2-ada-pytorch or stylegan3")
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing conversion")
+    args = parser.parse_args(argv)
+    try:
+        out = convert_pkl(args.pkl, args.outdir, overwrite=args.force)
+    except (UnsafePickleError, ValueError, KeyError, FileExistsError, OSError, RuntimeError) as exc:
+        print(f"convert-gan: {exc}")
+        return 1
+    print(f"wrote {out / WEIGHTS_NAME} and {out / CONFIG_NAME}")
+    return 0
