@@ -11,7 +11,7 @@ image D sees, since a few thousand images over-fit D quickly.
 
 The run folder holds `checkpoint.pt` (tensors and numbers only, read with weights_only=True),
 `text_embeddings.pt` (the CLIP cache) and `samples.png`; `--export` writes G_ema as
-`generator.safetensors` (NVIDIA key names, fp16) + `config.json` (Generator kwargs).
+`generator.safetensors` (NVIDIA key names, fp16) + `config.json`, the folder app.gan.convert.load_generator reads.
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ from app.train.discriminator import Discriminator
 
 CHECKPOINT = "checkpoint.pt"
 TEXT_CACHE = "text_embeddings.pt"
-GENERATOR_FILE = "generator.safetensors"
-CONFIG_FILE = "config.json"
-CONDITIONING_FILE = "conditioning.json"
 
 
 @dataclass
@@ -210,15 +207,22 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[TrainState, GanCo
 
 
 def export_generator(G_ema: Generator, cfg: GanConfig, folder: Path, conditioning: dict[str, Any]) -> Path:
-    """G_ema -> generator.safetensors (fp16, NVIDIA key names) + config.json + conditioning.json."""
+    """G_ema -> generator.safetensors (fp16, NVIDIA key names) + config.json in app.gan.convert's format.
+
+    `conditioning` (which CLIP makes c, training length) goes into config.json beside init_kwargs.
+    """
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
+    from app.gan.convert import CONFIG_NAME, FORMAT, WEIGHTS_NAME, build_generator
+
+    init_kwargs = cfg.generator_kwargs()
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in G_ema.state_dict().items()}
-    save_file(tensors, str(folder / GENERATOR_FILE))
-    (folder / CONFIG_FILE).write_text(json.dumps(cfg.generator_kwargs(), indent=2) + "\n")
-    (folder / CONDITIONING_FILE).write_text(json.dumps(conditioning, indent=2) + "\n")
-    return folder / GENERATOR_FILE
+    build_generator(init_kwargs, tensors)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "init_kwargs": json.dumps(init_kwargs)})
+    config = {"format": FORMAT, "class_name": "Generator", "init_kwargs": init_kwargs, "conditioning": conditioning}
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1) + "\n")
+    return folder / WEIGHTS_NAME
 
 
 @torch.no_grad()
@@ -289,7 +293,14 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
             break
     bar.close()
     save_checkpoint(state, cfg, ckpt_path)
+    write_samples(state.G_ema, emb[starts[:8].cpu()], out / "samples.png")
     return state
+
+
+def write_samples(G: Generator, c: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(sample_grid(G, c)).save(path)
 
 
 def main(argv: list[str] | None = None) -> int:
