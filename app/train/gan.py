@@ -175,8 +175,8 @@ def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.T
     state.opt_d.step()
     D.requires_grad_(False)
     stats["loss_d"] = float(loss_d.detach())
-    stats["d_real"] = float(logits_real.mean())
-    stats["d_fake"] = float(logits_fake.mean())
+    stats["d_real"] = float(logits_real.detach().mean())
+    stats["d_fake"] = float(logits_fake.detach().mean())
 
     state.step += 1
     state.nimg += n
