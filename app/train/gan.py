@@ -10,7 +10,7 @@ image D sees, since a few thousand images over-fit D quickly.
     python -m app.train.gan --out runs/gan --export-only --export models/gan
 
 The run folder holds `checkpoint.pt` (tensors and numbers only, read with weights_only=True),
-`text_embeddings.pt` (the CLIP cache) and `samples.png`; `--export` writes G_ema as
+`text_embeddings.pt` (the CLIP cache), `log.jsonl` and `samples.png`; `--export` writes G_ema as
 `generator.safetensors` (NVIDIA key names, fp16) + `config.json`, the folder app.gan.convert.load_generator reads.
 """
 
@@ -35,6 +35,7 @@ from app.train.discriminator import Discriminator
 
 CHECKPOINT = "checkpoint.pt"
 TEXT_CACHE = "text_embeddings.pt"
+LOG = "log.jsonl"
 
 
 @dataclass
@@ -284,6 +285,8 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
         if state.step % log_every == 0 or state.step == steps:
             stats |= {"step": state.step, "kimg": state.nimg / 1000, "sec": round(time.time() - t0, 1)}
             state.history.append(stats)
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(stats) + "\n")
             bar.set_postfix(g=f"{stats['loss_g']:.3f}", d=f"{stats['loss_d']:.3f}")
             if not all(math.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"non-finite loss at step {state.step}: {stats}")
