@@ -282,7 +282,8 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
         cap = starts[idx] + (torch.rand(cfg.batch, device=device) * counts[idx]).long()
         stats = train_step(state, cfg, reals[idx], emb_dev[cap])
         bar.update(1)
-        if state.step % log_every == 0 or state.step == steps:
+        time_up = max_minutes is not None and time.time() - t0 > max_minutes * 60
+        if state.step % log_every == 0 or state.step == steps or time_up:
             stats |= {"step": state.step, "kimg": state.nimg / 1000, "sec": round(time.time() - t0, 1)}
             state.history.append(stats)
             with open(out / LOG, "a") as f:
@@ -292,7 +293,7 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
                 raise FloatingPointError(f"non-finite loss at step {state.step}: {stats}")
         if state.step % checkpoint_every == 0:
             save_checkpoint(state, cfg, ckpt_path)
-        if max_minutes is not None and time.time() - t0 > max_minutes * 60:
+        if time_up:
             break
     bar.close()
     save_checkpoint(state, cfg, ckpt_path)
