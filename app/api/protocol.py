@@ -76,6 +76,7 @@ class Rewind(StrictModel):
     type: Literal["rewind"]
     run_id: str = Field(..., max_length=64)
     step: int = Field(..., ge=0, le=10000)
+    params: LiveUpdate | None = None  # applied to the fork only
 
 
 class Cancel(StrictModel):

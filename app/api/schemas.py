@@ -93,3 +93,4 @@ class GanParams(StrictModel):
     search_pull: float = Field(0.1, ge=0.0, le=100.0)
     search_cutn: int = Field(8, ge=1, le=64)
     grid: int = Field(1, ge=1, le=16, description="Render this many seeds (seed, seed+1, ...) as a grid")
+    save: bool = Field(True, description="Keep the result in the gallery (slider drags send false)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +53,41 @@ def gan_sets(gan_fixture_dir: Path) -> dict[str, GanSet]:
 @pytest.fixture(params=["uncond", "cond"])
 def gan_set(request: pytest.FixtureRequest, gan_sets: dict[str, GanSet]) -> GanSet:
     return gan_sets[request.param]
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.shape == expected.shape and actual.dtype == torch.float32
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def check_reference_cases(G: torch.nn.Module, s: GanSet) -> None:
+    """Every reference case of the README: ws_psi07, img_psi07, ws/img_psi10, ws2, mixed, psi05_cutoff2, noise_none."""
+    from app.gan.networks import mix_styles
+
+    r = s.r
+    c, c2 = r("c"), r("c2")
+
+    def synth(ws: torch.Tensor, mode: str = "const") -> torch.Tensor:
+        return G.synthesis(ws, noise_mode=mode, force_fp32=True)
+
+    ws07 = G.mapping(r("z"), c, truncation_psi=0.7, truncation_cutoff=None)
+    _close(ws07, r("ws_psi07"))
+    _close(synth(ws07), r("img_psi07"))
+    ws10 = G.mapping(r("z"), c, truncation_psi=1.0)
+    _close(ws10, r("ws_psi10"))
+    _close(synth(ws10), r("img_psi10"))
+    ws2 = G.mapping(r("z2"), c2, truncation_psi=0.7)
+    _close(ws2, r("ws2"))
+    mixed = mix_styles(ws07, ws2, s.mixing_index)
+    _close(mixed, r("ws_mixed"))
+    _close(synth(mixed), r("img_mixed"))
+    ws05 = G.mapping(r("z"), c, truncation_psi=0.5, truncation_cutoff=2)
+    _close(ws05, r("ws_psi05_cutoff2"))
+    _close(synth(ws05), r("img_psi05_cutoff2"))
+    _close(synth(ws07, "none"), r("img_psi07_noise_none"))
+
+
+@pytest.fixture(scope="session")
+def reference_cases() -> Callable[[torch.nn.Module, GanSet], None]:
+    return check_reference_cases

@@ -31,31 +31,8 @@ def test_state_dict_layout_matches_nvidia(gan_set) -> None:
     assert {k: tuple(v.shape) for k, v in sd.items()} == {k: tuple(v.shape) for k, v in stored.items()}
 
 
-@torch.no_grad()
-def test_reference_parity_every_case(gan_set) -> None:
-    G = build(gan_set)
-    r = gan_set.r
-    c, c2 = r("c"), r("c2")
-    ws07 = G.mapping(r("z"), c, truncation_psi=0.7, truncation_cutoff=None)
-    assert_close(ws07, r("ws_psi07"))
-    assert_close(G.synthesis(ws07, noise_mode="const", force_fp32=True), r("img_psi07"))
-
-    ws10 = G.mapping(r("z"), c, truncation_psi=1.0)
-    assert_close(ws10, r("ws_psi10"))
-    assert_close(G.synthesis(ws10, noise_mode="const", force_fp32=True), r("img_psi10"))
-
-    ws2 = G.mapping(r("z2"), c2, truncation_psi=0.7)
-    assert_close(ws2, r("ws2"))
-
-    mixed = mix_styles(ws07, ws2, gan_set.mixing_index)
-    assert_close(mixed, r("ws_mixed"))
-    assert_close(G.synthesis(mixed, noise_mode="const", force_fp32=True), r("img_mixed"))
-
-    ws05 = G.mapping(r("z"), c, truncation_psi=0.5, truncation_cutoff=2)
-    assert_close(ws05, r("ws_psi05_cutoff2"))
-    assert_close(G.synthesis(ws05, noise_mode="const", force_fp32=True), r("img_psi05_cutoff2"))
-
-    assert_close(G.synthesis(ws07, noise_mode="none", force_fp32=True), r("img_psi07_noise_none"))
+def test_reference_parity_every_case(gan_set, reference_cases) -> None:
+    reference_cases(build(gan_set), gan_set)
 
 
 @torch.no_grad()

@@ -1,0 +1,67 @@
+"""Command line: `python -m app` serves the studio; subcommands train, evaluate and convert."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+SUBCOMMANDS = {
+    # name: (module, help)
+    "build-data": ("app.train.data", "build the offline captioned emoji dataset"),
+    "train": ("app.train", "train an embedded model: clip, vae, unet or gan"),
+    "evaluate": ("app.train.evaluate", "evaluate the embedded models (prints a table, writes JSON)"),
+    "convert-gan": ("app.gan.convert", "convert an NVIDIA StyleGAN2 .pkl to safetensors + config.json, safely"),
+}
+
+
+def serve(argv: list[str]) -> int:
+    from app.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m app", description="Start the Noisescope studio.")
+    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1; others need the printed token)")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--diffusion-model", help="diffusers SD folder or hub id")
+    parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
+    parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
+    parser.add_argument("--data-dir", help="gallery and caches")
+    parser.add_argument("--token", help="access token (generated when listening beyond loopback)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    settings = Settings(**overrides)
+
+    import uvicorn
+
+    from app.main import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    url = f"http://{'localhost' if settings.host in ('127.0.0.1', '::1') else settings.host}:{settings.port}/"
+    if settings.require_token():
+        url += f"?token={settings.token}"
+    print(f"Noisescope studio: {url}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, ws_per_message_deflate=False, log_level="info")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module, _ = SUBCOMMANDS[argv[0]]
+        entry = "convert_main" if argv[0] == "convert-gan" else "main"
+        return int(getattr(importlib.import_module(module), entry)(argv[1:]) or 0)
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
+    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+        print("usage: python -m app [serve options] | " + " | ".join(SUBCOMMANDS))
+        for name, (_, help_text) in SUBCOMMANDS.items():
+            print(f"  {name:12s} {help_text}")
+        print("  serve        (default) start the studio; `python -m app serve --help` for options")
+        return 0
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The websocket route: parse and validate client messages, hand them to the Studio, and send
+events and frames back. Only the newest preview waits for a slow client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from app.api.deps import supplied_token, token_ok
+from app.api.protocol import (Cancel, FrameType, GenerateDiffusion, GenerateGan, PreviewRequest, Rewind, Update,
+                              client_message, encode_frame, error_event, event)
+from app.engine.studio import Studio, StudioError
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_MESSAGE_CHARS = 64 * 1024
+_FRAME_TYPES = {"preview": FrameType.PREVIEW, "final": FrameType.FINAL, "timeline": FrameType.TIMELINE}
+
+
+def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
+    """Browsers always send Origin: it must be this server or an allowed origin. Non-browser
+    clients send none and are governed by the token alone."""
+    if origin is None:
+        return True
+    if origin in settings.allowed_origins:
+        return True
+    return bool(host) and urlsplit(origin).netloc == host
+
+
+class Connection:
+    """A Sink for one page. Engine threads call send/image; the event loop drains the outbox."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.id = uuid.uuid4().hex
+        self.loop = loop
+        self.items: deque[str | bytes] = deque()
+        self.latest_preview: tuple[str, bytes] | None = None
+        self.wake = asyncio.Event()
+        self.closed = False
+
+    def _push(self, item: str | bytes) -> None:
+        self.items.append(item)
+        self.wake.set()
+
+    def _push_preview(self, run_id: str, data: bytes) -> None:
+        self.latest_preview = (run_id, data)  # replaces any preview the client has not taken yet
+        self.wake.set()
+
+    def _push_final(self, run_id: str, data: bytes) -> None:
+        if self.latest_preview is not None and self.latest_preview[0] == run_id:
+            self.latest_preview = None
+        self._push(data)
+
+    def _call(self, fn, *args) -> None:
+        if not self.closed:
+            try:
+                self.loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # loop closed: the page is gone
+                self.closed = True
+
+    # Sink
+    def send(self, ev: dict[str, Any]) -> None:
+        fields = dict(ev)
+        kind = fields.pop("type")
+        self._call(self._push, event(kind, **fields))
+
+    def image(self, meta: dict[str, Any], data: bytes, kind: Literal["preview", "final", "timeline"]) -> None:
+        frame = encode_frame(_FRAME_TYPES[kind], meta, data)
+        if kind == "preview":
+            self._call(self._push_preview, meta["run_id"], frame)
+        elif kind == "final":
+            self._call(self._push_final, meta["run_id"], frame)
+        else:
+            self._call(self._push, frame)
+
+    def error(self, code: str, message: str, run_id: str | None = None) -> None:
+        self._push(error_event(code, message, run_id))
+
+    async def drain(self, ws: WebSocket) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.items:
+                item = self.items.popleft()
+                if isinstance(item, bytes):
+                    await ws.send_bytes(item)
+                else:
+                    await ws.send_text(item)
+            if self.latest_preview is not None:
+                _, data = self.latest_preview
+                self.latest_preview = None
+                await ws.send_bytes(data)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("generate", "generate_gan", "update", "rewind",
+                                                                        "cancel", "preview"))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts)
+
+
+def handle(studio: Studio, conn: Connection, text: str) -> None:
+    try:
+        msg = client_message.validate_json(text)
+    except ValidationError as exc:
+        conn.error("bad_request", _validation_message(exc))
+        return
+    run_id = getattr(msg, "run_id", None)
+    try:
+        if isinstance(msg, GenerateDiffusion):
+            studio.generate(msg.params, conn, conn.id)
+        elif isinstance(msg, GenerateGan):
+            studio.generate_gan(msg.params, conn, conn.id)
+        elif isinstance(msg, Update):
+            params = studio.update(msg.run_id, msg.params)
+            conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})
+        elif isinstance(msg, Rewind):
+            studio.rewind(msg.run_id, msg.step, conn, conn.id, msg.params)
+        elif isinstance(msg, Cancel):
+            studio.cancel(msg.run_id)
+        elif isinstance(msg, PreviewRequest):
+            studio.preview(msg.run_id, msg.step, conn, conn.id)
+    except StudioError as exc:
+        conn.error(exc.code, exc.message, run_id)
+    except Exception:
+        log.exception("failed to handle a %s message", type(msg).__name__)
+        conn.error("internal", "the server could not handle that message; see the server log", run_id)
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    settings: Settings = websocket.app.state.settings
+    studio: Studio = websocket.app.state.studio
+    token = supplied_token(dict(websocket.query_params), dict(websocket.headers), websocket.cookies)
+    if not token_ok(settings, token) or not origin_allowed(websocket.headers.get("origin"),
+                                                           websocket.headers.get("host"), settings):
+        await websocket.close(code=1008)
+        return
+    await websocket.accept()
+    conn = Connection(asyncio.get_running_loop())
+    drain = asyncio.create_task(conn.drain(websocket))
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                conn.error("bad_request", "send JSON text messages; binary messages are not accepted")
+            elif len(text) > MAX_MESSAGE_CHARS:
+                conn.error("too_large", f"messages are limited to {MAX_MESSAGE_CHARS} characters")
+            else:
+                handle(studio, conn, text)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        conn.closed = True
+        studio.disconnect(conn.id)
+        drain.cancel()

@@ -1,0 +1,109 @@
+"""A diffusers UNet as a VE denoiser D(x, sigma, context) -> x0, and classifier-free guidance.
+
+x is the VE latent x0 + sigma * eps; the UNet was trained on the VP latent x * c_in with
+c_in = 1 / sqrt(sigma^2 + 1) at the timestep whose training sigma matches (Karras et al. 2022,
+Table 1, "VP" column and §5 for v-prediction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from app.diffusion.samplers import Denoiser, Live, _read
+from app.diffusion.sigmas import model_sigmas, sigma_to_t
+
+
+def _bcast(v: Tensor, x: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (x.ndim - 1)))
+
+
+class UNetDenoiser:
+    """D(x, sigma, context) for an epsilon- or v-predicting UNet2DConditionModel.
+
+    epsilon: x0 = x - sigma * eps_hat.
+    v:       x0 = x / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) * v_hat   (c_skip, c_out).
+    Inputs and outputs are float32 whatever the UNet's dtype.
+    """
+
+    def __init__(self, unet: torch.nn.Module, alphas_cumprod: Tensor, prediction_type: str = "epsilon") -> None:
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"unsupported prediction_type {prediction_type!r}")
+        self.unet = unet
+        self.prediction_type = prediction_type
+        device = next(unet.parameters()).device
+        self.dtype = next(unet.parameters()).dtype
+        self.sigmas = model_sigmas(alphas_cumprod).float().to(device)
+        self.log_sigmas = self.sigmas.log()
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def __call__(self, x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
+        sigma = sigma.float()
+        c_in = _bcast((sigma**2 + 1).rsqrt(), x)
+        t = sigma_to_t(sigma, self.log_sigmas)
+        out = self.unet((x * c_in).to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
+        s = _bcast(sigma, x)
+        if self.prediction_type == "epsilon":
+            return x - s * out
+        return x * c_in**2 - s * c_in * out
+
+
+@dataclass(frozen=True)
+class TextConditioning:
+    """Text-encoder states for CFG: one per weighted prompt, and the negative prompt as uncond."""
+
+    cond: Tensor  # [n, L, D]
+    weights: tuple[float, ...]
+    uncond: Tensor  # [1, L, D]
+
+
+@torch.no_grad()
+def encode_text(tokenizer, text_encoder: torch.nn.Module, texts: list[str]) -> Tensor:
+    """[len(texts), L, D] last hidden states, padded to the tokenizer's max length (as SD was trained)."""
+    tok = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt")
+    device = next(text_encoder.parameters()).device
+    return text_encoder(tok.input_ids.to(device))[0]
+
+
+def text_conditioning(tokenizer, text_encoder: torch.nn.Module, prompts: list[tuple[str, float]],
+                      negative: str = "") -> TextConditioning:
+    states = encode_text(tokenizer, text_encoder, [negative] + [p for p, _ in prompts])
+    return TextConditioning(states[1:], tuple(w for _, w in prompts), states[:1])
+
+
+def cfg_denoiser(model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: TextConditioning,
+                 scale: Live) -> Denoiser:
+    """Classifier-free guidance (Ho & Salimans 2022) with weighted prompts composed as in
+    Liu et al. 2022: D = D_u + scale * sum_i w_i (D_i - D_u), all branches in one model call.
+    `scale` is re-read at every call."""
+    n = len(cond.weights)
+    contexts = torch.cat([cond.uncond, cond.cond])  # [n + 1, L, D]
+    only_cond = n == 1 and cond.weights[0] == 1.0
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        s = _read(scale)
+        b = x.shape[0]
+        if s == 0.0:
+            return model(x, sigma, cond.uncond.expand(b, -1, -1))
+        if s == 1.0 and only_cond:
+            return model(x, sigma, cond.cond.expand(b, -1, -1))
+        out = model(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1),
+                    contexts.repeat_interleave(b, dim=0)).chunk(n + 1)
+        uncond = out[0]
+        guided = uncond
+        for w, branch in zip(cond.weights, out[1:]):
+            guided = guided + (branch - uncond) * (s * w)
+        return guided
+
+    return denoise

@@ -1,0 +1,197 @@
+"""One diffusion run, start to finish, for the engine: load models, build the guided denoiser,
+pick the schedule and sampler, report every step. No threads, no web code."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from app.api.schemas import DiffusionParams, LiveParams
+from app.clip.backend import ClipBackend
+from app.diffusion import previews
+from app.diffusion.denoiser import UNetDenoiser, cfg_denoiser, text_conditioning
+from app.diffusion.guidance import ClipTarget, clip_guided, clip_score, clip_target
+from app.diffusion.noise import initial_noise, step_noise
+from app.diffusion.previews import LatentRGBMap
+from app.diffusion.prompts import parse_prompt
+from app.diffusion.samplers import run_sampler
+from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "noisescope"
+
+
+@dataclass
+class DiffusionModels:
+    name: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    alphas_cumprod: Tensor
+    prediction_type: str
+    timestep_spacing: str
+    steps_offset: int
+    device: torch.device
+    dtype: torch.dtype
+    denoiser: UNetDenoiser
+    rgb_map: LatentRGBMap
+    clip: ClipBackend | None = None
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def vae_scale(self) -> int:
+        return previews.vae_scale(self.vae)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    index: int  # 1..total
+    total: int
+    sigma: float  # the noise level the model saw at this step
+    sigma_next: float  # the noise level of `latent`
+    latent: Tensor  # x after this step: what a rewind resumes from
+    denoised: Tensor  # the (guided) x0 estimate at this step
+    clip_score: float | None  # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean
+
+
+def load_diffusion_models(name_or_path: str, device: torch.device, dtype: torch.dtype, clip: ClipBackend | None = None,
+                          cache_dir: Path | None = None) -> DiffusionModels:
+    """A diffusers Stable Diffusion folder or hub id (SD 1.x / 2.x layouts); HF_HUB_OFFLINE=1 keeps it local.
+
+    The noise schedule and prediction type come from the scheduler config; the preview map is
+    fitted once per VAE and cached under `cache_dir` (default ~/.cache/noisescope).
+    """
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        name_or_path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False,
+        local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
+    )
+    cfg = dict(pipe.scheduler.config)
+    alphas_cumprod = DDPMScheduler.from_config(cfg).alphas_cumprod.double().clamp(min=2.0**-24)
+    prediction_type = cfg.get("prediction_type", "epsilon")
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.to(device).eval().requires_grad_(False)
+    rgb_map = previews.load_or_fit(pipe.vae, (cache_dir or default_cache_dir()) / "previews")
+    return DiffusionModels(
+        name=str(name_or_path), unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        alphas_cumprod=alphas_cumprod, prediction_type=prediction_type,
+        timestep_spacing=cfg.get("timestep_spacing", "leading"), steps_offset=int(cfg.get("steps_offset", 0)),
+        device=device, dtype=dtype, denoiser=UNetDenoiser(pipe.unet, alphas_cumprod, prediction_type),
+        rgb_map=rgb_map, clip=clip,
+    )
+
+
+def run_sigmas(models: DiffusionModels, steps: int, karras: bool) -> Tensor:
+    """Karras sigmas over the model's range, or the model's own discrete schedule; ends in 0."""
+    if karras:
+        return karras_sigmas(steps, models.denoiser.sigma_min, models.denoiser.sigma_max)
+    return discrete_sigmas(models.alphas_cumprod, steps, models.timestep_spacing, models.steps_offset)
+
+
+def pil_to_tensor(image: Image.Image, width: int, height: int) -> Tensor:
+    """PIL -> [1, 3, height, width] in [-1, 1]."""
+    image = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+
+
+def _score_fn(models: DiffusionModels, target: ClipTarget | None) -> Callable[[Tensor], float | None]:
+    if models.clip is None or target is None:
+        return lambda denoised: None
+
+    def score(denoised: Tensor) -> float:
+        images = models.rgb_map(denoised).add(1).div(2).clamp(0, 1)
+        return float(clip_score(models.clip, images, target).mean())
+
+    return score
+
+
+def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
+             on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
+             init_image: Image.Image | None = None, start_denoised: Tensor | None = None) -> Tensor:
+    """Sample one batch; returns the final latent [batch, C, h, w].
+
+    - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
+    - `on_step` runs after every step; raising from it cancels the run.
+    - Resume: `start_latent` is StepInfo.latent of step `start_step`; the continuation equals the
+      original for the same params. For dpmpp_2m pass that step's `denoised` as `start_denoised`
+      too, or the multistep history restarts (the tail then differs slightly).
+    - img2img: `init_image` is encoded, noised to the sigma of step `skip_steps`, and sampled from
+      there. skip_steps without an init image starts from noise at that level (Disco's behaviour).
+    Image j of a batch uses seed + j.
+    """
+    if params.skip_steps >= params.steps:
+        raise ValueError("skip_steps must be smaller than steps")
+    if params.width % models.vae_scale or params.height % models.vae_scale:
+        raise ValueError(f"width and height must be multiples of {models.vae_scale}")
+    prompts = parse_prompt(params.prompt)
+    seed = params.seed or 0
+    seeds = [seed + j for j in range(params.batch)]
+    shape = (models.latent_channels, params.height // models.vae_scale, params.width // models.vae_scale)
+    sigmas = run_sigmas(models, params.steps, params.karras)
+    device = models.device
+
+    with torch.no_grad():
+        if start_latent is not None:
+            if start_latent.shape != (params.batch, *shape):
+                raise ValueError(f"start latent has shape {tuple(start_latent.shape)}, expected {(params.batch, *shape)}")
+            if not 0 < start_step < params.steps:
+                raise ValueError("start_step must be between 1 and steps - 1 when resuming")
+            x, first = start_latent.to(device, torch.float32), start_step
+        elif start_step:
+            raise ValueError("resuming needs start_latent")
+        else:
+            first = params.skip_steps
+            noise = initial_noise(seeds, shape, device)
+            if init_image is not None:
+                image = pil_to_tensor(init_image, params.width, params.height).to(device)
+                x = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1) + noise * float(sigmas[first])
+            else:
+                x = noise * float(sigmas[first])
+
+        cond = text_conditioning(models.tokenizer, models.text_encoder, prompts, params.negative_prompt)
+        denoiser = cfg_denoiser(models.denoiser, cond, lambda: live().cfg_scale)
+        target = clip_target(models.clip, prompts) if models.clip is not None else None
+        denoiser = clip_guided(denoiser, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
+                               models.clip, target)
+        score = _score_fn(models, target)
+
+        def callback(d: dict) -> None:
+            on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
+                             latent=d["x"], denoised=d["denoised"], clip_score=score(d["denoised"])))
+
+        return run_sampler(params.sampler, denoiser, x, sigmas, callback=callback, start_index=first,
+                           eta=lambda: live().eta, noise=step_noise(seeds, shape, device),
+                           old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
+
+
+def decode_to_pil(models: DiffusionModels, latent: Tensor) -> list[Image.Image]:
+    images = previews.full_decode(models.vae, latent.to(models.device))
+    return [Image.fromarray(previews.to_uint8_hwc(img[None])) for img in images]
+
+
+def preview_rgb(models: DiffusionModels, denoised: Tensor, full: bool = False) -> np.ndarray:
+    """uint8 H x W x 3 of an x0 estimate: a VAE decode, or the fast map at latent resolution.
+    A batch comes back as a grid (4 per row)."""
+    latent = denoised.to(models.device)
+    if full:
+        return previews.to_uint8_hwc(previews.full_decode(models.vae, latent))
+    return previews.fast_preview(models.rgb_map, latent)
+
+
+def clip_score_pil(clip: ClipBackend, image: Image.Image, prompt: str) -> float:
+    """Weighted CLIP cosine similarity of one image to a (weighted) prompt."""
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None].float().div(255)
+    return float(clip_score(clip, pixels.to(clip.device), clip_target(clip, parse_prompt(prompt)))[0])

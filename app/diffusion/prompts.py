@@ -1,0 +1,32 @@
+"""Weighted multi-prompts: "a red fox:1 | blurry:-0.5" -> [("a red fox", 1.0), ("blurry", -0.5)].
+
+Parts are separated by "|". A part ends in a weight only when its last colon is followed by
+nothing but a number, so "a photo: at dusk" keeps its colon; to keep a trailing "12:30" literal,
+give a weight after it ("at 12:30:1"). Empty parts are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+MAX_PROMPTS = 16
+_WEIGHT = re.compile(r"^(.*):\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*$", re.DOTALL)
+
+
+def parse_prompt(text: str) -> list[tuple[str, float]]:
+    """Split on "|" and read an optional trailing ":weight" from each part; raises ValueError when
+    nothing is left or there are more than MAX_PROMPTS parts."""
+    out: list[tuple[str, float]] = []
+    for part in text.split("|"):
+        m = _WEIGHT.match(part)
+        body, weight = (m.group(1), float(m.group(2))) if m else (part, 1.0)
+        body = body.strip()
+        if not body or not math.isfinite(weight):
+            continue
+        out.append((body, weight))
+    if not out:
+        raise ValueError("the prompt has no text")
+    if len(out) > MAX_PROMPTS:
+        raise ValueError(f"at most {MAX_PROMPTS} weighted prompts, got {len(out)}")
+    return out

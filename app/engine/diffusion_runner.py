@@ -1,0 +1,130 @@
+"""Runs one diffusion job: sampler steps -> history -> step events and preview frames -> gallery."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from app.api.schemas import DiffusionParams, LiveParams
+from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
+from app.engine.history import RunRecord, StepHistory, StepRecord
+from app.engine.images import encode, grid, to_pil
+from app.engine.jobs import Job
+from app.engine.live import LiveState, RunCancelled
+from app.store.gallery import Gallery, ImageRecord
+
+
+class DiffusionRunner:
+    def __init__(self, models: DiffusionModels, history: StepHistory, gallery: Gallery, encoder: Executor,
+                 uploads: Path, model_ids: dict[str, Any]) -> None:
+        self.models = models
+        self.history = history
+        self.gallery = gallery
+        self.encoder = encoder
+        self.uploads = uploads
+        self.model_ids = model_ids
+
+    def run(self, job: Job) -> None:
+        params: DiffusionParams = job.params  # type: ignore[assignment]
+        if params.seed is None:
+            params = params.model_copy(update={"seed": random.randrange(2**32)})
+            job.params = params
+        live = job.live or LiveState(LiveParams(**params.model_dump(include=set(LiveParams.model_fields))))
+        start_latent = start_denoised = None
+        if job.parent is not None and job.from_step > 0:
+            record = self.history.step(job.parent, job.from_step)
+            if record is None:
+                job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
+                               "message": f"step {job.from_step} of run {job.parent} is no longer kept"})
+                return
+            start_latent, start_denoised = record.latent, record.denoised
+        init_image = None
+        if params.init_image is not None:
+            path = self.uploads / f"{params.init_image}.png"
+            if not path.is_file():
+                job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
+                               "message": "the init image was not found; upload it again"})
+                return
+            init_image = Image.open(path).convert("RGB")
+
+        self.history.start(RunRecord(job.run_id, params.model_dump(), params.steps, job.parent, job.from_step))
+        job.sink.send({"type": "started", "run_id": job.run_id, "engine": "diffusion", "total": params.steps,
+                       "seed": params.seed, "width": params.width, "height": params.height,
+                       "from_step": job.from_step, "parent": job.parent})
+        t0 = time.perf_counter()
+        last = {"index": job.from_step}
+
+        def on_step(info: StepInfo) -> None:
+            live.check()
+            last["index"] = info.index
+            self.history.put(job.run_id, info.index,
+                             StepRecord(info.latent, info.denoised, float(info.sigma), info.clip_score))
+            elapsed = (time.perf_counter() - t0) * 1000
+            job.sink.send({"type": "step", "run_id": job.run_id, "index": info.index, "total": info.total,
+                           "sigma": float(info.sigma), "elapsed_ms": round(elapsed, 1),
+                           "clip_score": info.clip_score})
+            p = live.params()
+            if info.index % p.preview_every == 0 and info.index < info.total:
+                full = info.index % p.full_decode_every == 0
+                self.encoder.submit(self._send_preview, job, info.index, info.denoised.detach().clone(), full, "preview")
+
+        try:
+            latent = generate(self.models, params, live=live.params, on_step=on_step,
+                              start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
+                              init_image=init_image)
+        except RunCancelled:
+            job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
+            return
+        images = decode_to_pil(self.models, latent)
+        elapsed = (time.perf_counter() - t0) * 1000
+        score = self._clip_score(images[0], params.prompt)
+        done_steps = params.steps - job.from_step
+        record = ImageRecord(
+            engine="diffusion",
+            params={**params.model_dump(), **live.params().model_dump(), "parent": job.parent,
+                    "from_step": job.from_step},
+            seed=params.seed, clip_score=score, models=self.model_ids,
+            timings={"total_ms": round(elapsed, 1), "steps": done_steps,
+                     "ms_per_step": round(elapsed / max(1, done_steps), 2)},
+        )
+        ids = [self.gallery.add(img, record) for img in images]
+        final = images[0] if len(images) == 1 else grid(images)
+        meta = {"run_id": job.run_id, "step": params.steps, "width": final.width, "height": final.height,
+                "format": "png", "engine": "diffusion", "image_id": ids[0]}
+        # Through the same single-thread encoder, so no older preview can arrive after the final image.
+        self.encoder.submit(lambda: job.sink.image(meta, encode(final, "png"), "final")).result()
+        job.sink.send({"type": "done", "run_id": job.run_id, "engine": "diffusion", "image_id": ids[0],
+                       "image_ids": ids, "url": f"/api/gallery/{ids[0]}.png", "elapsed_ms": round(elapsed, 1),
+                       "clip_score": score, "seed": params.seed, "params": params.model_dump()})
+
+    def _clip_score(self, image: Image.Image, prompt: str) -> float | None:
+        clip = self.models.clip
+        if clip is None:
+            return None
+        from app.diffusion.generate import clip_score_pil
+
+        return clip_score_pil(clip, image, prompt)
+
+    def _send_preview(self, job: Job, index: int, denoised, full: bool, kind: str) -> None:
+        rgb = preview_rgb(self.models, denoised, full=full)
+        image = to_pil(rgb)
+        if not full:  # the fast map works at latent resolution
+            scale = self.models.vae_scale
+            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
+        meta = {"run_id": job.run_id, "step": index, "width": image.width, "height": image.height,
+                "format": "jpeg", "engine": "diffusion", "full": full}
+        job.sink.image(meta, encode(image, "jpeg"), kind)  # type: ignore[arg-type]
+
+    def timeline_preview(self, job: Job, run_id: str, index: int) -> bool:
+        """Re-render a stored step's preview for timeline scrubbing (full decode)."""
+        record = self.history.step(run_id, index)
+        if record is None or record.denoised is None:
+            return False
+        probe = Job("diffusion", job.params, job.sink, job.client_id, run_id=run_id)
+        self.encoder.submit(self._send_preview, probe, index, record.denoised, True, "timeline")
+        return True

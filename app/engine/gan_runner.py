@@ -1,0 +1,175 @@
+"""Runs GAN jobs: one forward pass per render (sent as one frame), or a CLIP search in w space
+streamed as steps. The un-truncated w of each (seed, prompt) is cached, so sliders that only move
+w (truncation, style mixing) re-render without running the mapping network again."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.api.schemas import GanParams
+from app.clip import ClipBackend
+from app.engine.images import encode, grid
+from app.engine.jobs import Job
+from app.engine.live import RunCancelled
+from app.gan.networks import Generator, mix_styles
+from app.gan.render import clip_search, render, seed_to_w, truncate
+from app.store.gallery import Gallery, ImageRecord
+
+W_CACHE = 256
+
+
+class GanInputError(ValueError):
+    """A GAN request this generator cannot serve (e.g. a style-mix layer past num_ws)."""
+
+
+@dataclass
+class GanModel:
+    G: Generator
+    device: torch.device
+    clip: ClipBackend | None
+    name: str
+
+    def info(self) -> dict[str, Any]:
+        text = "condition" if self.G.c_dim else ("clip_search" if self.clip is not None else "none")
+        return {"name": self.name, "z_dim": self.G.z_dim, "c_dim": self.G.c_dim, "w_dim": self.G.w_dim,
+                "resolution": self.G.img_resolution, "num_ws": self.G.num_ws, "text": text}
+
+    @torch.no_grad()
+    def condition(self, prompt: str) -> torch.Tensor | None:
+        """c for a prompt: the CLIP text embedding (conditional generators), None for c_dim = 0."""
+        if not self.G.c_dim:
+            return None
+        if self.clip is None:
+            raise GanInputError("this generator is text-conditioned but no CLIP model is loaded")
+        c = self.clip.encode_text([prompt])
+        if c.shape[-1] != self.G.c_dim:
+            raise GanInputError(f"the generator expects c of size {self.G.c_dim}, CLIP gives {c.shape[-1]}")
+        return c.to(self.device)
+
+
+def load_gan_model(folder: str | Path, device: torch.device, clip: ClipBackend | None = None) -> GanModel:
+    from app.gan.convert import load_generator
+
+    G = load_generator(folder, device).eval().requires_grad_(False)
+    return GanModel(G, device, clip, str(folder))
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """uint8 [N, H, W, C] (render's output) -> PIL images."""
+    return [Image.fromarray(a) for a in images.cpu().numpy()]
+
+
+class GanRunner:
+    def __init__(self, model: GanModel, gallery: Gallery, encoder: Executor, model_ids: dict[str, Any]) -> None:
+        self.model = model
+        self.gallery = gallery
+        self.encoder = encoder
+        self.model_ids = model_ids
+        self._w_cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
+
+    @torch.no_grad()
+    def w_for(self, seed: int, prompt: str) -> torch.Tensor:
+        """Un-truncated ws [1, num_ws, w_dim] for a seed and prompt (cached)."""
+        key = (seed, prompt if self.model.G.c_dim else "")
+        if key not in self._w_cache:
+            self._w_cache[key] = seed_to_w(self.model.G, seed, self.model.condition(prompt))
+            while len(self._w_cache) > W_CACHE:
+                self._w_cache.popitem(last=False)
+        self._w_cache.move_to_end(key)
+        return self._w_cache[key]
+
+    def styles(self, p: GanParams, seed: int) -> torch.Tensor:
+        G = self.model.G
+        if p.mix_seed is not None and p.mix_layer >= G.num_ws:
+            raise GanInputError(f"mix_layer must be below {G.num_ws} for this generator")
+        ws = torch.cat([self.w_for(seed + i, p.prompt) for i in range(p.grid)])
+        ws = truncate(G, ws, p.truncation_psi, p.truncation_cutoff)
+        if p.mix_seed is not None:
+            other = truncate(G, self.w_for(p.mix_seed, p.prompt), p.truncation_psi, p.truncation_cutoff)
+            ws = mix_styles(ws, other.expand_as(ws), p.mix_layer)
+        return ws
+
+    def run(self, job: Job) -> None:
+        p: GanParams = job.params  # type: ignore[assignment]
+        if p.seed is None:
+            p = p.model_copy(update={"seed": random.randrange(2**32 - p.grid)})
+            job.params = p
+        seed = int(p.seed)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        try:
+            ws = self.styles(p, seed)
+            if p.search_steps and (self.model.clip is None or not p.prompt.strip()):
+                raise GanInputError("CLIP search needs a prompt and a CLIP model")
+        except GanInputError as exc:
+            job.sink.send({"type": "error", "code": "bad_request", "run_id": job.run_id, "message": str(exc)})
+            return
+        G = self.model.G
+        total = max(1, p.search_steps)
+        job.sink.send({"type": "started", "run_id": job.run_id, "engine": "gan", "total": total, "seed": seed,
+                       "width": G.img_resolution, "height": G.img_resolution, "from_step": 0, "parent": None})
+        if p.search_steps:
+            try:
+                ws = self._search(job, p, ws, t0)
+            except RunCancelled:
+                job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": 0})
+                return
+        images = to_pil(render(self.model.G, ws, p.noise_mode))
+        elapsed = (time.perf_counter() - t0) * 1000
+        score = self._clip_score(images, p.prompt)
+        if not p.search_steps:
+            job.sink.send({"type": "step", "run_id": job.run_id, "index": 1, "total": 1, "sigma": 0.0,
+                           "elapsed_ms": round(elapsed, 1), "clip_score": score})
+        record = ImageRecord(engine="gan", params=p.model_dump(), seed=seed, clip_score=score, models=self.model_ids,
+                             timings={"total_ms": round(elapsed, 1), "steps": total,
+                                      "ms_per_step": round(elapsed / total, 2)})
+        final = images[0] if len(images) == 1 else grid(images)
+        image_id = self.gallery.add(final, record) if p.save else None
+        meta = {"run_id": job.run_id, "step": total, "width": final.width, "height": final.height,
+                "format": "png", "engine": "gan", "image_id": image_id}
+        self.encoder.submit(lambda: job.sink.image(meta, encode(final, "png"), "final")).result()
+        job.sink.send({"type": "done", "run_id": job.run_id, "engine": "gan", "image_id": image_id,
+                       "image_ids": [image_id] if image_id else [],
+                       "url": f"/api/gallery/{image_id}.png" if image_id else None,
+                       "elapsed_ms": round(elapsed, 1), "clip_score": score, "seed": seed, "params": p.model_dump()})
+
+    @torch.no_grad()
+    def _clip_score(self, images: list[Image.Image], prompt: str) -> float | None:
+        clip = self.model.clip
+        if clip is None or not prompt.strip():
+            return None
+        pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
+        text = clip.encode_text([prompt])
+        return round(float((clip.encode_image(pixels) @ text.T).mean()), 4)
+
+    def _search(self, job: Job, p: GanParams, ws: torch.Tensor, t0: float) -> torch.Tensor:
+        clip = self.model.clip
+        assert clip is not None
+        text = clip.encode_text([p.prompt])
+
+        def on_iter(i: int, image: torch.Tensor, loss: float) -> bool:
+            job.live.check() if job.live else None
+            elapsed = (time.perf_counter() - t0) * 1000
+            job.sink.send({"type": "step", "run_id": job.run_id, "index": i + 1, "total": p.search_steps,
+                           "sigma": round(float(loss), 5), "elapsed_ms": round(elapsed, 1), "clip_score": None})
+            self.encoder.submit(self._send_preview, job, i + 1, to_pil(image))
+            return True
+
+        result = clip_search(self.model.G, clip, text, ws, steps=p.search_steps, lr=p.search_lr, pull=p.search_pull,
+                             cutn=p.search_cutn, noise_mode=p.noise_mode, callback=on_iter)
+        return result.ws.detach()
+
+    def _send_preview(self, job: Job, index: int, frames: list[Image.Image]) -> None:
+        image = frames[0] if len(frames) == 1 else grid(frames)
+        meta = {"run_id": job.run_id, "step": index, "width": image.width, "height": image.height,
+                "format": "jpeg", "engine": "gan"}
+        job.sink.image(meta, encode(image, "jpeg"), "preview")

@@ -1,0 +1,40 @@
+"""Jobs and the sink they report to. The engine speaks in plain dict events and image frames;
+the api layer turns them into wire frames (app/api/protocol.py)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from app.engine.live import LiveState
+
+EngineName = Literal["diffusion", "gan"]
+
+
+class Sink(Protocol):
+    """Where a job's output goes. Both methods are called from worker threads."""
+
+    def send(self, event: dict[str, Any]) -> None:
+        """A JSON event; never dropped."""
+
+    def image(self, meta: dict[str, Any], data: bytes, kind: Literal["preview", "final", "timeline"]) -> None:
+        """An encoded image; previews may be dropped in favour of newer ones, finals never."""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class Job:
+    engine: EngineName
+    params: BaseModel
+    sink: Sink
+    client_id: str
+    live: LiveState | None = None
+    parent: str | None = None
+    from_step: int = 0
+    run_id: str = field(default_factory=new_run_id)

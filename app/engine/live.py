@@ -1,0 +1,40 @@
+"""Per-run state shared between the sampling thread and the websocket: live parameters and
+cancellation. The sampler re-reads `params()` at every step."""
+
+from __future__ import annotations
+
+import threading
+
+from app.api.schemas import LiveParams, LiveUpdate
+
+
+class RunCancelled(Exception):
+    """Raised from a step callback to stop a run within one step."""
+
+
+class LiveState:
+    def __init__(self, params: LiveParams) -> None:
+        self._lock = threading.Lock()
+        self._params = params
+        self._cancel = threading.Event()
+
+    def params(self) -> LiveParams:
+        with self._lock:
+            return self._params
+
+    def update(self, change: LiveUpdate) -> LiveParams:
+        fields = change.model_dump(exclude_none=True)
+        with self._lock:
+            self._params = self._params.model_copy(update=fields)
+            return self._params
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise RunCancelled

@@ -1,0 +1,106 @@
+"""One worker thread per device, fed by a bounded queue.
+
+A full queue refuses new work ("busy") instead of growing. A GAN request replaces the same
+client's GAN request that is still waiting, so a dragged slider renders only its newest value.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from app.engine.jobs import Job
+from app.engine.live import RunCancelled
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the studio is busy: at most {limit} runs may wait; try again shortly")
+        self.limit = limit
+
+
+class Worker:
+    def __init__(self, run: Callable[[Job], None], max_queue: int) -> None:
+        self._run = run
+        self._max_queue = max_queue
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._current: Job | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="noisescope-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            for job in self._queue:
+                if job.live:
+                    job.live.cancel()
+            self._queue.clear()
+            if self._current and self._current.live:
+                self._current.live.cancel()
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def submit(self, job: Job, *, replace_stale: bool = False) -> int:
+        """Queue a job; returns its position (0 = next). Raises QueueFull."""
+        with self._cond:
+            if replace_stale:
+                stale = [j for j in self._queue if j.client_id == job.client_id and j.engine == job.engine]
+                for j in stale:
+                    self._queue.remove(j)
+                    j.sink.send({"type": "cancelled", "run_id": j.run_id, "index": 0, "reason": "superseded"})
+            if len(self._queue) >= self._max_queue:
+                raise QueueFull(self._max_queue)
+            self._queue.append(job)
+            self._cond.notify()
+            return len(self._queue) - 1
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a waiting job at once, or ask the running one to stop at its next step."""
+        with self._cond:
+            for job in self._queue:
+                if job.run_id == run_id:
+                    self._queue.remove(job)
+                    job.sink.send({"type": "cancelled", "run_id": run_id, "index": 0})
+                    return True
+            if self._current is not None and self._current.run_id == run_id and self._current.live:
+                self._current.live.cancel()
+                return True
+        return False
+
+    def cancel_client(self, client_id: str) -> None:
+        """A page went away: drop its waiting jobs and stop its running one."""
+        with self._cond:
+            for job in [j for j in self._queue if j.client_id == client_id]:
+                self._queue.remove(job)
+            if self._current is not None and self._current.client_id == client_id and self._current.live:
+                self._current.live.cancel()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                job = self._queue.popleft()
+                self._current = job
+            try:
+                self._run(job)
+            except RunCancelled:
+                pass
+            except Exception:
+                log.exception("run %s failed", job.run_id)
+                job.sink.send({"type": "error", "code": "internal", "run_id": job.run_id,
+                               "message": "the run failed on the server; see the server log"})
+            finally:
+                with self._cond:
+                    self._current = None

@@ -1,0 +1,140 @@
+"""Pure functions the engine calls on a StyleGAN2 generator: z -> w, truncation, rendering, CLIP search.
+
+Mapping and truncation are separate so a caller can cache the un-truncated ws of a seed and move the
+psi slider without re-running the mapping network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from app.clip.backend import ClipBackend
+
+from .networks import Generator, truncate as _truncate_rows, z_from_seed
+
+# callback(i, image uint8 [N, H, W, C], loss) -> False to stop; None or True to go on.
+SearchCallback = Callable[[int, torch.Tensor, float], "bool | None"]
+
+
+def _labels(G: Generator, c: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    if c is None:
+        if G.c_dim > 0:
+            raise ValueError(f"this generator is conditional: c must be [N, {G.c_dim}]")
+        return torch.zeros([n, 0], device=device)
+    c = c.to(device, torch.float32)
+    return c.expand(n, -1) if c.shape[0] == 1 else c
+
+
+@torch.no_grad()
+def map_to_w(G: Generator, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    """Un-truncated ws [N, num_ws, w_dim] for z [N, z_dim] and optional labels/embeddings c [N or 1, c_dim]."""
+    device = G.mapping.w_avg.device
+    z = z.to(device, torch.float32)
+    return G.mapping(z, _labels(G, c, z.shape[0], device), truncation_psi=1)
+
+
+def seed_to_w(G: Generator, seed: int, c: torch.Tensor | None = None) -> torch.Tensor:
+    """Un-truncated ws [1, num_ws, w_dim] of a seed (the same z as NVIDIA's gen_images.py)."""
+    return map_to_w(G, z_from_seed(seed, G.z_dim), c)
+
+
+def truncate(G: Generator, ws: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+    """Truncation trick towards G's w_avg (Karras et al. 2019, Sec. 3.2) on rows [:cutoff] (all if None)."""
+    return _truncate_rows(G.mapping.w_avg.to(ws.device), ws, psi, cutoff)
+
+
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """Generator output [N, C, H, W] in about [-1, 1] -> uint8 [N, H, W, C] (NVIDIA's 127.5x + 128 mapping)."""
+    return (img.detach().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def render(G: Generator, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    """Synthesise ws [N, num_ws, w_dim] to a uint8 image tensor [N, H, W, C] on G's device."""
+    return to_uint8(G.synthesis(ws.to(G.mapping.w_avg.device), noise_mode=noise_mode))
+
+
+def make_cutouts(images: torch.Tensor, cutn: int, size: int, cut_pow: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """[N, C, H, W] -> [cutn * N, C, size, size]: one whole-image overview, then random square crops.
+
+    Crop sides are drawn as min_side + (side - min_side) * u ** cut_pow (the CLIP-guided-diffusion
+    recipe; cut_pow > 1 favours small crops). Each cutout is resized to `size`.
+    """
+    side = min(images.shape[-2:])
+    min_side = min(side, max(1, side // 4))
+    cuts = [_resize(images, size)]
+    for _ in range(cutn - 1):
+        u = torch.rand([3], generator=generator)
+        s = int(min_side + (side - min_side) * float(u[0]) ** cut_pow)
+        y = int(float(u[1]) * (images.shape[-2] - s + 1))
+        x = int(float(u[2]) * (images.shape[-1] - s + 1))
+        cuts.append(_resize(images[:, :, y:y + s, x:x + s], size))
+    return torch.cat(cuts)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-2:] == (size, size):
+        return images
+    down = images.shape[-1] > size
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
+
+
+def spherical_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Squared great-circle distance between unit vectors: 2 * asin(|x - y| / 2) ** 2."""
+    return (x - y).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    ws: torch.Tensor  # [N, num_ws, w_dim], detached
+    losses: list[float]
+    stopped: bool  # True when the callback cancelled the search
+
+
+def clip_search(G: Generator, clip: ClipBackend, text_emb: torch.Tensor, w_init: torch.Tensor, steps: int = 100,
+                lr: float = 0.05, pull: float = 0.0, cutn: int = 8, callback: SearchCallback | None = None, *,
+                w_plus: bool = True, noise_mode: str = "const", cut_pow: float = 1.0,
+                generator: torch.Generator | None = None) -> SearchResult:
+    """StyleCLIP-style latent optimisation (Patashnik et al. 2021, Sec. 4, Eq. 1) with Adam on w or w+.
+
+    loss = mean over cutouts and prompts of spherical_dist(CLIP(cutout), text_emb)
+           + pull * mean((w - w_avg) ** 2)
+    The second term is a per-element mean (not a sum over w_dim) so `pull` means the same at any w_dim.
+    text_emb: [T, D] or [D], L2-normalised. w_init: [N, num_ws, w_dim] or [N, w_dim]. With
+    w_plus=False a single w per sample is optimised (row 0 of a ws init). The callback sees the
+    render of iteration i and its loss, before that iteration's update.
+    """
+    device = G.mapping.w_avg.device
+    w_avg = G.mapping.w_avg.detach()
+    text = F.normalize(text_emb.to(device, torch.float32).reshape(-1, text_emb.shape[-1]), dim=-1)
+    w_init = w_init.detach().to(device, torch.float32)
+    if w_plus:
+        w = (w_init if w_init.ndim == 3 else w_init.unsqueeze(1).repeat(1, G.num_ws, 1)).clone()
+    else:
+        w = (w_init[:, 0] if w_init.ndim == 3 else w_init).clone()
+    w.requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
+    losses: list[float] = []
+    stopped = False
+    for i in range(steps):
+        ws = w if w_plus else w.unsqueeze(1).repeat(1, G.num_ws, 1)
+        img = G.synthesis(ws, noise_mode=noise_mode)
+        pixels = ((img + 1) / 2).clamp(0, 1)
+        emb = clip.encode_image(make_cutouts(pixels, cutn, clip.image_size, cut_pow, generator))
+        loss = spherical_dist(emb[:, None, :], text[None, :, :]).mean()
+        if pull:
+            loss = loss + pull * (ws - w_avg).square().mean()
+        losses.append(float(loss.detach()))
+        if callback is not None and callback(i, to_uint8(img), losses[-1]) is False:
+            stopped = True
+            break
+        # autograd.grad keeps gradients out of G's parameters, whatever their requires_grad.
+        (w.grad,) = torch.autograd.grad(loss, [w])
+        opt.step()
+    ws = w.detach() if w_plus else w.detach().unsqueeze(1).repeat(1, G.num_ws, 1)
+    return SearchResult(ws=ws, losses=losses, stopped=stopped)

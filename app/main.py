@@ -1,0 +1,58 @@
+"""create_app(settings) -> FastAPI. Models load in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.api import routes, ws
+from app.registry import Models, load_models
+from app.settings import Settings
+
+log = logging.getLogger("noisescope")
+
+
+def create_app(settings: Settings | None = None, *, models: Models | None = None) -> FastAPI:
+    """Build the app. `models` may be passed in (tests share loaded models across apps)."""
+    settings = settings or Settings()
+    settings.ensure_token()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app.engine.studio import Studio
+        from app.store.gallery import Gallery
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        loaded = models or load_models(settings)
+        studio = Studio(settings, loaded, Gallery(settings.data_dir / "gallery"))
+        studio.start()
+        app.state.studio = studio
+        try:
+            yield
+        finally:
+            studio.stop()
+
+    app = FastAPI(title="Noisescope", lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in exc.errors()[:5]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+
+    app.include_router(routes.router)
+    app.include_router(routes.api)
+    app.include_router(ws.router)
+    app.mount("/static", StaticFiles(directory=routes.FRONTEND), name="static")
+    return app

@@ -1,0 +1,210 @@
+"""SQLite gallery of finished images.
+
+Layout under the gallery folder:
+    gallery.sqlite3      one row per image (WAL mode)
+    images/<id>.png      the PNG, with `parameters` and `noisescope` text chunks
+
+A PNG is written to a temp file, fsynced and renamed into place before its row is inserted, so
+a listed row always has a complete file; a crash leaves at worst an unlisted file or temp file,
+both cleaned up on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image
+
+from app.store.pngmeta import NOISESCOPE_KEY, PARAMETERS_KEY, a1111_parameters, noisescope_chunk, png_with_text
+
+Engine = Literal["diffusion", "gan"]
+ID_RE = re.compile(r"^[0-9a-f]{24}$")
+TMP_PREFIX = ".tmp-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id          TEXT PRIMARY KEY,
+    created     REAL NOT NULL,
+    engine      TEXT NOT NULL CHECK (engine IN ('diffusion', 'gan')),
+    params      TEXT NOT NULL,
+    seed        INTEGER,
+    timings     TEXT NOT NULL,
+    models      TEXT NOT NULL,
+    clip_score  REAL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_created ON images (created DESC);
+"""
+
+
+@dataclass
+class ImageRecord:
+    """What the engine knows about a finished image; `add` fills id, created, width and height."""
+
+    engine: Engine
+    params: dict[str, Any]
+    seed: int | None = None
+    timings: dict[str, Any] = field(default_factory=dict)  # total_ms, ms_per_step, steps
+    models: dict[str, Any] = field(default_factory=dict)  # e.g. {"diffusion": ..., "clip": ...}
+    clip_score: float | None = None
+    id: str = ""
+    created: float = 0.0
+    width: int = 0
+    height: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_id(now: float | None = None) -> str:
+    """24 hex digits: milliseconds since the epoch (12) then 48 random bits, so ids sort by time."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:012x}{secrets.token_hex(6)}"
+
+
+def valid_id(image_id: object) -> bool:
+    return isinstance(image_id, str) and ID_RE.fullmatch(image_id) is not None
+
+
+class Gallery:
+    """Finished images on disk plus their metadata; safe to share between threads."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.images_dir = self.folder / "images"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self._images_root = self.images_dir.resolve()
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.folder / "gallery.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._sweep()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- writing --------------------------------------------------------------------------
+
+    def add(self, image: Image.Image, record: ImageRecord) -> str:
+        """Store `image` with `record`; returns the new id."""
+        rec = ImageRecord(**record.to_dict())
+        rec.created = time.time()
+        rec.id = new_id(rec.created)
+        rec.width, rec.height = image.size
+        data = png_with_text(image, self._chunks(rec))
+        final = self.images_dir / f"{rec.id}.png"
+        self._write_atomic(final, data)
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO images (id, created, engine, params, seed, timings, models, clip_score, width, height)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rec.id, rec.created, rec.engine, json.dumps(rec.params), rec.seed,
+                        json.dumps(rec.timings), json.dumps(rec.models), rec.clip_score, rec.width, rec.height,
+                    ),
+                )
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return rec.id
+
+    def delete(self, image_id: str) -> bool:
+        """Remove an image; False when there was none."""
+        path = self.path_for(image_id)
+        with self._lock:
+            cur = self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        path.unlink(missing_ok=True)
+        return cur.rowcount > 0
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def list(self, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
+        """Newest first."""
+        limit = max(0, min(int(limit), 1000))
+        offset = max(0, int(offset))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM images ORDER BY created DESC, id DESC LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def get(self, image_id: str) -> ImageRecord | None:
+        if not valid_id(image_id):
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        return self._record(row) if row else None
+
+    def path_for(self, image_id: str) -> Path:
+        """The PNG path of `image_id`; raises ValueError for anything that is not a well-formed id."""
+        if not valid_id(image_id):
+            raise ValueError("invalid image id")
+        path = (self._images_root / f"{image_id}.png").resolve()
+        if path.parent != self._images_root:
+            raise ValueError("invalid image id")
+        return path
+
+    # ---- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> ImageRecord:
+        return ImageRecord(
+            id=row["id"], created=row["created"], engine=row["engine"], params=json.loads(row["params"]),
+            seed=row["seed"], timings=json.loads(row["timings"]), models=json.loads(row["models"]),
+            clip_score=row["clip_score"], width=row["width"], height=row["height"],
+        )
+
+    @staticmethod
+    def _chunks(rec: ImageRecord) -> dict[str, str]:
+        model = rec.models.get(rec.engine) if isinstance(rec.models, dict) else None
+        return {
+            PARAMETERS_KEY: a1111_parameters(rec.engine, rec.params, rec.seed, rec.width, rec.height, model),
+            NOISESCOPE_KEY: noisescope_chunk(rec.to_dict()),
+        }
+
+    def _write_atomic(self, final: Path, data: bytes) -> None:
+        tmp = self.images_dir / f"{TMP_PREFIX}{final.name}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _sweep(self, min_age_s: float = 60.0) -> None:
+        """Drop temp files and PNGs without a row, left by a crash between file and row.
+
+        Only files older than `min_age_s`: another process may be between its rename and insert.
+        """
+        with self._lock:
+            known = {r[0] for r in self._db.execute("SELECT id FROM images")}
+        cutoff = time.time() - min_age_s
+        for p in self.images_dir.iterdir():
+            stem = p.name.removesuffix(".png")
+            orphan = p.name.startswith(TMP_PREFIX) or (p.suffix == ".png" and valid_id(stem) and stem not in known)
+            try:
+                if orphan and p.stat().st_mtime < cutoff:
+                    p.unlink()
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,107 @@
+"""Latency over a real websocket on the default models (a script, not a test).
+
+Starts the studio with uvicorn on 127.0.0.1 (per-message deflate off, as `python -m app` runs
+it) and measures, with medians over repeats:
+  - time from sending `generate` to the first preview frame, and to `done`;
+  - GAN slider-to-frame round trip: `generate_gan` with a new truncation -> final frame
+    (the mapping output is cached, so this is one synthesis pass plus encoding and transport).
+
+    python bench/bench_server.py [--repeats 10] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def measure(url: str, repeats: int, steps: int, has_gan: bool) -> dict[str, list[float]]:
+    import websockets
+
+    from app.api.protocol import FrameType, decode_frame
+
+    out: dict[str, list[float]] = {"first_preview_ms": [], "done_ms": [], "gan_frame_ms": []}
+    async with websockets.connect(url, compression=None, max_size=None) as ws:
+        for r in range(repeats + 1):
+            t0 = time.perf_counter()
+            await ws.send(json.dumps({"type": "generate", "params": {"prompt": "red heart", "seed": r,
+                                                                    "steps": steps}}))
+            first = None
+            while True:
+                msg = await ws.recv()
+                if isinstance(msg, bytes):
+                    kind, _, _ = decode_frame(msg)
+                    if kind == FrameType.PREVIEW and first is None:
+                        first = (time.perf_counter() - t0) * 1000
+                elif json.loads(msg)["type"] in ("done", "error"):
+                    assert json.loads(msg)["type"] == "done", msg
+                    break
+            if r:  # the first run warms up
+                out["first_preview_ms"].append(first or float("nan"))
+                out["done_ms"].append((time.perf_counter() - t0) * 1000)
+        if has_gan:
+            for r in range(repeats + 1):
+                t0 = time.perf_counter()
+                await ws.send(json.dumps({"type": "generate_gan", "params": {"prompt": "red heart", "seed": 3,
+                                                                            "truncation_psi": 0.5 + r / 100}}))
+                while True:
+                    msg = await ws.recv()
+                    if isinstance(msg, bytes) and decode_frame(msg)[0] == FrameType.FINAL:
+                        break
+                if r:
+                    out["gan_frame_ms"].append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+
+    import tempfile
+
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="noisescope-bench-")), port=free_port())
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                           ws_per_message_deflate=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    has_gan = app.state.studio.gan is not None
+    res = asyncio.run(measure(f"ws://127.0.0.1:{settings.port}/ws", args.repeats, args.steps, has_gan))
+    server.should_exit = True
+    thread.join(5)
+    info = app.state.studio.models.info()
+    print(f"models: diffusion={info['diffusion']} gan={info['gan']} device={info['device']} demo={info['demo']}")
+    print(f"{'measure':32s} {'median ms':>10s} {'min':>8s} {'max':>8s}")
+    for key, values in res.items():
+        if values:
+            print(f"{key:32s} {statistics.median(values):10.1f} {min(values):8.1f} {max(values):8.1f}")
+    print(f"steps per diffusion run: {args.steps}; repeats: {args.repeats}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

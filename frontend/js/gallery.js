@@ -1,0 +1,69 @@
+// The gallery strip: finished images with their parameters and a "use these settings" button.
+import { fetchGallery, galleryImageUrl } from './api.js';
+import { el } from './controls.js';
+import { $, fmtMs, fmtScore, showError } from './ui.js';
+
+function summary(item) {
+  const p = item.params || {};
+  const t = item.timings || {};
+  const parts = [];
+  if (item.engine === 'gan') {
+    parts.push('GAN', `ψ ${p.truncation_psi ?? '–'}`);
+    if (p.search_steps) parts.push(`search ${p.search_steps}`);
+  } else {
+    parts.push(`${p.sampler ?? '?'}${p.karras ? ' karras' : ''}`, `${p.steps ?? '?'} steps`, `cfg ${p.cfg_scale ?? '?'}`);
+    if (p.clip_guidance_scale) parts.push(`clip ${p.clip_guidance_scale}`);
+  }
+  parts.push(`seed ${item.seed ?? '–'}`, `${item.width}×${item.height}`);
+  return { line: parts.join(' · '), perf: `${fmtMs(t.total_ms)} · ${fmtMs(t.ms_per_step)}/step · CLIP ${fmtScore(item.clip_score)}` };
+}
+
+export class GalleryView {
+  /** @param {(item: object) => void} onUse  restores an item's settings into the panels */
+  constructor(onUse) {
+    this.onUse = onUse;
+    this.box = $('gallery');
+    this.loading = null;
+    $('gallery-refresh').addEventListener('click', () => this.refresh());
+  }
+
+  async refresh() {
+    if (this.loading) return this.loading;
+    this.loading = (async () => {
+      try {
+        this.render(await fetchGallery());
+      } catch (err) {
+        showError(`gallery: ${err.message}`);
+      } finally {
+        this.loading = null;
+      }
+    })();
+    return this.loading;
+  }
+
+  render(items) {
+    if (!items.length) {
+      this.box.replaceChildren(el('p', { class: 'empty', text: 'No finished images yet.' }));
+      return;
+    }
+    this.box.replaceChildren(...items.map((item) => this.#card(item)));
+  }
+
+  #card(item) {
+    const { line, perf } = summary(item);
+    const prompt = item.params?.prompt || '(no prompt)';
+    const img = el('img', { src: galleryImageUrl(item), alt: prompt, loading: 'lazy', width: item.width, height: item.height });
+    if (item.width && item.width < 256) img.classList.add('pixelated');
+    const use = el('button', { type: 'button', text: 'use these settings' });
+    use.addEventListener('click', () => this.onUse(item));
+    const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
+    const card = el('article', { class: 'card', 'data-id': item.id },
+      link,
+      el('div', { class: 'meta' },
+        el('span', { class: 'prompt', title: prompt, text: prompt }),
+        el('span', { class: 'sub', text: line }),
+        el('span', { class: 'sub', text: perf })),
+      use);
+    return card;
+  }
+}

@@ -1,0 +1,113 @@
+// Per-run caches: every received preview by step, per-step stats, and fork ancestry, so an
+// earlier branch stays viewable after a `rewind`. No DOM here.
+
+const MAX_RUNS = 16;
+
+export class Run {
+  constructor(id, engine, { parent = null, fromStep = 0 } = {}) {
+    this.id = id;
+    this.engine = engine;
+    this.parent = parent;
+    this.fromStep = fromStep;
+    this.total = 0;
+    this.index = 0;
+    this.seed = null;
+    this.status = 'queued'; // queued | running | done | cancelled | error
+    this.frames = new Map(); // step -> {url, meta, kind}
+    this.stats = new Map(); // step index -> {sigma, clip_score, elapsed_ms}
+    this.elapsedMs = 0;
+    this.clipScore = null;
+    this.imageId = null;
+    this.createdAt = Date.now();
+  }
+
+  get active() {
+    return this.status === 'queued' || this.status === 'running';
+  }
+}
+
+export class RunStore {
+  /** @param {(url: string) => void} revoke  frees a frame's object URL when its run is evicted */
+  constructor(revoke = () => {}) {
+    this.runs = new Map();
+    this.revoke = revoke;
+  }
+
+  get(id) {
+    return this.runs.get(id);
+  }
+
+  /** Register a run (idempotent); evicts the oldest finished runs beyond the cap. */
+  add(id, engine, opts = {}) {
+    let run = this.runs.get(id);
+    if (!run) {
+      run = new Run(id, engine, opts);
+      this.runs.set(id, run);
+      this.#evict();
+    } else {
+      if (opts.parent) run.parent = opts.parent;
+      if (opts.fromStep) run.fromStep = opts.fromStep;
+    }
+    return run;
+  }
+
+  /** Runs of one engine in creation order. */
+  list(engine) {
+    return [...this.runs.values()].filter((r) => r.engine === engine);
+  }
+
+  /** Store a frame; replaces (and frees) an older one at the same step. */
+  putFrame(runId, step, frame) {
+    const run = this.runs.get(runId);
+    if (!run) {
+      this.revoke(frame.url);
+      return null;
+    }
+    const old = run.frames.get(step);
+    if (old && old.url !== frame.url) this.revoke(old.url);
+    run.frames.set(step, frame);
+    return run;
+  }
+
+  /** The run that owns `step` of `runId`'s timeline: a fork shares its parent's earlier steps. */
+  owner(runId, step) {
+    let run = this.runs.get(runId);
+    while (run && run.parent && step <= run.fromStep && this.runs.has(run.parent)) run = this.runs.get(run.parent);
+    return run;
+  }
+
+  /** The frame shown for `step` of `runId`, or null when none was received. */
+  frame(runId, step) {
+    return this.owner(runId, step)?.frames.get(step) ?? null;
+  }
+
+  /** The latest frame at or before `step` (what to show while an exact one is being fetched). */
+  nearestFrame(runId, step) {
+    for (let s = step; s >= 0; s -= 1) {
+      const f = this.frame(runId, s);
+      if (f) return f;
+    }
+    return null;
+  }
+
+  /** Per-step stats along the run's ancestry: [{step, sigma, clip_score}], sorted. */
+  series(runId) {
+    const run = this.runs.get(runId);
+    if (!run) return [];
+    const out = new Map();
+    for (const [step, s] of run.stats) out.set(step, s);
+    if (run.parent) {
+      for (const p of this.series(run.parent)) if (p.step <= run.fromStep && !out.has(p.step)) out.set(p.step, p);
+    }
+    return [...out.entries()].map(([step, s]) => ({ ...s, step })).sort((a, b) => a.step - b.step);
+  }
+
+  #evict() {
+    const removable = [...this.runs.values()].filter((r) => !r.active);
+    while (this.runs.size > MAX_RUNS && removable.length) {
+      const run = removable.shift();
+      for (const f of run.frames.values()) this.revoke(f.url);
+      this.runs.delete(run.id);
+    }
+  }
+}

@@ -1,0 +1,96 @@
+// What the two panels' controls are; defaults mirror app/api/schemas.py and are replaced by
+// /api/info's defaults when the server sends them.
+
+export const LIVE_KEYS = new Set([
+  'cfg_scale', 'eta', 'clip_guidance_scale', 'cutn_overview', 'cutn_inner', 'cut_ic_pow', 'cut_icgray_p',
+  'cut_flip', 'tv_scale', 'range_scale', 'sat_scale', 'clamp_grad', 'clamp_max', 'preview_every', 'full_decode_every',
+]);
+
+export const SAMPLERS = ['ddpm', 'ddim', 'euler', 'euler_a', 'dpmpp_2m'];
+const SIZES = [8, 16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 576, 640, 768, 896, 1024];
+
+const live = (spec) => ({ ...spec, live: true });
+const sizeOptions = SIZES.map((s) => [String(s), String(s)]);
+
+export const DIFFUSION_GROUPS = [
+  {
+    legend: 'Sampling',
+    controls: [
+      { key: 'seed', label: 'seed', kind: 'seed', value: null },
+      { key: 'steps', label: 'steps', kind: 'range', min: 1, max: 150, step: 1, value: 30 },
+      { key: 'sampler', label: 'sampler', kind: 'select', options: SAMPLERS.map((s) => [s, s]), value: 'dpmpp_2m' },
+      { key: 'karras', label: 'karras sigmas', kind: 'check', value: true },
+      { key: 'width', label: 'width', kind: 'select', options: sizeOptions, numeric: true, value: 64 },
+      { key: 'height', label: 'height', kind: 'select', options: sizeOptions, numeric: true, value: 64 },
+      live({ key: 'cfg_scale', label: 'CFG scale', kind: 'range', min: 0, max: 30, step: 0.5, value: 5 }),
+      live({ key: 'eta', label: 'eta', kind: 'range', min: 0, max: 1, step: 0.05, value: 0 }),
+    ],
+  },
+  {
+    legend: 'CLIP guidance (Disco)',
+    controls: [
+      live({ key: 'clip_guidance_scale', label: 'clip_guidance_scale', kind: 'range', min: 0, max: 20000, step: 50, value: 0 }),
+      live({ key: 'cutn_overview', label: 'cutn_overview', kind: 'schedule', min: 0, max: 64, step: 1, value: '[4]*1000' }),
+      live({ key: 'cutn_inner', label: 'cutn_inner', kind: 'schedule', min: 0, max: 64, step: 1, value: '[0]*1000' }),
+      live({ key: 'cut_ic_pow', label: 'cut_ic_pow', kind: 'range', min: 0, max: 10, step: 0.1, value: 1 }),
+      live({ key: 'cut_icgray_p', label: 'cut_icgray_p', kind: 'schedule', min: 0, max: 1, step: 0.05, value: '[0.2]*400+[0]*600' }),
+      live({ key: 'cut_flip', label: 'flips', kind: 'check', value: true }),
+      live({ key: 'tv_scale', label: 'tv_scale', kind: 'range', min: 0, max: 1000, step: 5, value: 0 }),
+      live({ key: 'range_scale', label: 'range_scale', kind: 'range', min: 0, max: 1000, step: 5, value: 0 }),
+      live({ key: 'sat_scale', label: 'sat_scale', kind: 'range', min: 0, max: 1000, step: 5, value: 0 }),
+      live({ key: 'clamp_grad', label: 'clamp_grad', kind: 'check', value: true }),
+      live({ key: 'clamp_max', label: 'clamp_max', kind: 'range', min: 0.01, max: 1, step: 0.01, value: 0.05 }),
+    ],
+  },
+  {
+    legend: 'Previews',
+    controls: [
+      live({ key: 'preview_every', label: 'preview_every', kind: 'range', min: 1, max: 50, step: 1, value: 1 }),
+      live({ key: 'full_decode_every', label: 'full_decode_every', kind: 'range', min: 1, max: 100, step: 1, value: 10 }),
+    ],
+  },
+  {
+    legend: 'Init image',
+    controls: [{ key: 'skip_steps', label: 'skip_steps', kind: 'range', min: 0, max: 150, step: 1, value: 0 }],
+  },
+];
+
+export const GAN_GROUPS = [
+  {
+    legend: 'Generator',
+    controls: [
+      { key: 'seed', label: 'seed', kind: 'seed', value: 0 },
+      { key: 'truncation_psi', label: 'truncation psi', kind: 'range', min: -1, max: 2, step: 0.05, value: 0.7 },
+      { key: 'noise_mode', label: 'noise mode', kind: 'select', options: [['const', 'const'], ['random', 'random'], ['none', 'none']], value: 'const' },
+      { key: 'mix_seed', label: 'style-mix seed', kind: 'optint', value: null, placeholder: 'none' },
+      { key: 'mix_layer', label: 'style-mix layer', kind: 'range', min: 0, max: 16, step: 1, value: 4 },
+    ],
+  },
+  {
+    legend: 'CLIP search in w',
+    controls: [
+      { key: 'search_steps', label: 'search steps', kind: 'range', min: 0, max: 200, step: 1, value: 0 },
+      { key: 'search_lr', label: 'search lr', kind: 'range', min: 0.005, max: 0.5, step: 0.005, value: 0.05 },
+      { key: 'search_pull', label: 'pull to w_avg', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1 },
+    ],
+  },
+];
+
+/** DiffusionParams for a `generate` message from the controls' values. */
+export function diffusionParams(values, prompt, negative, initImage) {
+  const params = { prompt, negative_prompt: negative };
+  for (const group of DIFFUSION_GROUPS) for (const c of group.controls) params[c.key] = values[c.key];
+  params.init_image = initImage || null;
+  if (!params.init_image) params.skip_steps = 0;
+  if (params.seed === null) delete params.seed;
+  return params;
+}
+
+/** GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery. */
+export function ganParams(values, prompt, grid = 1, save = true) {
+  const params = { prompt, grid, save };
+  for (const group of GAN_GROUPS) for (const c of group.controls) params[c.key] = values[c.key];
+  if (params.seed === null) delete params.seed;
+  if (params.mix_seed === null) delete params.mix_seed;
+  return params;
+}

@@ -1,0 +1,139 @@
+"""The page in Debian's chromium against the real server on the tiny models."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """uvicorn serving create_app(settings) on a free loopback port, in a thread."""
+    if importlib.util.find_spec("app.diffusion.generate") is None:
+        pytest.skip("the diffusion engine (app.diffusion.generate) is not in this checkout yet")
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    port = _free_port()
+    settings = Settings(diffusion_model=str(tiny_diffusion_dir), clip_model=str(tiny_clip_dir), gan_model=None,
+                        device="cpu", data_dir=tmp_path / "data", host="127.0.0.1", port=port)
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                            ws_per_message_deflate=False, lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+        yield pg
+        browser.close()
+
+
+# Counts every distinct src the live image takes, including ones replaced before a poll could see them.
+WATCH_IMAGE = """() => {
+  const img = document.getElementById('d-image');
+  window.__srcs = new Set();
+  new MutationObserver(() => window.__srcs.add(img.src)).observe(img, { attributes: true, attributeFilter: ['src'] });
+}"""
+
+
+def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:  # noqa: ANN001
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/")
+    page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    assert page.is_visible("#g-missing") and page.inner_text("#g-missing") == "no GAN model loaded"
+    assert page.is_hidden("#demo-banner"), "the test models are not the embedded demo weights"
+    assert page.locator("#gallery .card").count() == 0
+
+    page.evaluate(WATCH_IMAGE)
+    page.fill("#prompt", "a red fox in the snow")
+    page.click("#generate")
+
+    page.wait_for_selector("#gallery .card", timeout=120_000)
+    changes = page.evaluate("() => window.__srcs.size")
+    assert changes >= 5, f"the live image changed only {changes} times"
+    assert page.inner_text("#d-stat-steps") == "30/30"
+    assert page.locator("#gallery .card").count() == 1
+    assert "a red fox in the snow" in page.inner_text("#gallery .card")
+    assert page.inner_text("#errors").strip() == ""
+    assert not errors, errors
+
+
+def test_use_these_settings_restores_controls(server: str, page) -> None:  # noqa: ANN001
+    page.goto(server + "/")
+    page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    page.fill("#prompt", "a blue bird")
+    page.fill("#d-seed", "1234")
+    page.select_option("#d-sampler", "euler_a")
+    page.eval_on_selector("#d-steps", "el => { el.value = 6; el.dispatchEvent(new Event('input')); }")
+    page.click("#generate")
+    page.wait_for_selector("#gallery .card", timeout=120_000)
+
+    page.fill("#prompt", "something else")
+    page.fill("#d-seed", "")
+    page.select_option("#d-sampler", "ddim")
+    page.click("#gallery .card button")
+    assert page.input_value("#prompt") == "a blue bird"
+    assert page.input_value("#d-seed") == "1234"
+    assert page.input_value("#d-sampler") == "euler_a"
+    assert page.input_value("#d-steps") == "6"
+
+
+def test_scrub_and_fork_keeps_both_branches(server: str, page) -> None:  # noqa: ANN001
+    page.goto(server + "/")
+    page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    page.fill("#prompt", "a lighthouse")
+    page.eval_on_selector("#d-steps", "el => { el.value = 8; el.dispatchEvent(new Event('input')); }")
+    page.click("#generate")
+    page.wait_for_selector("#gallery .card", timeout=120_000)
+
+    page.eval_on_selector("#d-scrub", "el => { el.value = 3; el.dispatchEvent(new Event('input')); }")
+    assert page.inner_text("#d-scrub-label") == "step 3/8"
+    page.eval_on_selector("#d-cfg_scale", "el => { el.value = 9; el.dispatchEvent(new Event('input')); }")
+    page.click("#d-fork")
+    page.wait_for_function("() => document.querySelectorAll('#gallery .card').length === 2", timeout=120_000)
+    chips = page.locator("#d-branches .branch").all_inner_texts()
+    assert len(chips) == 2 and "#1@3" in chips[1], chips
+    newest = page.locator("#gallery .card").first.inner_text()
+    assert "cfg 9" in newest, newest
+
+    page.click("#d-branches .branch >> nth=0")  # the earlier branch is still viewable
+    page.eval_on_selector("#d-scrub", "el => { el.value = 6; el.dispatchEvent(new Event('input')); }")
+    page.wait_for_function("() => document.getElementById('d-image').src.startsWith('blob:')")
+    assert page.inner_text("#errors").strip() == ""

@@ -1,0 +1,51 @@
+"""The page's DOM-free modules (runs.js, specs.js) under node; their messages against the schemas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.api.protocol import client_message
+from app.api.schemas import DiffusionParams, GanParams, LiveParams
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def out() -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    proc = subprocess.run([node, str(HERE / "logic_check.mjs")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_run_store_assertions_pass(out: dict) -> None:
+    assert out  # logic_check.mjs asserts the RunStore behaviour and exits non-zero on failure
+
+
+def test_live_keys_match_live_params(out: dict) -> None:
+    assert out["live_keys"] == sorted(LiveParams.model_fields)
+
+
+def test_diffusion_params_from_controls_validate(out: dict) -> None:
+    p = DiffusionParams.model_validate(out["diffusion_defaults"])
+    assert p.seed is None and p.init_image is None and p.skip_steps == 0
+    assert p.model_dump(exclude={"prompt", "negative_prompt", "seed", "init_image", "batch"}) == \
+        DiffusionParams(prompt="x").model_dump(exclude={"prompt", "negative_prompt", "seed", "init_image", "batch"})
+    seeded = DiffusionParams.model_validate(out["diffusion_seeded"])
+    assert (seeded.seed, seeded.skip_steps, seeded.init_image, seeded.negative_prompt) == (7, 5, "abc123", "blur")
+    client_message.validate_python({"type": "generate", "params": out["diffusion_seeded"]})
+
+
+def test_gan_params_from_controls_validate(out: dict) -> None:
+    g = GanParams.model_validate(out["gan_defaults"])
+    assert g.grid == 1 and g.seed == 0
+    grid = GanParams.model_validate(out["gan_grid"])
+    assert grid.grid == 8 and grid.seed is None and grid.mix_seed == 3
+    client_message.validate_python({"type": "generate_gan", "params": out["gan_grid"]})
