@@ -185,6 +185,38 @@ def diffusers_generator(folder: str, device: torch.device, steps: int = 25, guid
     return fn
 
 
+def seed_runs(prompts: list[str], seeds: list[int]) -> list[tuple[str, int, int]]:
+    """Split pairs into (prompt, first seed, count) runs of one prompt with consecutive seeds:
+    the batches app.diffusion.generate draws (image j of a batch uses seed + j)."""
+    runs: list[tuple[str, int, int]] = []
+    for p, s in zip(prompts, seeds):
+        if runs and runs[-1][0] == p and runs[-1][1] + runs[-1][2] == s:
+            runs[-1] = (p, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((p, s, 1))
+    return runs
+
+
+def app_diffusion_generator(models, steps: int = 25, cfg_scale: float = 5.0, clip_guidance_scale: float = 0.0,
+                            sampler: str = "dpmpp_2m", size: int = 64) -> GeneratorFn:
+    """The app's own sampler (app.diffusion.generate), with or without CLIP guidance (models.clip)."""
+    from app.api.schemas import DiffusionParams
+    from app.diffusion.generate import generate as diffusion_generate
+    from app.diffusion.previews import full_decode
+
+    def fn(prompts: list[str], seeds: list[int]) -> np.ndarray:
+        out = []
+        for prompt, seed, n in seed_runs(prompts, seeds):
+            params = DiffusionParams(prompt=prompt, seed=seed, batch=n, steps=steps, sampler=sampler, width=size,
+                                     height=size, cfg_scale=cfg_scale, clip_guidance_scale=clip_guidance_scale)
+            latent = diffusion_generate(models, params, live=lambda: params, on_step=lambda info: None)
+            with torch.no_grad():
+                out.append(to_uint8(full_decode(models.vae, latent) * 2 - 1, size))
+        return np.concatenate(out)
+
+    return fn
+
+
 def markdown_table(rows: dict[str, dict[str, float]]) -> str:
     cols = [("R@1", "r_precision_top1", "{:.3f}"), ("R@5", "r_precision_top5", "{:.3f}"),
             ("FID (judge)", "fid_judge", "{:.2f}"), ("diversity", "diversity", "{:.3f}"),
@@ -206,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", default="models/clip", help="the CLIP that makes the GAN's c")
     p.add_argument("--diffusion", default="models/diffusion", help="'' to skip")
     p.add_argument("--diffusion-steps", type=int, default=25)
-    p.add_argument("--guidance-scale", type=float, default=5.0)
+    p.add_argument("--guidance-scale", type=float, default=5.0, help="classifier-free guidance scale")
+    p.add_argument("--clip-guidance-scale", type=float, default=500.0, help="0 skips the CLIP-guided row")
+    p.add_argument("--guided-seeds", type=int, default=None, help="fewer seeds for the CLIP-guided row")
+    p.add_argument("--sampler", default="dpmpp_2m")
+    p.add_argument("--diffusers", action="store_true", help="use diffusers' pipeline instead of app.diffusion")
     p.add_argument("--prompts", type=int, default=256)
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--diffusion-prompts", type=int, default=None, help="fewer prompts for the slow diffusion rows")
@@ -231,9 +267,21 @@ def main(argv: list[str] | None = None) -> int:
     rows["real images (ceiling)"] = evaluate(real_generator(images, captions), judge, prompt_set, seeds, real_features)
     if args.diffusion:
         dp = pick_prompts(captions, args.diffusion_prompts) if args.diffusion_prompts else prompt_set
-        fn = diffusers_generator(args.diffusion, device, args.diffusion_steps, args.guidance_scale)
-        rows[f"diffusion CFG {args.guidance_scale:g}, {args.diffusion_steps} steps"] = evaluate(
-            fn, judge, dp, seeds, real_features, args.batch)
+        label = f"diffusion {args.sampler} {args.diffusion_steps} steps, CFG {args.guidance_scale:g}"
+        if args.diffusers:
+            fn = diffusers_generator(args.diffusion, device, args.diffusion_steps, args.guidance_scale)
+            rows[label + " (diffusers)"] = evaluate(fn, judge, dp, seeds, real_features, args.batch)
+        else:
+            from app.clip.backend import load_clip
+            from app.diffusion.generate import load_diffusion_models
+
+            models = load_diffusion_models(args.diffusion, device, torch.float32, clip=load_clip(args.clip, device),
+                                           cache_dir=args.json.parent / "cache")
+            for scale in (0.0, *([args.clip_guidance_scale] if args.clip_guidance_scale else [])):
+                fn = app_diffusion_generator(models, args.diffusion_steps, args.guidance_scale, scale, args.sampler)
+                name = label + (f" + CLIP guidance {scale:g}" if scale else "")
+                rows[name] = evaluate(fn, judge, dp, seeds[:args.guided_seeds] if scale else seeds, real_features,
+                                      args.batch)
     if args.gan:
         from app.clip.backend import load_clip
         from app.gan.convert import load_generator

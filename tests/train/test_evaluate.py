@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.train.evaluate import (diversity, evaluate, fid, frechet_distance, gan_generator, main, pick_prompts,
-                                r_precision, real_generator, sqrtm_psd)
+                                r_precision, real_generator, seed_runs, sqrtm_psd)
 from app.train.judge import Judge, JudgeConfig, accuracy, augment, load_judge, predict, save_judge, train_judge
 
 
@@ -55,6 +55,11 @@ def test_diversity_identical_is_zero_orthogonal_is_sqrt2() -> None:
     assert diversity(same) == pytest.approx(0.0, abs=1e-6)
     ortho = torch.eye(2).view(1, 2, 2)
     assert diversity(ortho) == pytest.approx(2 ** 0.5)
+
+
+def test_seed_runs_groups_consecutive_seeds_of_one_prompt() -> None:
+    assert seed_runs(["a", "a", "a", "b", "b", "a"], [0, 1, 3, 3, 4, 5]) == [("a", 0, 2), ("a", 3, 1), ("b", 3, 2),
+                                                                            ("a", 5, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +126,15 @@ def test_cli_end_to_end_on_tiny_models(tmp_path: Path, tiny_judge: Judge, tiny_c
     out = tmp_path / "eval.json"
     assert main(["--data", "shapes:24", "--judge", str(tmp_path / "judge"), "--gan", str(tmp_path / "gan"),
                  "--clip", str(tiny_clip_dir), "--diffusion", str(tiny_diffusion_dir), "--diffusion-steps", "2",
+                 "--clip-guidance-scale", "100", "--guided-seeds", "1",
                  "--prompts", "4", "--seeds", "2", "--sweep", "0.5,1.0", "--sweep-seeds", "2", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["truncation_sweep"]) == {"0.5", "1"}
     names = list(res["rows"])
-    assert names[0].startswith("real") and any(n.startswith("diffusion") for n in names)
+    assert names[0].startswith("real")
+    assert sum(n.startswith("diffusion") for n in names) == 2 and any("CLIP guidance" in n for n in names)
     assert {"GAN psi=1", "GAN psi=0.7"} <= set(names)
     assert res["ms_ratio_diffusion_over_gan"] > 0
-    for row in res["rows"].values():
-        assert row["images"] == 8 and 0 <= row["r_precision_top1"] <= row["r_precision_top5"] <= 1
+    for name, row in res["rows"].items():
+        assert row["images"] == (4 if "CLIP" in name else 8)
+        assert 0 <= row["r_precision_top1"] <= row["r_precision_top5"] <= 1
