@@ -11,5 +11,6 @@ $py -c "import torch; print('torch', torch.__version__)"
 $py -m app.train.gan --data "$data" --clip clip --out runs/gan --steps 1000000 --max-minutes "$minutes" \
   --checkpoint-every 2000 --export "$out/gan" 2>&1 | tr '\r' '\n' | grep -v -e 'it/s]$' -e '^gan: '
 cp runs/gan/log.jsonl runs/gan/samples.png "$out/"
+[ -f judge/judge.json ] || { echo "no judge/: skipping the GPU evaluation"; exit 0; }
 $py -m app.train.evaluate --data "$data" --judge judge --gan "$out/gan" --clip clip --diffusion '' \
   --device "$device" --batch 256 --json "$out/eval_gpu.json" 2>&1 | grep -v -i warn
