@@ -1,0 +1,121 @@
+"""Contrastive training of the small CLIPModel (text and vision towers) on captioned images.
+
+The output folder's `model/` is a transformers CLIPModel folder with its CLIPTokenizer and
+CLIPImageProcessor, so `app.clip.load_clip(out / "model", device)` loads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from app.train.common import (CaptionBank, RunLog, images_to_device, load_checkpoint, lr_at, pick_device,
+                              run_steps, save_checkpoint, seed_all, to_unit)
+from app.train.data import load_dataset
+from app.train.models import CLIP_MEAN, CLIP_STD, FULL, IMAGE_SIZE, Sizes, clip_model
+from app.train.tokenizer import caption_vocabulary, write_word_clip_tokenizer
+
+
+def random_affine(x: torch.Tensor, scale: tuple[float, float] = (0.85, 1.05), shift: float = 0.08,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-image random zoom and shift, edges replicated (backgrounds are flat)."""
+    n = x.shape[0]
+    s = torch.empty(n, device=x.device).uniform_(*scale, generator=generator)
+    t = torch.empty(n, 2, device=x.device).uniform_(-shift, shift, generator=generator)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
+    theta[:, :, 2] = t
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def clip_pixels(unit: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images -> CLIP-normalised pixels."""
+    mean = torch.tensor(CLIP_MEAN, device=unit.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=unit.device).view(1, 3, 1, 1)
+    return ((unit + 1) / 2 - mean) / std
+
+
+def save_clip_folder(model, tokenizer_dir: Path, folder: Path, dtype: torch.dtype = torch.float32) -> None:
+    """CLIPModel weights + CLIPImageProcessor into `folder` (the tokenizer is already there)."""
+    from transformers import CLIPImageProcessor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.to(dtype).save_pretrained(folder, safe_serialization=True)
+    model.float()
+    CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                       image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD)).save_pretrained(folder)
+
+
+@torch.no_grad()
+def retrieval_top1(model, bank: CaptionBank, images: torch.Tensor, n: int = 512, batch: int = 256) -> float:
+    """Text -> image top-1 accuracy over the first n images, each queried by its first caption."""
+    model.eval()
+    n = min(n, images.shape[0])
+    img, txt = [], []
+    for i in range(0, n, batch):
+        sl = slice(i, min(n, i + batch))
+        img.append(F.normalize(_features(model.get_image_features(pixel_values=clip_pixels(to_unit(images[sl])))), dim=-1))
+        rows = bank.start[sl]
+        txt.append(F.normalize(_features(model.get_text_features(input_ids=bank.ids[rows], attention_mask=bank.mask[rows])), dim=-1))
+    sims = torch.cat(txt) @ torch.cat(img).T
+    model.train()
+    return float((sims.argmax(1) == torch.arange(n, device=sims.device)).float().mean())
+
+
+def _features(out) -> torch.Tensor:
+    return out.pooler_output if hasattr(out, "pooler_output") else out
+
+
+def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr: float = 5e-4, minutes: float | None = None,
+               resume: bool = False, sizes: Sizes = FULL, device: str | None = None, seed: int = 0) -> dict:
+    """Train, checkpoint to out/checkpoint.pt, write out/model/. Returns loss and retrieval metrics."""
+    from transformers import CLIPTokenizer
+
+    seed_all(seed)
+    dev = pick_device(device)
+    out = Path(out)
+    folder = out / "model"
+    images_np, captions, _ = load_dataset(data)
+    state = load_checkpoint(out) if resume else None
+    if state is None:
+        vocab = write_word_clip_tokenizer(folder, caption_vocabulary(captions), sizes.max_length)
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    vocab = len(tokenizer)
+    model = clip_model(vocab, sizes).to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+    images = images_to_device(images_np, dev)
+    bank = CaptionBank(tokenizer, captions, sizes.max_length, dev)
+    batch = min(batch, images.shape[0])
+    amp = dev.type == "cuda"
+    log = RunLog(out)
+
+    def step_fn(step: int, progress: float) -> float:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, progress, lr, warmup=min(200, steps // 10 + 1))
+        idx = torch.randperm(images.shape[0], device=dev)[:batch]
+        ids, mask = bank.sample(idx)
+        pixels = clip_pixels(random_affine(to_unit(images[idx])))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, return_loss=True).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return float(loss.detach())
+
+    def save_fn(step: int) -> None:
+        save_checkpoint(out, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
+        save_clip_folder(model, folder, folder)
+
+    end = run_steps(step_fn, start=start, steps=steps, minutes=minutes, save_fn=save_fn, log=log, desc="clip")
+    top1 = retrieval_top1(model, bank, images)
+    log.write(end, retrieval_top1=top1)
+    return {"steps": end, "losses": log.losses, "retrieval_top1": top1, "folder": str(folder)}
