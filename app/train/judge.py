@@ -166,7 +166,8 @@ def save_judge(judge: Judge, folder: Path, extra: dict | None = None) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in judge.state_dict().items()}, str(folder / WEIGHTS_NAME))
+    tensors = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in judge.state_dict().items()}
+    save_file(tensors, str(folder / WEIGHTS_NAME))  # fp16 storage; loads into the float32 module
     cfg = asdict(judge.cfg) | {"channels": list(judge.cfg.channels)} | (extra or {})
     (folder / CONFIG_NAME).write_text(json.dumps(cfg) + "\n")
 

@@ -87,7 +87,8 @@ def test_judge_round_trip(tmp_path: Path, tiny_judge: Judge, shapes) -> None:
     save_judge(tiny_judge, tmp_path / "judge", {"stats": {"x": 1}})
     loaded = load_judge(tmp_path / "judge")
     assert loaded.cfg.ids == tiny_judge.cfg.ids
-    assert torch.allclose(predict(loaded, images)[0], predict(tiny_judge, images)[0], atol=1e-5)
+    got, want = predict(loaded, images)[0], predict(tiny_judge, images)[0]  # fp16 storage
+    assert torch.allclose(got, want, atol=0.05, rtol=0.01)
 
 
 def test_perfect_generator_scores_the_judge_accuracy(tiny_judge: Judge, shapes) -> None:
