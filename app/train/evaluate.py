@@ -147,21 +147,33 @@ def to_uint8(images: torch.Tensor, size: int | None = 64) -> np.ndarray:
 
 
 def gan_generator(G: torch.nn.Module, encode_text: Callable[[list[str]], torch.Tensor], psi: float = 1.0,
-                  size: int | None = 64) -> GeneratorFn:
-    """StyleGAN2 adapter: c = CLIP text embedding, z from the seed as NVIDIA's gen_images.py draws it."""
-    from app.gan.networks import z_from_seed
+                  size: int | None = 64, conditional_truncation: int = 0) -> GeneratorFn:
+    """StyleGAN2 adapter: c = CLIP text embedding, z from the seed as NVIDIA's gen_images.py draws it.
+
+    Truncation lerps w towards G's global w_avg; with `conditional_truncation=n` it lerps towards
+    the prompt's own mean w over n fixed z instead (the class-conditional centre, as in
+    Sauer et al. 2022, StyleGAN-XL), which keeps the condition as psi shrinks.
+    """
+    from app.gan.networks import truncate, z_from_seed
 
     device = next(G.parameters()).device
-    cache: dict[str, torch.Tensor] = {}
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    z_avg = torch.randn(conditional_truncation, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
     @torch.no_grad()
     def fn(prompts: list[str], seeds: list[int]) -> np.ndarray:
         missing = sorted(set(prompts) - cache.keys())
         if missing:
-            cache.update(zip(missing, encode_text(missing).float().cpu()))
-        c = torch.stack([cache[p] for p in prompts]).to(device)
+            for p, c in zip(missing, encode_text(missing).float().to(device)):
+                centre = G.mapping(z_avg, c.expand(len(z_avg), -1)).mean(0) if conditional_truncation else None
+                cache[p] = (c, centre)
+        c = torch.stack([cache[p][0] for p in prompts])
         z = torch.cat([z_from_seed(s, G.z_dim) for s in seeds]).to(device)
-        return to_uint8(G(z, c, truncation_psi=psi, noise_mode="const"), size)
+        if not conditional_truncation:
+            return to_uint8(G(z, c, truncation_psi=psi, noise_mode="const"), size)
+        centre = torch.stack([cache[p][1] for p in prompts])  # [N, num_ws, w_dim]
+        ws = truncate(centre, G.mapping(z, c), psi)
+        return to_uint8(G.synthesis(ws, noise_mode="const"), size)
 
     return fn
 
@@ -248,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diffusion-prompts", type=int, default=None, help="fewer prompts for the slow diffusion rows")
     p.add_argument("--sweep", default=",".join(map(str, SWEEP_PSI)), help="GAN truncation psi values; '' to skip")
     p.add_argument("--sweep-seeds", type=int, default=8)
+    p.add_argument("--centre-samples", type=int, default=256, help="z per prompt for the conditional w centre")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=Path("runs/eval/eval.json"))
@@ -291,11 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         for psi in (1.0, 0.7):
             rows[f"GAN psi={psi:g}"] = evaluate(gan_generator(G, clip.encode_text, psi), judge, prompt_set, seeds,
                                                 real_features, args.batch)
-        sweep = {}
-        for psi in [float(v) for v in args.sweep.split(",") if v]:
-            sweep[f"{psi:g}"] = evaluate(gan_generator(G, clip.encode_text, psi), judge, prompt_set,
-                                         list(range(args.sweep_seeds)), real_features, args.batch, warmup=False)
-        results["truncation_sweep"] = sweep
+        rows["GAN psi=0.7, conditional centre"] = evaluate(
+            gan_generator(G, clip.encode_text, 0.7, conditional_truncation=args.centre_samples), judge, prompt_set,
+            seeds, real_features, args.batch)
+        for key, n in (("truncation_sweep", 0), ("truncation_sweep_conditional", args.centre_samples)):
+            sweep = {}
+            for psi in [float(v) for v in args.sweep.split(",") if v]:
+                sweep[f"{psi:g}"] = evaluate(gan_generator(G, clip.encode_text, psi, conditional_truncation=n), judge,
+                                             prompt_set, list(range(args.sweep_seeds)), real_features, args.batch,
+                                             warmup=False)
+            results[key] = sweep
     results["rows"] = rows
     diff = [r["ms_per_image"] for k, r in rows.items() if k.startswith("diffusion")]
     gan = [r["ms_per_image"] for k, r in rows.items() if k.startswith("GAN")]
@@ -305,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(f"judge top-1 accuracy on the real images: {results['judge_accuracy_real']:.3f}")
     print(markdown_table(rows))
-    if "truncation_sweep" in results:
-        print(markdown_table({f"GAN psi={k}": v for k, v in results["truncation_sweep"].items()}))
+    for key, label in (("truncation_sweep", "global"), ("truncation_sweep_conditional", "conditional")):
+        if key in results:
+            print(markdown_table({f"GAN psi={k} ({label} centre)": v for k, v in results[key].items()}))
     if "ms_ratio_diffusion_over_gan" in results:
         print(f"diffusion / GAN time per image: {results['ms_ratio_diffusion_over_gan']:.1f}x")
     return 0

@@ -116,6 +116,19 @@ def test_gan_generator_is_deterministic_per_seed() -> None:
     assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[0], a[2])
 
 
+def test_conditional_truncation_at_zero_gives_the_prompt_centre() -> None:
+    from app.gan.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=4, w_dim=16, img_resolution=16, img_channels=3, channel_base=64, channel_max=16).eval()
+    enc = lambda texts: torch.tensor([[len(t), 1.0, -1.0, 0.0] for t in texts])  # noqa: E731
+    centre = gan_generator(G, enc, psi=0.0, size=None, conditional_truncation=16)
+    a = centre(["ab", "ab", "abc"], [1, 2, 1])
+    assert np.array_equal(a[0], a[1]) and not np.array_equal(a[0], a[2])  # seeds collapse, prompts do not
+    full = gan_generator(G, enc, psi=1.0, size=None, conditional_truncation=16)(["ab"], [1])
+    assert np.array_equal(full[0], gan_generator(G, enc, psi=1.0, size=None)(["ab"], [1])[0])
+
+
 def test_cli_end_to_end_on_tiny_models(tmp_path: Path, tiny_judge: Judge, tiny_clip_dir: Path,
                                        tiny_diffusion_dir: Path) -> None:
     from app.train.gan import GanConfig, build_state, export_generator
@@ -128,13 +141,14 @@ def test_cli_end_to_end_on_tiny_models(tmp_path: Path, tiny_judge: Judge, tiny_c
     assert main(["--data", "shapes:24", "--judge", str(tmp_path / "judge"), "--gan", str(tmp_path / "gan"),
                  "--clip", str(tiny_clip_dir), "--diffusion", str(tiny_diffusion_dir), "--diffusion-steps", "2",
                  "--clip-guidance-scale", "100", "--guided-seeds", "1",
-                 "--prompts", "4", "--seeds", "2", "--sweep", "0.5,1.0", "--sweep-seeds", "2", "--json", str(out)]) == 0
+                 "--prompts", "4", "--seeds", "2", "--sweep", "0.5,1.0", "--sweep-seeds", "2", "--centre-samples", "8",
+                 "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res["truncation_sweep"]) == {"0.5", "1"}
+    assert set(res["truncation_sweep"]) == set(res["truncation_sweep_conditional"]) == {"0.5", "1"}
     names = list(res["rows"])
     assert names[0].startswith("real")
     assert sum(n.startswith("diffusion") for n in names) == 2 and any("CLIP guidance" in n for n in names)
-    assert {"GAN psi=1", "GAN psi=0.7"} <= set(names)
+    assert {"GAN psi=1", "GAN psi=0.7", "GAN psi=0.7, conditional centre"} <= set(names)
     assert res["ms_ratio_diffusion_over_gan"] > 0
     for name, row in res["rows"].items():
         assert row["images"] == (4 if "CLIP" in name else 8)
