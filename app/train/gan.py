@@ -1,0 +1,355 @@
+"""Train the embedded text-conditional StyleGAN2 (Karras et al. 2020) on the emoji set.
+
+G is app.gan.networks.Generator with c = the frozen CLIP text embedding of a caption (c_dim = the
+CLIP projection dim). D is app.train.discriminator (residual, minibatch std, projection on c).
+Losses follow StyleGAN2-ADA (Karras et al. 2020b): non-saturating logistic loss, lazy R1 penalty
+(Mescheder et al. 2018) every `r1_interval` steps, G EMA; DiffAugment (Zhao et al. 2020) on every
+image D sees, since a few thousand images over-fit D quickly.
+
+    python -m app.train.gan --data data/emoji --clip models/clip --out runs/gan --steps 5000 --resume
+    python -m app.train.gan --out runs/gan --export-only --export models/gan
+
+The run folder holds `checkpoint.pt` (tensors and numbers only, read with weights_only=True),
+`text_embeddings.pt` (the CLIP cache), `log.jsonl` and `samples.png`; `--export` writes G_ema as
+`generator.safetensors` (NVIDIA key names, fp16) + `config.json`, the folder app.gan.convert.load_generator reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.gan.networks import Generator
+from app.train.diffaug import diff_augment
+from app.train.discriminator import Discriminator
+
+CHECKPOINT = "checkpoint.pt"
+TEXT_CACHE = "text_embeddings.pt"
+LOG = "log.jsonl"
+
+
+@dataclass
+class GanConfig:
+    """Architecture and optimisation; stored in the checkpoint so --resume needs no flags."""
+
+    c_dim: int = 0
+    img_resolution: int = 64
+    z_dim: int = 128
+    w_dim: int = 256
+    mapping_layers: int = 2
+    g_channel_base: int = 4096
+    g_channel_max: int = 256
+    d_channel_base: int = 4096
+    d_channel_max: int = 256
+    batch: int = 64
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    r1_gamma: float = 0.05
+    r1_interval: int = 16
+    ema_kimg: float = 20.0
+    ema_rampup: float = 0.05
+    augment: str = "color,translation,cutout"
+    seed: int = 0
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """NVIDIA's Generator constructor kwargs: what config.json holds."""
+        return {
+            "z_dim": self.z_dim, "c_dim": self.c_dim, "w_dim": self.w_dim, "img_resolution": self.img_resolution,
+            "img_channels": 3, "mapping_kwargs": {"num_layers": self.mapping_layers},
+            "channel_base": self.g_channel_base, "channel_max": self.g_channel_max, "num_fp16_res": 0,
+            "conv_clamp": 256, "architecture": "skip",
+        }
+
+
+@dataclass
+class TrainState:
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+    nimg: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def build_state(cfg: GanConfig, device: torch.device) -> TrainState:
+    torch.manual_seed(cfg.seed)
+    G = Generator(**cfg.generator_kwargs()).to(device).train().requires_grad_(False)
+    D = Discriminator(cfg.c_dim, cfg.img_resolution, cfg.d_channel_base, cfg.d_channel_max).to(device).train()
+    D.requires_grad_(False)
+    G_ema = copy.deepcopy(G).eval()
+    ratio = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation, StyleGAN2 Sec. 3.1
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+    return TrainState(G, D, G_ema, opt_g, opt_d)
+
+
+def encode_captions(clip_path: str, captions: list[list[str]], device: torch.device,
+                    cache: Path | None = None, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every caption through the frozen CLIP text tower, once.
+
+    Returns (embeddings [M, c_dim] float32 on CPU, owner [M] = index of the item each caption belongs to).
+    """
+    flat = [c for caps in captions for c in caps]
+    owner = torch.tensor([i for i, caps in enumerate(captions) for _ in caps])
+    if cache is not None and cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["clip"] == str(clip_path) and saved["count"] == len(flat):
+            return saved["embeddings"], saved["owner"]
+    from app.clip.backend import load_clip
+
+    clip = load_clip(str(clip_path), device)
+    emb = torch.cat([clip.encode_text(flat[i:i + batch]).float().cpu() for i in range(0, len(flat), batch)])
+    del clip
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"clip": str(clip_path), "count": len(flat), "embeddings": emb, "owner": owner}, cache)
+    return emb, owner
+
+
+def ema_beta(cfg: GanConfig, nimg: int) -> float:
+    """StyleGAN2-ADA's G EMA decay per step, with its half-life ramped up over early training."""
+    ema_nimg = cfg.ema_kimg * 1000
+    if cfg.ema_rampup:
+        ema_nimg = min(ema_nimg, nimg * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G: torch.nn.Module, G_ema: torch.nn.Module, beta: float) -> None:
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+def d_logits(D: Discriminator, img: torch.Tensor, c: torch.Tensor, policy: str) -> torch.Tensor:
+    return D(diff_augment(img, policy), c)
+
+
+def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.Tensor) -> dict[str, float]:
+    """One G step and one D step (plus R1 every r1_interval steps). real in [-1,1], c [B,c_dim]."""
+    G, D = state.G, state.D
+    n = real.shape[0]
+    z = torch.randn(n, cfg.z_dim, device=real.device)
+    stats: dict[str, float] = {}
+
+    # G: softplus(-D(G(z,c), c)), the non-saturating loss (Goodfellow et al. 2014).
+    G.requires_grad_(True)
+    ws = G.mapping(z, c, update_emas=True)
+    fake = G.synthesis(ws, fused_modconv=False)
+    loss_g = F.softplus(-d_logits(D, fake, c, cfg.augment)).mean()
+    state.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    state.opt_g.step()
+    G.requires_grad_(False)
+    stats["loss_g"] = float(loss_g.detach())
+
+    # D: softplus(D(fake)) + softplus(-D(real)).
+    D.requires_grad_(True)
+    with torch.no_grad():
+        fake = G.synthesis(G.mapping(z, c), fused_modconv=False)
+    logits_fake = d_logits(D, fake, c, cfg.augment)
+    logits_real = d_logits(D, real, c, cfg.augment)
+    loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    state.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    if cfg.r1_gamma > 0 and state.step % cfg.r1_interval == 0:
+        # R1 = gamma/2 E||grad_x D(x)||^2 on reals, scaled by the interval (lazy regularisation).
+        real_r1 = real.detach().requires_grad_(True)
+        logits = d_logits(D, real_r1, c, cfg.augment)
+        (grad,) = torch.autograd.grad(logits.sum(), real_r1, create_graph=True)
+        penalty = grad.square().sum(dim=(1, 2, 3))
+        (penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
+        stats["r1"] = float(penalty.detach().mean())
+    state.opt_d.step()
+    D.requires_grad_(False)
+    stats["loss_d"] = float(loss_d.detach())
+    stats["d_real"] = float(logits_real.detach().mean())
+    stats["d_fake"] = float(logits_fake.detach().mean())
+
+    state.step += 1
+    state.nimg += n
+    update_ema(G, state.G_ema, ema_beta(cfg, state.nimg))
+    return stats
+
+
+def save_checkpoint(state: TrainState, cfg: GanConfig, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "config": asdict(cfg), "step": state.step, "nimg": state.nimg, "history": state.history,
+        "G": state.G.state_dict(), "D": state.D.state_dict(), "G_ema": state.G_ema.state_dict(),
+        "opt_g": state.opt_g.state_dict(), "opt_d": state.opt_d.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+    }, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[TrainState, GanConfig]:
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    cfg = GanConfig(**ckpt["config"])
+    state = build_state(cfg, device)
+    for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
+        getattr(state, name).load_state_dict(ckpt[name])
+    state.step, state.nimg, state.history = ckpt["step"], ckpt["nimg"], ckpt["history"]
+    torch.set_rng_state(ckpt["rng_cpu"].cpu())
+    return state, cfg
+
+
+def export_generator(G_ema: Generator, cfg: GanConfig, folder: Path, conditioning: dict[str, Any]) -> Path:
+    """G_ema -> generator.safetensors (fp16, NVIDIA key names) + config.json in app.gan.convert's format.
+
+    `conditioning` (which CLIP makes c, training length) goes into config.json beside init_kwargs.
+    """
+    from safetensors.torch import save_file
+
+    from app.gan.convert import CONFIG_NAME, FORMAT, WEIGHTS_NAME, build_generator
+
+    init_kwargs = cfg.generator_kwargs()
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in G_ema.state_dict().items()}
+    build_generator(init_kwargs, tensors)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "init_kwargs": json.dumps(init_kwargs)})
+    config = {"format": FORMAT, "class_name": "Generator", "init_kwargs": init_kwargs, "conditioning": conditioning}
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1) + "\n")
+    return folder / WEIGHTS_NAME
+
+
+@torch.no_grad()
+def sample_grid(G: Generator, c: torch.Tensor, seeds: int = 4, psi: float = 1.0) -> np.ndarray:
+    """uint8 grid: one row per condition, one column per seed."""
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    dev = next(G.parameters()).device
+    for ci in c:
+        z = torch.randn(seeds, G.z_dim, generator=gen).to(dev)
+        img = G(z, ci.expand(seeds, -1).to(dev), truncation_psi=psi, noise_mode="const")
+        rows.append(torch.cat(list(img), dim=2))
+    grid = torch.cat(rows, dim=1)
+    return ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def to_train_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1, 1] on device."""
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
+
+
+def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = False, cfg: GanConfig | None = None,
+          device: torch.device | None = None, max_minutes: float | None = None, checkpoint_every: int = 500,
+          log_every: int = 50, limit: int | None = None, progress: bool = True) -> TrainState:
+    """Train until `steps` total steps (or `max_minutes`), checkpointing to `out/checkpoint.pt`."""
+    from tqdm import tqdm
+
+    from app.train.data import load_dataset
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    images, captions, _ = load_dataset(data)
+    if limit:
+        images, captions = images[:limit], captions[:limit]
+    emb, owner = encode_captions(clip_path, captions, device, cache=out / TEXT_CACHE)
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.exists():
+        state, cfg = load_checkpoint(ckpt_path, device)
+    else:
+        cfg = cfg or GanConfig()
+        cfg.c_dim = emb.shape[1]
+        state = build_state(cfg, device)
+    if cfg.c_dim != emb.shape[1]:
+        raise ValueError(f"checkpoint c_dim {cfg.c_dim} != CLIP text dim {emb.shape[1]}")
+
+    reals = to_train_tensor(images, device)
+    emb_dev, owner_dev = emb.to(device), owner.to(device)
+    starts = torch.zeros(len(images) + 1, dtype=torch.long)
+    starts[1:] = torch.bincount(owner, minlength=len(images)).cumsum(0)
+    counts = (starts[1:] - starts[:-1]).to(device)
+    starts = starts[:-1].to(device)
+    t0 = time.time()
+    bar = tqdm(total=steps, initial=state.step, disable=not progress, desc="gan")
+    while state.step < steps:
+        idx = torch.randint(len(images), (cfg.batch,), device=device)
+        cap = starts[idx] + (torch.rand(cfg.batch, device=device) * counts[idx]).long()
+        stats = train_step(state, cfg, reals[idx], emb_dev[cap])
+        bar.update(1)
+        time_up = max_minutes is not None and time.time() - t0 > max_minutes * 60
+        if state.step % log_every == 0 or state.step == steps or time_up:
+            stats |= {"step": state.step, "kimg": state.nimg / 1000, "sec": round(time.time() - t0, 1)}
+            state.history.append(stats)
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(stats) + "\n")
+            bar.set_postfix(g=f"{stats['loss_g']:.3f}", d=f"{stats['loss_d']:.3f}")
+            if not all(math.isfinite(v) for v in stats.values()):
+                raise FloatingPointError(f"non-finite loss at step {state.step}: {stats}")
+        if state.step % checkpoint_every == 0:
+            save_checkpoint(state, cfg, ckpt_path)
+        if time_up:
+            break
+    bar.close()
+    save_checkpoint(state, cfg, ckpt_path)
+    write_samples(state.G_ema, emb[starts[:8].cpu()], out / "samples.png")
+    return state
+
+
+def write_samples(G: Generator, c: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(sample_grid(G, c)).save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m app.train.gan", description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="data/emoji")
+    p.add_argument("--clip", default="models/clip")
+    p.add_argument("--out", type=Path, default=Path("runs/gan"))
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--batch", type=int, default=GanConfig.batch)
+    p.add_argument("--r1-gamma", type=float, default=GanConfig.r1_gamma)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N items (tests)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--export", type=Path, default=None, help="write G_ema here (generator.safetensors + config.json)")
+    p.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    args = p.parse_args(argv)
+
+    from app.devices import pick_device
+
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    if args.export_only:
+        state, cfg = load_checkpoint(args.out / CHECKPOINT, torch.device("cpu"))
+    else:
+        cfg = GanConfig(batch=args.batch, r1_gamma=args.r1_gamma)
+        t0 = time.time()
+        state = train(args.data, args.clip, args.out, args.steps, resume=args.resume, cfg=cfg, device=device,
+                      max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every, limit=args.limit)
+        cfg = GanConfig(**torch.load(args.out / CHECKPOINT, weights_only=True, map_location="cpu")["config"])
+        last = state.history[-1] if state.history else {}
+        print(json.dumps({"step": state.step, "kimg": state.nimg / 1000, "seconds": round(time.time() - t0, 1),
+                          "device": str(device), **{k: round(v, 4) for k, v in last.items() if k != "step"}}))
+    if args.export is not None:
+        G_ema = state.G_ema.cpu().float()
+        conditioning = {"c": "CLIP text embedding (L2-normalised) of the prompt", "clip": str(args.clip),
+                        "steps": state.step, "kimg": state.nimg / 1000, "data": str(args.data)}
+        path = export_generator(G_ema, cfg, args.export, conditioning)
+        print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
