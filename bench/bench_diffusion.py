@@ -188,6 +188,9 @@ def main() -> None:
         "guided": ours(few.model_copy(update={"clip_guidance_scale": 1000.0}), with_clip=True),
     }, device, args.repeats)
     step, guided = t["step"] / n, t["guided"] / n
+    latent = torch.randn(1, models.latent_channels, size // models.vae_scale, size // models.vae_scale, device=device)
+    one_preview = median_times({"p": lambda: [fast_preview(models.rgb_map, latent) for _ in range(100)]},
+                               device, args.repeats)["p"] / 100
     rows = [
         ("ours dpmpp_2m karras, no previews", t["plain"], "1.00"),
         ("ours + fast preview every step", t["preview"], f"{t['preview'] / t['plain']:.3f} vs no previews (goal <= 1.03)"),
@@ -197,6 +200,7 @@ def main() -> None:
         ("diffusers DDIMScheduler", t["ddim"], f"ours/diffusers {t['ours_ddim'] / t['ddim']:.3f} (goal <= 1.0)"),
         ("per step, plain (euler, cfg)", step, ""),
         ("per step, CLIP-guided, 8 overview cutouts", guided, f"{guided / step:.2f}x a plain step"),
+        ("one fast preview alone (map + uint8)", one_preview, f"{one_preview / step:.4f} of a plain step"),
     ]
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
