@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.api.schemas import DiffusionParams, LiveParams  # noqa: E402
+from app.api.schemas import DiffusionParams  # noqa: E402
 from app.diffusion.generate import DiffusionModels, generate, load_diffusion_models, models_from_pipeline  # noqa: E402
 from app.diffusion.previews import fast_preview  # noqa: E402
 
@@ -146,7 +146,6 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     models, pipe, label = load(args, device, dtype)
-    clip = models.clip
     size = args.size or (512 if args.sd15_shaped else 64)
     params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,
                              width=size, height=size, cfg_scale=7.5, sampler="dpmpp_2m", karras=True,
@@ -154,7 +153,7 @@ def main() -> None:
 
     def ours(p: DiffusionParams, on_step=lambda s: None, with_clip: bool = False) -> Callable[[], object]:
         m = models if with_clip else DiffusionModels(**{**models.__dict__, "clip": None})
-        lv = LiveParams(**p.model_dump(include=set(LiveParams.model_fields)))
+        lv = p.live()
         return lambda: generate(m, p, live=lambda: lv, on_step=on_step)
 
     def theirs(scheduler) -> Callable[[], object]:

@@ -70,6 +70,10 @@ class DiffusionParams(LiveParams):
     init_image: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="id from /api/uploads")
     skip_steps: int = Field(0, ge=0, le=10000)
 
+    def live(self) -> LiveParams:
+        """The live part of these parameters, as a run starts with them."""
+        return LiveParams(**self.model_dump(include=set(LiveParams.model_fields)))
+
     @field_validator("prompt")
     @classmethod
     def _not_blank(cls, v: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from app.api.schemas import DiffusionParams, LiveParams
+from app.api.schemas import DiffusionParams
 from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
@@ -34,7 +34,7 @@ class DiffusionRunner:
         if params.seed is None:
             params = params.model_copy(update={"seed": random.randrange(2**32)})
             job.params = params
-        live = job.live or LiveState(LiveParams(**params.model_dump(include=set(LiveParams.model_fields))))
+        live = job.live or LiveState(params.live())
         start_latent = start_denoised = None
         if job.parent is not None and job.from_step > 0:
             record = self.history.step(job.parent, job.from_step)

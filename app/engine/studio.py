@@ -90,7 +90,7 @@ class Studio:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
-        live = LiveState(LiveParams(**params.model_dump(include=set(LiveParams.model_fields))))
+        live = LiveState(params.live())
         return self._queue(Job("diffusion", params, sink, client_id, live=live))
 
     def generate_gan(self, params: GanParams, sink: Sink, client_id: str) -> str:

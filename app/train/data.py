@@ -28,6 +28,7 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 SIZE = 64
 FONT_PATH = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -75,8 +76,7 @@ def emoji_names(entry: dict) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def _glyph_rgba(text: str, font) -> "Image.Image | None":
-    from PIL import Image, ImageDraw
+def _glyph_rgba(text: str, font) -> Image.Image | None:
 
     canvas = Image.new("RGBA", (160, 160), (255, 255, 255, 0))
     ImageDraw.Draw(canvas).text((4, 4), text, font=font, embedded_color=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from app.train.common import (RunLog, images_to_device, load_checkpoint, lr_at, pick_device, run_steps,
                               save_checkpoint, seed_all, to_unit)

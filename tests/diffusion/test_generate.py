@@ -31,7 +31,7 @@ def params(**kw) -> DiffusionParams:
 
 
 def live_of(p: DiffusionParams) -> LiveParams:
-    return LiveParams(**p.model_dump(include=set(LiveParams.model_fields)))
+    return p.live()
 
 
 def run(models: DiffusionModels, p: DiffusionParams, **kw) -> tuple[torch.Tensor, list[StepInfo]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.api.schemas import DiffusionParams, LiveParams
+from app.api.schemas import DiffusionParams
 
 
 @pytest.mark.gpu
@@ -19,7 +19,7 @@ def test_generate_on_cuda_fp16(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tm
     clip = load_clip(str(tiny_clip_dir), device, torch.float16)
     models = load_diffusion_models(str(tiny_diffusion_dir), device, torch.float16, clip=clip, cache_dir=tmp_path)
     params = DiffusionParams(prompt="red heart", seed=3, steps=6, width=32, height=32, clip_guidance_scale=50)
-    live = LiveParams(**params.model_dump(include=set(LiveParams.model_fields)))
+    live = params.live()
     seen: list[float] = []
     latent = generate(models, params, live=lambda: live, on_step=lambda info: seen.append(info.sigma))
     assert len(seen) == 6 and torch.isfinite(latent).all()

@@ -57,7 +57,7 @@ def test_resume_continues_from_checkpoint(runs: dict, tmp_path: Path) -> None:
 def test_vae_centring_is_exact(runs: dict) -> None:
     from diffusers import AutoencoderKL
 
-    from app.train.common import images_to_device, to_unit
+    from app.train.common import images_to_device
     from app.train.data import load_dataset
     from app.train.vae import latent_moments
 
