@@ -52,16 +52,18 @@ def main(argv: list[str] | None = None) -> int:
         module, _ = SUBCOMMANDS[argv[0]]
         if argv[0] == "train" and argv[1:2] == ["gan"]:
             module, argv = "app.train.gan", argv[1:]
+        if argv[0] == "build-data":
+            argv = ["build-data", "build", *argv[1:]]
         entry = "convert_main" if argv[0] == "convert-gan" else "main"
         return int(getattr(importlib.import_module(module), entry)(argv[1:]) or 0)
-    if argv and argv[0] == "serve":
-        argv = argv[1:]
     if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
         print("usage: python -m app [serve options] | " + " | ".join(SUBCOMMANDS))
         for name, (_, help_text) in SUBCOMMANDS.items():
             print(f"  {name:12s} {help_text}")
         print("  serve        (default) start the studio; `python -m app serve --help` for options")
         return 0
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
     return serve(argv)
 
 
