@@ -90,13 +90,21 @@ def diversity(features: torch.Tensor) -> float:
     return float(d.sum(dim=(1, 2)).mean() / (s * (s - 1)))
 
 
-def generate(fn: GeneratorFn, prompts: list[str], seeds: list[int], batch: int = 32) -> tuple[np.ndarray, float]:
-    """All (prompt, seed) pairs, prompt-major, in batches. Returns (uint8 images [P*S,H,W,3], seconds)."""
+def generate(fn: GeneratorFn, prompts: list[str], seeds: list[int], batch: int = 32,
+             desc: str | None = None) -> tuple[np.ndarray, float]:
+    """All (prompt, seed) pairs, prompt-major, in batches. Returns (uint8 images [P*S,H,W,3], seconds).
+
+    With `desc`, a tqdm bar on stderr (its own cost is counted in the seconds; it is tiny).
+    """
+    from tqdm import tqdm
+
     pairs = [(p, s) for p in prompts for s in seeds]
     out, t0 = [], time.perf_counter()
-    for i in range(0, len(pairs), batch):
-        chunk = pairs[i:i + batch]
-        out.append(np.asarray(fn([p for p, _ in chunk], [s for _, s in chunk])))
+    with tqdm(total=len(pairs), desc=desc, disable=desc is None, mininterval=10) as bar:
+        for i in range(0, len(pairs), batch):
+            chunk = pairs[i:i + batch]
+            out.append(np.asarray(fn([p for p, _ in chunk], [s for _, s in chunk])))
+            bar.update(len(chunk))
     return np.concatenate(out), time.perf_counter() - t0
 
 
@@ -114,11 +122,11 @@ def score(judge: Judge, images: np.ndarray, targets: np.ndarray, n_seeds: int,
 
 
 def evaluate(fn: GeneratorFn, judge: Judge, prompt_set: PromptSet, seeds: list[int], real_features: torch.Tensor,
-             batch: int = 32, warmup: bool = True) -> dict[str, float]:
+             batch: int = 32, warmup: bool = True, desc: str | None = None) -> dict[str, float]:
     """Generate every (prompt, seed), score it, and time it (after one warm-up batch)."""
     if warmup:
         fn(prompt_set.prompts[:1], seeds[:1])
-    images, seconds = generate(fn, prompt_set.prompts, seeds, batch)
+    images, seconds = generate(fn, prompt_set.prompts, seeds, batch, desc)
     result = score(judge, images, prompt_set.targets, len(seeds), real_features)
     result["ms_per_image"] = 1000 * seconds / len(images)
     result["images"] = len(images)
@@ -294,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 fn = app_diffusion_generator(models, args.diffusion_steps, args.guidance_scale, scale, args.sampler)
                 name = label + (f" + CLIP guidance {scale:g}" if scale else "")
                 rows[name] = evaluate(fn, judge, dp, seeds[:args.guided_seeds] if scale else seeds, real_features,
-                                      args.batch)
+                                      args.batch, desc=name)
     if args.gan:
         from app.clip.backend import load_clip
         from app.gan.convert import load_generator

@@ -54,6 +54,7 @@ def test_discriminator_depends_on_condition() -> None:
     assert not torch.allclose(a, b)
 
 
+@pytest.mark.slow
 def test_training_steps_are_finite_and_change_g(tmp_path: Path, tiny_clip_dir: Path) -> None:
     torch.manual_seed(0)
     out = tmp_path / "run"
@@ -74,6 +75,7 @@ def test_training_steps_are_finite_and_change_g(tmp_path: Path, tiny_clip_dir: P
     assert (out / "samples.png").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path, tiny_clip_dir: Path) -> None:
     straight = run(tmp_path / "a", tiny_clip_dir, 4)
     run(tmp_path / "b", tiny_clip_dir, 2)
@@ -84,6 +86,7 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_clip_dir: Path) -> None:
     assert torch.allclose(params(straight.G_ema), params(resumed.G_ema), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_export_loads_with_load_generator(tmp_path: Path, tiny_clip_dir: Path) -> None:
     from app.gan.convert import load_generator
 
