@@ -21,8 +21,8 @@ from app.clip import ClipBackend
 from app.engine.images import encode, grid
 from app.engine.jobs import Job
 from app.engine.live import RunCancelled
-from app.gan.networks import Generator, mix_styles
-from app.gan.render import clip_search, render, seed_to_w, truncate
+from app.gan.networks import Generator, mix_styles, truncate
+from app.gan.render import clip_search, conditional_centre, render, seed_to_w
 from app.store.gallery import Gallery, ImageRecord
 
 W_CACHE = 256
@@ -41,8 +41,9 @@ class GanModel:
 
     def info(self) -> dict[str, Any]:
         text = "condition" if self.G.c_dim else ("clip_search" if self.clip is not None else "none")
-        return {"name": self.name, "z_dim": self.G.z_dim, "c_dim": self.G.c_dim, "w_dim": self.G.w_dim,
-                "resolution": self.G.img_resolution, "num_ws": self.G.num_ws, "text": text}
+        return {"name": Path(self.name).name, "z_dim": self.G.z_dim, "c_dim": self.G.c_dim, "w_dim": self.G.w_dim,
+                "resolution": self.G.img_resolution, "num_ws": self.G.num_ws, "text": text,
+                "truncation_centre": "prompt" if self.G.c_dim else "w_avg"}
 
     @torch.no_grad()
     def condition(self, prompt: str) -> torch.Tensor | None:
@@ -76,6 +77,7 @@ class GanRunner:
         self.encoder = encoder
         self.model_ids = model_ids
         self._w_cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
+        self._centres: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @torch.no_grad()
     def w_for(self, seed: int, prompt: str) -> torch.Tensor:
@@ -88,14 +90,25 @@ class GanRunner:
         self._w_cache.move_to_end(key)
         return self._w_cache[key]
 
+    def centre_for(self, prompt: str) -> torch.Tensor:
+        """Truncation centre: the prompt's own mean w for text-conditioned generators (cached)."""
+        key = prompt if self.model.G.c_dim else ""
+        if key not in self._centres:
+            self._centres[key] = conditional_centre(self.model.G, self.model.condition(prompt))
+            while len(self._centres) > W_CACHE:
+                self._centres.popitem(last=False)
+        self._centres.move_to_end(key)
+        return self._centres[key]
+
     def styles(self, p: GanParams, seed: int) -> torch.Tensor:
         G = self.model.G
         if p.mix_seed is not None and p.mix_layer >= G.num_ws:
             raise GanInputError(f"mix_layer must be below {G.num_ws} for this generator")
         ws = torch.cat([self.w_for(seed + i, p.prompt) for i in range(p.grid)])
-        ws = truncate(G, ws, p.truncation_psi, p.truncation_cutoff)
+        centre = self.centre_for(p.prompt)
+        ws = truncate(centre, ws, p.truncation_psi, p.truncation_cutoff)
         if p.mix_seed is not None:
-            other = truncate(G, self.w_for(p.mix_seed, p.prompt), p.truncation_psi, p.truncation_cutoff)
+            other = truncate(centre, self.w_for(p.mix_seed, p.prompt), p.truncation_psi, p.truncation_cutoff)
             ws = mix_styles(ws, other.expand_as(ws), p.mix_layer)
         return ws
 

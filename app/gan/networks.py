@@ -59,7 +59,8 @@ def truncate(w_avg: torch.Tensor, ws: torch.Tensor, psi: float, cutoff: int | No
     if cutoff is None:
         return w_avg.lerp(ws, psi)
     ws = ws.clone()
-    ws[:, :cutoff] = w_avg.lerp(ws[:, :cutoff], psi)
+    centre = w_avg[:, :cutoff] if w_avg.ndim == 3 else w_avg  # a per-row centre [N or 1, num_ws, w_dim]
+    ws[:, :cutoff] = centre.lerp(ws[:, :cutoff], psi)
     return ws
 
 

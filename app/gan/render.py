@@ -47,6 +47,20 @@ def truncate(G: Generator, ws: torch.Tensor, psi: float, cutoff: int | None = No
     return _truncate_rows(G.mapping.w_avg.to(ws.device), ws, psi, cutoff)
 
 
+@torch.no_grad()
+def conditional_centre(G: Generator, c: torch.Tensor | None, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """The truncation centre [1, num_ws, w_dim] for a condition: the mean w of c over n fixed z.
+
+    Lerping towards the global w_avg blurs a conditional generator's condition away as psi shrinks;
+    the condition's own mean keeps it (Sauer et al. 2022, StyleGAN-XL, Sec. 3). For an
+    unconditional generator this is G's w_avg broadcast over the rows.
+    """
+    if not G.c_dim:
+        return G.mapping.w_avg.view(1, 1, -1).expand(1, G.num_ws, -1)
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    return map_to_w(G, z, c).mean(0, keepdim=True)
+
+
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
     """Generator output [N, C, H, W] in about [-1, 1] -> uint8 [N, H, W, C] (NVIDIA's 127.5x + 128 mapping)."""
     return (img.detach().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)

@@ -163,17 +163,17 @@ def gan_generator(G: torch.nn.Module, encode_text: Callable[[list[str]], torch.T
     Sauer et al. 2022, StyleGAN-XL), which keeps the condition as psi shrinks.
     """
     from app.gan.networks import truncate, z_from_seed
+    from app.gan.render import conditional_centre
 
     device = next(G.parameters()).device
     cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-    z_avg = torch.randn(conditional_truncation, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
     @torch.no_grad()
     def fn(prompts: list[str], seeds: list[int]) -> np.ndarray:
         missing = sorted(set(prompts) - cache.keys())
         if missing:
             for p, c in zip(missing, encode_text(missing).float().to(device)):
-                centre = G.mapping(z_avg, c.expand(len(z_avg), -1)).mean(0) if conditional_truncation else None
+                centre = conditional_centre(G, c[None], conditional_truncation)[0] if conditional_truncation else None
                 cache[p] = (c, centre)
         c = torch.stack([cache[p][0] for p in prompts])
         z = torch.cat([z_from_seed(s, G.z_dim) for s in seeds]).to(device)

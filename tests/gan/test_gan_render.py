@@ -86,3 +86,23 @@ def test_clip_search_is_cancellable_and_pull_draws_to_w_avg(G, clip) -> None:
     before = (w0 - G.mapping.w_avg).square().mean()
     after = (res.ws - G.mapping.w_avg).square().mean()
     assert after < before
+
+
+def test_conditional_centre_is_the_mean_w_of_the_condition() -> None:
+    import torch
+
+    from app.gan.networks import Generator, truncate
+    from app.gan.render import conditional_centre, map_to_w
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=4, w_dim=8, img_resolution=8, img_channels=3, channel_base=64, channel_max=8)
+    c = torch.eye(4)[:1]
+    centre = conditional_centre(G, c, n=64)
+    z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(centre, map_to_w(G, z, c).mean(0, keepdim=True))
+    ws = map_to_w(G, torch.randn(3, 8), c)
+    assert torch.allclose(truncate(centre, ws, 0.0), centre.expand_as(ws))
+    cut = truncate(centre, ws, 0.0, cutoff=2)
+    assert torch.allclose(cut[:, :2], centre[:, :2].expand(3, -1, -1)) and torch.equal(cut[:, 2:], ws[:, 2:])
+    G0 = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, channel_base=64, channel_max=8)
+    assert torch.equal(conditional_centre(G0, None)[0, 0], G0.mapping.w_avg)
