@@ -131,7 +131,7 @@ def handle(studio: Studio, conn: Connection, text: str) -> None:
         elif isinstance(msg, Cancel):
             studio.cancel(msg.run_id)
         elif isinstance(msg, PreviewRequest):
-            studio.preview(msg.run_id, msg.step, conn, conn.id)
+            studio.preview(msg.run_id, msg.step, conn)
     except StudioError as exc:
         conn.error(exc.code, exc.message, run_id)
     except Exception:

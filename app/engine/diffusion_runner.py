@@ -14,7 +14,7 @@ from app.api.schemas import DiffusionParams
 from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
-from app.engine.jobs import Job
+from app.engine.jobs import Job, Sink
 from app.engine.live import LiveState, RunCancelled
 from app.store.gallery import Gallery, ImageRecord
 
@@ -71,7 +71,8 @@ class DiffusionRunner:
             p = live.params()
             if info.index % p.preview_every == 0 and info.index < info.total:
                 full = info.index % p.full_decode_every == 0
-                self.encoder.submit(self._send_preview, job, info.index, info.denoised.detach().clone(), full, "preview")
+                self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
+                                    full, "preview")
 
         try:
             latent = generate(self.models, params, live=live.params, on_step=on_step,
@@ -110,21 +111,19 @@ class DiffusionRunner:
 
         return clip_score_pil(clip, image, prompt)
 
-    def _send_preview(self, job: Job, index: int, denoised, full: bool, kind: str) -> None:
-        rgb = preview_rgb(self.models, denoised, full=full)
-        image = to_pil(rgb)
+    def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, full: bool, kind: str) -> None:
+        image = to_pil(preview_rgb(self.models, denoised, full=full))
         if not full:  # the fast map works at latent resolution
             scale = self.models.vae_scale
             image = image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
-        meta = {"run_id": job.run_id, "step": index, "width": image.width, "height": image.height,
+        meta = {"run_id": run_id, "step": index, "width": image.width, "height": image.height,
                 "format": "jpeg", "engine": "diffusion", "full": full}
-        job.sink.image(meta, encode(image, "jpeg"), kind)  # type: ignore[arg-type]
+        sink.image(meta, encode(image, "jpeg"), kind)  # type: ignore[arg-type]
 
-    def timeline_preview(self, job: Job, run_id: str, index: int) -> bool:
+    def timeline_preview(self, sink: Sink, run_id: str, index: int) -> bool:
         """Re-render a stored step's preview for timeline scrubbing (full decode)."""
         record = self.history.step(run_id, index)
         if record is None or record.denoised is None:
             return False
-        probe = Job("diffusion", job.params, job.sink, job.client_id, run_id=run_id)
-        self.encoder.submit(self._send_preview, probe, index, record.denoised, True, "timeline")
+        self.encoder.submit(self._send_preview, sink, run_id, index, record.denoised, True, "timeline")
         return True

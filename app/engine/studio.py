@@ -139,9 +139,8 @@ class Studio:
         if not self.worker.cancel(run_id):
             raise StudioError("not_found", f"run {run_id!r} is not queued or running")
 
-    def preview(self, run_id: str, step: int, sink: Sink, client_id: str) -> None:
-        job = self._job(run_id)
-        if not self.diffusion.timeline_preview(Job("diffusion", job.params, sink, client_id), run_id, step):
+    def preview(self, run_id: str, step: int, sink: Sink) -> None:
+        if self._job(run_id).engine != "diffusion" or not self.diffusion.timeline_preview(sink, run_id, step):
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept")
 
     def disconnect(self, client_id: str) -> None:

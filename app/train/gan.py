@@ -270,7 +270,7 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
         raise ValueError(f"checkpoint c_dim {cfg.c_dim} != CLIP text dim {emb.shape[1]}")
 
     reals = to_train_tensor(images, device)
-    emb_dev, owner_dev = emb.to(device), owner.to(device)
+    emb_dev = emb.to(device)
     starts = torch.zeros(len(images) + 1, dtype=torch.long)
     starts[1:] = torch.bincount(owner, minlength=len(images)).cumsum(0)
     counts = (starts[1:] - starts[:-1]).to(device)
