@@ -11,7 +11,7 @@ import torch
 
 from app.train.evaluate import (diversity, evaluate, fid, frechet_distance, gan_generator, main, pick_prompts,
                                 r_precision, real_generator, seed_runs, sqrtm_psd)
-from app.train.judge import Judge, JudgeConfig, accuracy, augment, load_judge, predict, save_judge, train_judge
+from app.train.judge import Judge, accuracy, augment, load_judge, predict, save_judge, train_judge
 
 
 def random_rotation(d: int, seed: int) -> np.ndarray:
