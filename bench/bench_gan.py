@@ -1,0 +1,96 @@
+"""GAN render vs diffusion on the same machine and prompt (a script, not a test).
+
+Medians over repeats, measured side by side in one run on the default models:
+  - one GAN render (mapping cached, synthesis + uint8, what a slider change costs);
+  - one GAN render from a new seed (mapping + synthesis);
+  - a whole diffusion image (steps + VAE decode) and one diffusion step (the sampling loop's time
+    divided by its steps: CFG, the default sampler).
+
+    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prompt", default="red heart")
+    args = ap.parse_args()
+
+    from app.api.schemas import DiffusionParams, GanParams
+    from app.clip import load_clip
+    from app.devices import pick_dtype
+    from app.diffusion.generate import decode_to_pil, generate, load_diffusion_models
+    from app.engine.gan_runner import GanRunner, load_gan_model
+    from app.gan.render import render
+    from app.settings import MODELS_DIR
+
+    device = torch.device(args.device)
+    dtype = pick_dtype(device)
+    clip = load_clip(str(MODELS_DIR / "clip"), device, dtype)
+    gan = load_gan_model(MODELS_DIR / "gan", device, clip)
+    runner = GanRunner(gan, None, None, {})  # type: ignore[arg-type]
+    diffusion = load_diffusion_models(str(MODELS_DIR / "diffusion"), device, dtype, clip=None,
+                                      cache_dir=Path("/tmp/noisescope-bench-cache"))
+    gp = GanParams(prompt=args.prompt, seed=1, truncation_psi=0.7)
+    seeds = iter(range(10**6))
+
+    def gan_slider() -> object:
+        return render(gan.G, runner.styles(gp, 1), "const")
+
+    def gan_new_seed() -> object:
+        return render(gan.G, runner.styles(gp, 1000 + next(seeds)), "const")
+
+    dp = DiffusionParams(prompt=args.prompt, seed=1, steps=args.steps)
+    live = dp.live()
+
+    def diffusion_image() -> object:
+        return decode_to_pil(diffusion, generate(diffusion, dp, live=lambda: live, on_step=lambda s: None))
+
+    def diffusion_loop() -> object:
+        return generate(diffusion, dp, live=lambda: live, on_step=lambda s: None)
+
+    with torch.no_grad():
+        t = {"gan_slider": median_ms(gan_slider, args.repeats, device),
+             "gan_new_seed": median_ms(gan_new_seed, args.repeats, device),
+             "diffusion_step": median_ms(diffusion_loop, max(3, args.repeats // 3), device) / args.steps,
+             "diffusion_image": median_ms(diffusion_image, max(3, args.repeats // 3), device)}
+    print(f"device: {device}; prompt {args.prompt!r}; diffusion {args.steps} steps dpmpp_2m, cfg {dp.cfg_scale}")
+    print(f"{'case':40} {'median ms':>10}")
+    for name, ms in t.items():
+        print(f"{name:40} {ms:10.2f}")
+    print(f"GAN render (slider) / one diffusion step:  {t['gan_slider'] / t['diffusion_step']:.3f}")
+    print(f"whole diffusion image / GAN render (slider): {t['diffusion_image'] / t['gan_slider']:.1f}x")
+    print(f"whole diffusion image / GAN render (new seed): {t['diffusion_image'] / t['gan_new_seed']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
