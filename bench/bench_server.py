@@ -1,7 +1,7 @@
 """Latency over a real websocket on the default models (a script, not a test).
 
-Starts the studio with uvicorn on 127.0.0.1 (per-message deflate off, as `python -m app` runs
-it) and measures, with medians over repeats:
+Starts the studio as `python -m app` in its own process on 127.0.0.1 (so the client below does
+not share its interpreter) and measures, with medians over repeats:
   - time from sending `generate` to the first preview frame, and to `done`;
   - GAN slider-to-frame round trip: `generate_gan` with a new truncation -> final frame
     (the mapping output is cached, so this is one synthesis pass plus encoding and transport).
@@ -17,7 +17,6 @@ import json
 import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -74,27 +73,32 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
 
+    import subprocess
     import tempfile
+    import urllib.request
 
-    import uvicorn
-
-    from app.main import create_app
-    from app.settings import Settings
-
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="noisescope-bench-")), port=free_port())
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                           ws_per_message_deflate=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    has_gan = app.state.studio.gan is not None
-    res = asyncio.run(measure(f"ws://127.0.0.1:{settings.port}/ws", args.repeats, args.steps, has_gan))
-    server.should_exit = True
-    thread.join(5)
-    info = app.state.studio.models.info()
-    print(f"models: diffusion={info['diffusion']} gan={info['gan']} device={info['device']} demo={info['demo']}")
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="noisescope-bench-")
+    server = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--data-dir", data_dir],
+                              cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        info = None
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=1) as r:
+                    info = json.load(r)
+                break
+            except OSError:
+                time.sleep(0.1)
+        if info is None:
+            raise SystemExit("the studio did not start")
+        res = asyncio.run(measure(f"ws://127.0.0.1:{port}/ws", args.repeats, args.steps, info["gan"] is not None))
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"models: diffusion={info['diffusion']} gan={(info['gan'] or {}).get('name')} device={info['device']} "
+          f"demo={info['demo']}")
     print(f"{'measure':32s} {'median ms':>10s} {'min':>8s} {'max':>8s}")
     for key, values in res.items():
         if values:
