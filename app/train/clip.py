@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from app.train.common import (CaptionBank, RunLog, images_to_device, load_checkpoint, lr_at, pick_device,
+from app.train.common import (CaptionBank, RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device,
                               run_steps, save_checkpoint, seed_all, to_unit)
 from app.train.data import load_dataset
 from app.train.models import CLIP_MEAN, CLIP_STD, FULL, IMAGE_SIZE, Sizes, clip_model
@@ -103,10 +103,7 @@ def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr:
         pixels = clip_pixels(random_affine(to_unit(images[idx])))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, return_loss=True).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, model.parameters())
         return float(loss.detach())
 
     def save_fn(step: int) -> None:

@@ -83,6 +83,15 @@ def load_checkpoint(out: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, max_norm: float | None = 1.0) -> None:
+    """Back-propagate `loss` and take one step, clipping the gradients' global norm first."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()
+
+
 def lr_at(step: int, progress: float, base: float, warmup: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine to 10% of base as progress goes 0 -> 1."""
     if step < warmup:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at, pick_device,
-                              run_steps, save_checkpoint, seed_all)
+from app.train.common import (CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at, optimizer_step,
+                              pick_device, run_steps, save_checkpoint, seed_all)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, train_scheduler, unet_model
 from app.train.vae import latent_moments
@@ -93,10 +93,7 @@ def train_unet(data: str, clip: Path, vae: Path, out: Path, *, steps: int = 2000
         snr = alphas[t] / (1 - alphas[t])
         weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
         loss = (weight * (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, unet.parameters())
         ema_update(ema, unet, step)
         return float(loss.detach())
 

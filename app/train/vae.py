@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (RunLog, images_to_device, load_checkpoint, lr_at, pick_device, run_steps,
+from app.train.common import (RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device, run_steps,
                               save_checkpoint, seed_all, to_unit)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, vae_model
@@ -100,10 +100,7 @@ def train_vae(data: str, out: Path, *, steps: int = 3000, batch: int = 64, lr: f
             x = x.flip(-1)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss, l1 = vae_loss(vae, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, vae.parameters())
         return float(l1.detach())
 
     def save_fn(step: int) -> None:
