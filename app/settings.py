@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         description="StyleGAN2 folder (generator.safetensors + config.json); empty for none.",
     )
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    cpu_threads: int = Field(
+        default=1, ge=0,
+        description="torch threads in the sampling and encoding threads on CPU; 0 keeps torch's default. "
+                    "One is fastest for the small embedded models (bench/bench_threads.py); raise it for big ones.",
+    )
     data_dir: Path = Field(default=Path("data"), description="Gallery images, database and caches.")
 
     # Caps that refuse work before any compute.

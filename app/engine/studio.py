@@ -7,6 +7,8 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from app.api.schemas import DiffusionParams, GanParams, LiveParams, LiveUpdate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
@@ -35,7 +37,8 @@ class Studio:
         self.models = models
         self.gallery = gallery
         self.history = StepHistory(settings.history_bytes)
-        self.encoder = ThreadPoolExecutor(1, thread_name_prefix="noisescope-encoder")
+        init = self._thread_init if models.device.type == "cpu" and settings.cpu_threads else None
+        self.encoder = ThreadPoolExecutor(1, thread_name_prefix="noisescope-encoder", initializer=init)
         self.uploads = settings.data_dir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         ids = models.public_names()
@@ -45,7 +48,7 @@ class Studio:
             from app.engine.gan_runner import GanRunner
 
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
-        self.worker = Worker(self._dispatch, settings.queue_size)
+        self.worker = Worker(self._dispatch, settings.queue_size, init=init)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
@@ -54,6 +57,10 @@ class Studio:
     def stop(self) -> None:
         self.worker.stop()
         self.encoder.shutdown(wait=False, cancel_futures=True)
+
+    def _thread_init(self) -> None:
+        # OpenMP's team size is per calling thread: set it where the work runs.
+        torch.set_num_threads(self.settings.cpu_threads)
 
     def _dispatch(self, job: Job) -> None:
         if job.engine == "gan":

@@ -24,8 +24,9 @@ class QueueFull(Exception):
 
 
 class Worker:
-    def __init__(self, run: Callable[[Job], None], max_queue: int) -> None:
+    def __init__(self, run: Callable[[Job], None], max_queue: int, init: Callable[[], None] | None = None) -> None:
         self._run = run
+        self._init = init
         self._max_queue = max_queue
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -85,6 +86,8 @@ class Worker:
                 self._current.live.cancel()
 
     def _loop(self) -> None:
+        if self._init is not None:
+            self._init()
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
