@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from app.train.common import (CaptionBank, RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device,
-                              run_steps, save_checkpoint, seed_all, to_unit)
+from app.train.common import (CaptionBank, RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step,
+                              pick_device, restore, run_steps, save_checkpoint, seed_all, to_unit)
 from app.train.data import load_dataset
 from app.train.models import CLIP_MEAN, CLIP_STD, FULL, IMAGE_SIZE, Sizes, clip_model
 from app.train.tokenizer import caption_vocabulary, write_word_clip_tokenizer
@@ -84,11 +84,7 @@ def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr:
     tokenizer = CLIPTokenizer.from_pretrained(folder)
     model = clip_model(len(tokenizer), sizes).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
+    start = restore(state, opt, model=model)
     images = images_to_device(images_np, dev)
     bank = CaptionBank(tokenizer, captions, sizes.max_length, dev)
     batch = min(batch, images.shape[0])

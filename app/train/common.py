@@ -83,6 +83,16 @@ def load_checkpoint(out: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
 
+def restore(state: dict | None, opt: torch.optim.Optimizer, **modules: torch.nn.Module) -> int:
+    """Load a checkpoint's modules (by key) and optimiser; returns the step to start from (0 if none)."""
+    if state is None:
+        return 0
+    for key, module in modules.items():
+        module.load_state_dict(state[key])
+    opt.load_state_dict(state["opt"])
+    return int(state["step"])
+
+
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, max_norm: float | None = 1.0) -> None:
     """Back-propagate `loss` and take one step, clipping the gradients' global norm first."""
     opt.zero_grad(set_to_none=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at, optimizer_step,
-                              pick_device, run_steps, save_checkpoint, seed_all)
+from app.train.common import (CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at,
+                              optimizer_step, pick_device, restore, run_steps, save_checkpoint, seed_all)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, train_scheduler, unet_model
 from app.train.vae import latent_moments
@@ -60,13 +60,7 @@ def train_unet(data: str, clip: Path, vae: Path, out: Path, *, steps: int = 2000
     unet = unet_model(text.config.hidden_size, sizes).to(dev).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
-    state = load_checkpoint(out) if resume else None
-    start = 0
-    if state is not None:
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
+    start = restore(load_checkpoint(out) if resume else None, opt, model=unet, ema=ema)
     sched = train_scheduler()
     alphas = sched.alphas_cumprod.to(dev)
     n = mean.shape[0]

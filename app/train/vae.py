@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device, run_steps,
-                              save_checkpoint, seed_all, to_unit)
+from app.train.common import (RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device,
+                              restore, run_steps, save_checkpoint, seed_all, to_unit)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, vae_model
 
@@ -80,12 +80,7 @@ def train_vae(data: str, out: Path, *, steps: int = 3000, batch: int = 64, lr: f
     images_np, _, _ = load_dataset(data)
     vae = vae_model(sizes).to(dev).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    state = load_checkpoint(out) if resume else None
-    start = 0
-    if state is not None:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
+    start = restore(load_checkpoint(out) if resume else None, opt, model=vae)
     images = images_to_device(images_np, dev)
     batch = min(batch, images.shape[0])
     amp = dev.type == "cuda"
