@@ -127,6 +127,17 @@ def conv2d_resample(
     return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
 
 
+def demodulation(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1 / sqrt(sum_{i,k} (s_i w_oik)^2 + eps) per sample and output channel, StyleGAN2 Eq. 3: [N, O].
+
+    sum_{i,k} (s_i w_oik)^2 = sum_i s_i^2 (sum_k w_oik^2), a [N, I] x [I, O] product, so the
+    modulated [N, O, I, kh, kw] weights are never built (fp32, outside autocast).
+    """
+    with torch.autocast(styles.device.type, enabled=False):
+        energy = weight.float().square().sum(dim=[2, 3])  # [O, I]
+        return (styles.float().square() @ energy.t() + 1e-8).rsqrt()
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -145,7 +156,7 @@ def modulated_conv2d(
     scales activations instead of weights (same result up to rounding).
     """
     n = x.shape[0]
-    out_ch, in_ch, kh, kw = weight.shape
+    _, in_ch, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:
         # Pre-normalise so that fp16 intermediate values cannot overflow; demodulation undoes it.
         weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
@@ -153,10 +164,10 @@ def modulated_conv2d(
 
     wmod = None
     dcoefs = None
-    if demodulate or fused:
+    if fused:
         wmod = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
-        dcoefs = (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        dcoefs = demodulation(weight, styles)
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)

@@ -6,6 +6,13 @@ Losses follow StyleGAN2-ADA (Karras et al. 2020b): non-saturating logistic loss,
 (Mescheder et al. 2018) every `r1_interval` steps, G EMA; DiffAugment (Zhao et al. 2020) on every
 image D sees, since a few thousand images over-fit D quickly.
 
+Each caption names one item with one picture, so the pair (c, picture) is also a regression target:
+`recon_l1` > 0 adds lambda * |down(G(z, c)) - down(x)|_1 to G's loss (the cGAN + L1 objective of
+pix2pix, Isola et al. 2017), on `recon_size` x `recon_size` area-downsampled images (0 = full size).
+On a low-resolution target the L1 fixes colour and layout and leaves detail to the adversarial loss,
+which converges in a budget where the adversarial loss alone gives blobs. `precision="bf16"` runs
+G and D under bfloat16 autocast (the R1 gradient stays fp32).
+
     python -m app.train.gan --data data/emoji --clip models/clip --out runs/gan --steps 5000 --resume
     python -m app.train.gan --out runs/gan --export-only --export models/gan
 
@@ -59,6 +66,10 @@ class GanConfig:
     ema_kimg: float = 20.0
     ema_rampup: float = 0.05
     augment: str = "color,translation,cutout"
+    recon_l1: float = 0.0
+    recon_size: int = 0
+    adversarial: bool = True
+    precision: str = "fp32"
     seed: int = 0
 
     def generator_kwargs(self) -> dict[str, Any]:
@@ -69,6 +80,9 @@ class GanConfig:
             "channel_base": self.g_channel_base, "channel_max": self.g_channel_max, "num_fp16_res": 0,
             "conv_clamp": 256, "architecture": "skip",
         }
+
+
+RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "adversarial", "r1_gamma", "augment", "precision"})
 
 
 @dataclass
@@ -135,7 +149,18 @@ def update_ema(G: torch.nn.Module, G_ema: torch.nn.Module, beta: float) -> None:
 
 
 def d_logits(D: Discriminator, img: torch.Tensor, c: torch.Tensor, policy: str) -> torch.Tensor:
-    return D(diff_augment(img, policy), c)
+    return D(diff_augment(img, policy), c).float()
+
+
+def autocast(cfg: GanConfig, device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
+def recon_loss(fake: torch.Tensor, real: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean L1 between the images, area-downsampled to size x size first when size > 0."""
+    if size and size < fake.shape[-1]:
+        fake, real = F.adaptive_avg_pool2d(fake, size), F.adaptive_avg_pool2d(real, size)
+    return (fake.float() - real).abs().mean()
 
 
 def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.Tensor) -> dict[str, float]:
@@ -147,21 +172,28 @@ def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.T
 
     # G: softplus(-D(G(z,c), c)), the non-saturating loss (Goodfellow et al. 2014).
     G.requires_grad_(True)
-    ws = G.mapping(z, c, update_emas=True)
-    fake = G.synthesis(ws, fused_modconv=False)
-    loss_g = F.softplus(-d_logits(D, fake, c, cfg.augment)).mean()
+    with autocast(cfg, real.device):
+        ws = G.mapping(z, c, update_emas=True)
+        fake = G.synthesis(ws, fused_modconv=False)
+        loss_adv = F.softplus(-d_logits(D, fake, c, cfg.augment)).mean() if cfg.adversarial else fake.new_zeros(())
+    loss_g = loss_adv.float()
+    if cfg.recon_l1 > 0:
+        recon = recon_loss(fake, real, cfg.recon_size)
+        stats["recon"] = float(recon.detach())
+        loss_g = loss_g + cfg.recon_l1 * recon
     state.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     state.opt_g.step()
     G.requires_grad_(False)
-    stats["loss_g"] = float(loss_g.detach())
+    stats["loss_g"] = float(loss_adv.detach())
+    if not cfg.adversarial:
+        return finish_step(state, cfg, n, stats)
 
-    # D: softplus(D(fake)) + softplus(-D(real)).
+    # D: softplus(D(fake)) + softplus(-D(real)), on the fakes of G's step (one synthesis per step).
     D.requires_grad_(True)
-    with torch.no_grad():
-        fake = G.synthesis(G.mapping(z, c), fused_modconv=False)
-    logits_fake = d_logits(D, fake, c, cfg.augment)
-    logits_real = d_logits(D, real, c, cfg.augment)
+    with autocast(cfg, real.device):
+        logits_fake = d_logits(D, fake.detach(), c, cfg.augment)
+        logits_real = d_logits(D, real, c, cfg.augment)
     loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
@@ -178,10 +210,13 @@ def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.T
     stats["loss_d"] = float(loss_d.detach())
     stats["d_real"] = float(logits_real.detach().mean())
     stats["d_fake"] = float(logits_fake.detach().mean())
+    return finish_step(state, cfg, n, stats)
 
+
+def finish_step(state: TrainState, cfg: GanConfig, n: int, stats: dict[str, float]) -> dict[str, float]:
     state.step += 1
     state.nimg += n
-    update_ema(G, state.G_ema, ema_beta(cfg, state.nimg))
+    update_ema(state.G, state.G_ema, ema_beta(cfg, state.nimg))
     return stats
 
 
@@ -245,10 +280,28 @@ def to_train_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
 
 
+def init_generator(state: TrainState, cfg: GanConfig, folder: Path) -> None:
+    """Start G and G_ema from an exported generator folder (same architecture) instead of at random."""
+    from app.gan.convert import WEIGHTS_NAME, load_generator, read_init_kwargs
+
+    kwargs = read_init_kwargs(folder / WEIGHTS_NAME)
+    if kwargs != cfg.generator_kwargs():
+        raise ValueError(f"{folder} holds a generator built with {kwargs}, not {cfg.generator_kwargs()}")
+    weights = load_generator(folder).state_dict()
+    for net in (state.G, state.G_ema):
+        net.load_state_dict(weights)
+
+
 def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = False, cfg: GanConfig | None = None,
           device: torch.device | None = None, max_minutes: float | None = None, checkpoint_every: int = 500,
-          log_every: int = 50, limit: int | None = None, progress: bool = True) -> TrainState:
-    """Train until `steps` total steps (or `max_minutes`), checkpointing to `out/checkpoint.pt`."""
+          log_every: int = 50, limit: int | None = None, progress: bool = True,
+          init_g: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainState:
+    """Train until `steps` total steps (or `max_minutes`), checkpointing to `out/checkpoint.pt`.
+
+    A fresh run (no checkpoint, or resume=False) starts G from `init_g` when given. A resumed run
+    keeps the checkpoint's config except the loss fields in `overrides` (e.g. turning the
+    adversarial loss on after a regression warm-up); architecture fields cannot change.
+    """
     from tqdm import tqdm
 
     from app.train.data import load_dataset
@@ -262,10 +315,16 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         state, cfg = load_checkpoint(ckpt_path, device)
+        for key, value in (overrides or {}).items():
+            if key not in RESUME_OVERRIDABLE:
+                raise ValueError(f"{key} cannot change on --resume (only {sorted(RESUME_OVERRIDABLE)})")
+            setattr(cfg, key, value)
     else:
         cfg = cfg or GanConfig()
         cfg.c_dim = emb.shape[1]
         state = build_state(cfg, device)
+        if init_g is not None:
+            init_generator(state, cfg, init_g)
     if cfg.c_dim != emb.shape[1]:
         raise ValueError(f"checkpoint c_dim {cfg.c_dim} != CLIP text dim {emb.shape[1]}")
 
@@ -288,7 +347,7 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
             state.history.append(stats)
             with open(out / LOG, "a") as f:
                 f.write(json.dumps(stats) + "\n")
-            bar.set_postfix(g=f"{stats['loss_g']:.3f}", d=f"{stats['loss_d']:.3f}")
+            bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("loss_g", "loss_d", "recon") if k in stats})
             if not all(math.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"non-finite loss at step {state.step}: {stats}")
         if state.step % checkpoint_every == 0:
@@ -315,7 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--batch", type=int, default=GanConfig.batch)
-    p.add_argument("--r1-gamma", type=float, default=GanConfig.r1_gamma)
+    p.add_argument("--r1-gamma", type=float, default=None, help=f"default {GanConfig.r1_gamma}")
+    p.add_argument("--recon-l1", type=float, default=None, help="weight of the L1 to the caption's picture "
+                   f"(default {GanConfig.recon_l1})")
+    p.add_argument("--recon-size", type=int, default=None, help="compare at this size (default 0 = full)")
+    p.add_argument("--adversarial", action=argparse.BooleanOptionalAction, default=None,
+                   help="train D and use its loss for G (default on; --no-adversarial = regression only)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default fp32")
+    p.add_argument("--lr", type=float, default=GanConfig.g_lr, help="G and D learning rate")
+    p.add_argument("--init-g", type=Path, default=None, help="start G from this exported generator folder")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--limit", type=int, default=None, help="use only the first N items (tests)")
@@ -334,10 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_only:
         state, cfg = load_checkpoint(args.out / CHECKPOINT, torch.device("cpu"))
     else:
-        cfg = GanConfig(batch=args.batch, r1_gamma=args.r1_gamma)
+        # Loss flags given on the command line also apply to a resumed run; unset ones keep its config.
+        given = {k: v for k, v in {"r1_gamma": args.r1_gamma, "recon_l1": args.recon_l1, "recon_size": args.recon_size,
+                                   "adversarial": args.adversarial, "precision": args.precision}.items()
+                 if v is not None}
+        cfg = GanConfig(batch=args.batch, g_lr=args.lr, d_lr=args.lr, **given)
         t0 = time.time()
         state = train(args.data, args.clip, args.out, args.steps, resume=args.resume, cfg=cfg, device=device,
-                      max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every, limit=args.limit)
+                      max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every, limit=args.limit,
+                      init_g=args.init_g, overrides=given)
         cfg = GanConfig(**torch.load(args.out / CHECKPOINT, weights_only=True, map_location="cpu")["config"])
         last = state.history[-1] if state.history else {}
         print(json.dumps({"step": state.step, "kimg": state.nimg / 1000, "seconds": round(time.time() - t0, 1),

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.gan.networks import Generator, lerp_w, mix_styles, z_from_seed
-from app.gan.ops import conv2d_resample, modulated_conv2d, setup_filter, upsample2d
+from app.gan.ops import conv2d_resample, demodulation, modulated_conv2d, setup_filter, upsample2d
 
 ATOL = 1e-4
 
@@ -135,3 +135,13 @@ def test_seed_helpers() -> None:
     torch.testing.assert_close(lerp_w(w0, w1, 0.25), torch.full((1, 3, 2), 0.25))
     m = mix_styles(w0, w1, 2)
     assert m[:, :2].eq(0).all() and m[:, 2:].eq(1).all() and w0.eq(0).all()
+
+
+def test_demodulation_equals_the_modulated_weight_norm_in_fp32_under_autocast() -> None:
+    torch.manual_seed(0)
+    w, s = torch.randn(6, 4, 3, 3), torch.randn(3, 4)
+    want = ((w[None] * s[:, None, :, None, None]).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = demodulation(w, s)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)

@@ -113,3 +113,57 @@ def test_export_refuses_mismatched_config(tmp_path: Path) -> None:
     G = Generator(**{**cfg.generator_kwargs(), "w_dim": 16})
     with pytest.raises(RuntimeError):
         export_generator(G, cfg, tmp_path / "gan", {})
+
+
+def test_regression_only_lowers_the_l1_and_leaves_d_alone(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    cfg = tiny_cfg()
+    cfg.recon_l1, cfg.adversarial, cfg.batch = 1.0, False, 8
+    state = train("shapes:8", str(tiny_clip_dir), tmp_path / "run", 12, cfg=cfg, device=CPU, log_every=1,
+                  checkpoint_every=1000, progress=False)
+    recon = [row["recon"] for row in state.history]
+    assert sum(recon[-3:]) < sum(recon[:3])
+    assert "loss_d" not in state.history[-1]
+    from app.train.gan import build_state
+
+    assert torch.equal(params(build_state(cfg, CPU).D), params(state.D))
+
+
+def test_bf16_step_with_l1_is_finite(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    cfg = tiny_cfg()
+    cfg.recon_l1, cfg.recon_size, cfg.precision = 10.0, 8, "bf16"
+    state = train("shapes:8", str(tiny_clip_dir), tmp_path / "run", 2, cfg=cfg, device=CPU, log_every=1,
+                  checkpoint_every=1000, progress=False)
+    row = state.history[0]
+    assert {"recon", "loss_g", "loss_d", "r1"} <= row.keys()
+    assert all(torch.isfinite(torch.tensor(v)) for v in row.values())
+    assert all(p.dtype == torch.float32 for p in state.G.parameters())
+
+
+def test_resume_takes_loss_overrides_but_not_architecture(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    out = tmp_path / "run"
+    cfg = tiny_cfg()
+    cfg.recon_l1, cfg.adversarial = 1.0, False
+    train("shapes:8", str(tiny_clip_dir), out, 1, cfg=cfg, device=CPU, progress=False)
+    state = train("shapes:8", str(tiny_clip_dir), out, 2, resume=True, device=CPU, progress=False, log_every=1,
+                  overrides={"adversarial": True})
+    assert "loss_d" in state.history[-1]
+    assert load_checkpoint(out / CHECKPOINT, CPU)[1].adversarial is True
+    with pytest.raises(ValueError, match="w_dim"):
+        train("shapes:8", str(tiny_clip_dir), out, 3, resume=True, device=CPU, progress=False,
+              overrides={"w_dim": 64})
+
+
+def test_fresh_run_starts_from_an_exported_generator(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    first = run(tmp_path / "a", tiny_clip_dir, 1)
+    cfg = tiny_cfg()
+    cfg.c_dim = first.G.c_dim
+    export_generator(first.G_ema, cfg, tmp_path / "gan", {})
+    state = train("shapes:8", str(tiny_clip_dir), tmp_path / "b", 0, cfg=tiny_cfg(), device=CPU, progress=False,
+                  init_g=tmp_path / "gan")
+    want = params(first.G_ema).half().float()
+    assert torch.equal(params(state.G), want) and torch.equal(params(state.G_ema), want)
+    other = tiny_cfg()
+    other.w_dim = 16
+    with pytest.raises(ValueError, match="holds a generator"):
+        train("shapes:8", str(tiny_clip_dir), tmp_path / "c", 0, cfg=other, device=CPU, progress=False,
+              init_g=tmp_path / "gan")
