@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance-scale", type=float, default=5.0, help="classifier-free guidance scale")
     p.add_argument("--clip-guidance-scale", type=float, default=500.0, help="0 skips the CLIP-guided row")
     p.add_argument("--guided-seeds", type=int, default=None, help="fewer seeds for the CLIP-guided row")
+    p.add_argument("--diffusion-seeds", type=int, default=None, help="fewer seeds for the plain diffusion row")
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--diffusers", action="store_true", help="use diffusers' pipeline instead of app.diffusion")
     p.add_argument("--prompts", type=int, default=256)
@@ -301,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             for scale in (0.0, *([args.clip_guidance_scale] if args.clip_guidance_scale else [])):
                 fn = app_diffusion_generator(models, args.diffusion_steps, args.guidance_scale, scale, args.sampler)
                 name = label + (f" + CLIP guidance {scale:g}" if scale else "")
-                rows[name] = evaluate(fn, judge, dp, seeds[:args.guided_seeds] if scale else seeds, real_features,
-                                      args.batch, desc=name)
+                rows[name] = evaluate(fn, judge, dp, seeds[:args.guided_seeds if scale else args.diffusion_seeds],
+                                      real_features, args.batch, desc=name)
     if args.gan:
         from app.clip.backend import load_clip
         from app.gan.convert import load_generator

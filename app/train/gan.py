@@ -69,6 +69,7 @@ class GanConfig:
     recon_l1: float = 0.0
     recon_size: int = 0
     adversarial: bool = True
+    mapping_lr_scale: float = 1.0
     precision: str = "fp32"
     seed: int = 0
 
@@ -97,6 +98,19 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def generator_param_groups(G: Generator, cfg: GanConfig) -> list[dict[str, Any]]:
+    """G's parameters for Adam: the mapping MLP's at lr * mapping_lr_scale, the rest at lr.
+
+    The mapping's layers are stored at lr_multiplier 0.01 (StyleGAN's default, kept so exported
+    weights mean the same everywhere); scaling their Adam lr is the same as a larger multiplier
+    during training only.
+    """
+    mapping = [p for n, p in G.named_parameters() if n.startswith("mapping.fc")]
+    ids = {id(p) for p in mapping}
+    rest = [p for p in G.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": mapping, "lr": cfg.g_lr * cfg.mapping_lr_scale}]
+
+
 def build_state(cfg: GanConfig, device: torch.device) -> TrainState:
     torch.manual_seed(cfg.seed)
     G = Generator(**cfg.generator_kwargs()).to(device).train().requires_grad_(False)
@@ -104,7 +118,7 @@ def build_state(cfg: GanConfig, device: torch.device) -> TrainState:
     D.requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
     ratio = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation, StyleGAN2 Sec. 3.1
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_g = torch.optim.Adam(generator_param_groups(G, cfg), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
     return TrainState(G, D, G_ema, opt_g, opt_d)
 
@@ -382,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train D and use its loss for G (default on; --no-adversarial = regression only)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default fp32")
     p.add_argument("--lr", type=float, default=GanConfig.g_lr, help="G and D learning rate")
+    p.add_argument("--mapping-lr-scale", type=float, default=GanConfig.mapping_lr_scale,
+                   help="G's mapping MLP learns at lr times this")
     p.add_argument("--init-g", type=Path, default=None, help="start G from this exported generator folder")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     p.add_argument("--checkpoint-every", type=int, default=500)
@@ -405,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         given = {k: v for k, v in {"r1_gamma": args.r1_gamma, "recon_l1": args.recon_l1, "recon_size": args.recon_size,
                                    "adversarial": args.adversarial, "precision": args.precision}.items()
                  if v is not None}
-        cfg = GanConfig(batch=args.batch, g_lr=args.lr, d_lr=args.lr, **given)
+        cfg = GanConfig(batch=args.batch, g_lr=args.lr, d_lr=args.lr, mapping_lr_scale=args.mapping_lr_scale, **given)
         t0 = time.time()
         state = train(args.data, args.clip, args.out, args.steps, resume=args.resume, cfg=cfg, device=device,
                       max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every, limit=args.limit,

@@ -140,8 +140,8 @@ def test_cli_end_to_end_on_tiny_models(tmp_path: Path, tiny_judge: Judge, tiny_c
     out = tmp_path / "eval.json"
     assert main(["--data", "shapes:24", "--judge", str(tmp_path / "judge"), "--gan", str(tmp_path / "gan"),
                  "--clip", str(tiny_clip_dir), "--diffusion", str(tiny_diffusion_dir), "--diffusion-steps", "2",
-                 "--clip-guidance-scale", "100", "--guided-seeds", "1",
-                 "--prompts", "4", "--seeds", "2", "--sweep", "0.5,1.0", "--sweep-seeds", "2", "--centre-samples", "8",
+                 "--clip-guidance-scale", "100", "--guided-seeds", "1", "--diffusion-seeds", "2",
+                 "--prompts", "4", "--seeds", "3", "--sweep", "0.5,1.0", "--sweep-seeds", "2", "--centre-samples", "8",
                  "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["truncation_sweep"]) == set(res["truncation_sweep_conditional"]) == {"0.5", "1"}
@@ -151,5 +151,5 @@ def test_cli_end_to_end_on_tiny_models(tmp_path: Path, tiny_judge: Judge, tiny_c
     assert {"GAN psi=1", "GAN psi=0.7", "GAN psi=0.7, conditional centre"} <= set(names)
     assert res["ms_ratio_diffusion_over_gan"] > 0
     for name, row in res["rows"].items():
-        assert row["images"] == (4 if "CLIP" in name else 8)
+        assert row["images"] == (4 if "CLIP" in name else 8 if name.startswith("diffusion") else 12)
         assert 0 <= row["r_precision_top1"] <= row["r_precision_top5"] <= 1

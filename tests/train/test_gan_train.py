@@ -167,3 +167,16 @@ def test_fresh_run_starts_from_an_exported_generator(tmp_path: Path, tiny_clip_d
     with pytest.raises(ValueError, match="holds a generator"):
         train("shapes:8", str(tiny_clip_dir), tmp_path / "c", 0, cfg=other, device=CPU, progress=False,
               init_g=tmp_path / "gan")
+
+
+def test_mapping_learns_at_its_own_rate() -> None:
+    from app.train.gan import build_state
+
+    cfg = tiny_cfg()
+    cfg.c_dim, cfg.mapping_lr_scale = 8, 10.0
+    state = build_state(cfg, CPU)
+    rest, mapping = state.opt_g.param_groups
+    assert mapping["lr"] == 10 * rest["lr"] == 10 * cfg.g_lr
+    names = {id(p): n for n, p in state.G.named_parameters()}
+    assert {names[id(p)].split(".")[1][:2] for p in mapping["params"]} == {"fc"}
+    assert len(rest["params"]) + len(mapping["params"]) == len(list(state.G.parameters()))
