@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from app.api.schemas import DiffusionParams, GanParams, LiveUpdate, StrictModel
+from app.params import DiffusionParams, GanParams, LiveUpdate, StrictModel
 
 MAGIC = 0x4E
 HEADER = struct.Struct(">BBH")

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image, UnidentifiedImageError
 
 from app.api.deps import TOKEN_COOKIE, SettingsDep, StudioDep, require_token, supplied_token, token_ok
-from app.api.schemas import DiffusionParams, GanParams, LiveParams
+from app.params import DiffusionParams, GanParams, LiveParams
 from app.settings import REPO_ROOT
 
 FRONTEND = REPO_ROOT / "frontend"

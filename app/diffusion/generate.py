@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from app.api.schemas import DiffusionParams, LiveParams
+from app.params import DiffusionParams, LiveParams
 from app.clip.backend import ClipBackend
 from app.diffusion import previews
 from app.diffusion.denoiser import UNetDenoiser, cfg_denoiser, text_conditioning

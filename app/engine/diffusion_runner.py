@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from app.api.schemas import DiffusionParams
+from app.params import DiffusionParams
 from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil

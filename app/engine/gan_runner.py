@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.api.schemas import GanParams
+from app.params import GanParams
 from app.clip import ClipBackend
 from app.engine.images import encode, grid
 from app.engine.jobs import Job

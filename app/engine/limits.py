@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api.schemas import DiffusionParams, GanParams, LiveParams, LiveUpdate
+from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
 from app.settings import Settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from app.api.schemas import LiveParams, LiveUpdate
+from app.params import LiveParams, LiveUpdate
 
 
 class RunCancelled(Exception):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from app.api.schemas import DiffusionParams, GanParams, LiveParams, LiveUpdate
+from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_update

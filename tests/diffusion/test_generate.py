@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.api.schemas import DiffusionParams, LiveParams
+from app.params import DiffusionParams, LiveParams
 from app.diffusion.generate import (DiffusionModels, StepInfo, clip_score_pil, decode_to_pil, generate,
                                     load_diffusion_models, preview_rgb)
 from app.diffusion.guidance import clip_score, clip_target

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from app.api.schemas import LiveParams, LiveUpdate
+from app.params import LiveParams, LiveUpdate
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.jobs import Job
 from app.engine.live import LiveState, RunCancelled

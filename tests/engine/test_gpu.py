@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.api.schemas import DiffusionParams
+from app.params import DiffusionParams
 
 
 @pytest.mark.gpu

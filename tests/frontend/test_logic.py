@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.api.protocol import client_message
-from app.api.schemas import DiffusionParams, GanParams, LiveParams
+from app.params import DiffusionParams, GanParams, LiveParams
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,5 +1,6 @@
-"""Request models validated at the edge: every field has a range, and caps that depend on
-several fields together (pixels x batch) are checked against the server's Settings."""
+"""Request parameters, validated at the edge (app.api) and passed down unchanged to the engine and
+samplers: every field has a range; caps that depend on several fields together (pixels x batch) are
+checked against the server's Settings. A leaf module: it imports nothing from the app."""
 
 from __future__ import annotations
 
