@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--prompt", default="red heart")
     args = ap.parse_args()
 
-    from app.api.schemas import DiffusionParams, GanParams
+    from app.params import DiffusionParams, GanParams
     from app.clip import load_clip
     from app.devices import pick_dtype
     from app.diffusion.generate import decode_to_pil, generate, load_diffusion_models
