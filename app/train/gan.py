@@ -199,9 +199,9 @@ def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.T
     loss_g.backward()
     state.opt_g.step()
     G.requires_grad_(False)
-    stats["loss_g"] = float(loss_adv.detach())
     if not cfg.adversarial:
         return finish_step(state, cfg, n, stats)
+    stats["loss_g"] = float(loss_adv.detach())
 
     # D: softplus(D(fake)) + softplus(-D(real)), on the fakes of G's step (one synthesis per step).
     D.requires_grad_(True)
@@ -296,14 +296,16 @@ def to_train_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def init_generator(state: TrainState, cfg: GanConfig, folder: Path) -> None:
     """Start G and G_ema from an exported generator folder (same architecture) instead of at random."""
-    from app.gan.convert import WEIGHTS_NAME, load_generator, read_init_kwargs
+    from safetensors.torch import load_file
+
+    from app.gan.convert import WEIGHTS_NAME, read_init_kwargs
 
     kwargs = read_init_kwargs(folder / WEIGHTS_NAME)
     if kwargs != cfg.generator_kwargs():
         raise ValueError(f"{folder} holds a generator built with {kwargs}, not {cfg.generator_kwargs()}")
-    weights = load_generator(folder).state_dict()
+    weights = load_file(str(folder / WEIGHTS_NAME))
     for net in (state.G, state.G_ema):
-        net.load_state_dict(weights)
+        net.load_state_dict(weights)  # strict; fp16 on disk is copied into the fp32 parameters
 
 
 def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = False, cfg: GanConfig | None = None,
