@@ -297,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             from app.clip.backend import load_clip
             from app.diffusion.generate import load_diffusion_models
 
-            models = load_diffusion_models(args.diffusion, device, torch.float32, clip=load_clip(args.clip, device),
-                                           cache_dir=args.json.parent / "cache")
+            models = load_diffusion_models(args.diffusion, device, torch.float32, clip=load_clip(args.clip, device))
             for scale in (0.0, *([args.clip_guidance_scale] if args.clip_guidance_scale else [])):
                 fn = app_diffusion_generator(models, args.diffusion_steps, args.guidance_scale, scale, args.sampler)
                 name = label + (f" + CLIP guidance {scale:g}" if scale else "")
