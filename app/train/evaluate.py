@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"judge top-1 accuracy on the real images: {results['judge_accuracy_real']:.3f}")
     print(markdown_table(rows))
     for key, label in (("truncation_sweep", "global"), ("truncation_sweep_conditional", "conditional")):
-        if key in results:
+        if results.get(key):
             print(markdown_table({f"GAN psi={k} ({label} centre)": v for k, v in results[key].items()}))
     if "ms_ratio_diffusion_over_gan" in results:
         print(f"diffusion / GAN time per image: {results['ms_ratio_diffusion_over_gan']:.1f}x")

@@ -14,7 +14,7 @@ reached recognisable pictures where the adversarial loss alone had given blobs (
 `precision="bf16"` runs G and D under bfloat16 autocast (the R1 gradient stays fp32).
 
     python -m app.train.gan --data data/emoji --clip models/clip --out runs/gan --steps 5000 --resume
-    python -m app.train.gan --out runs/gan --export-only --export models/gan
+    python -m app.train.gan --out runs/gan --export-only --export models/gan --samples models/gan/samples.png
 
 The run folder holds `checkpoint.pt` (tensors and numbers only, read with weights_only=True),
 `text_embeddings.pt` (the CLIP cache), `log.jsonl` and `samples.png`; `--export` writes G_ema as
@@ -376,6 +376,26 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
     return state
 
 
+SAMPLE_PROMPTS = ("red heart", "pizza", "cat face", "smiling face with sunglasses", "dog face", "rocket")
+
+
+def prompt_samples(folder: Path, clip_path: str, png: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS,
+                   seeds: int = 6, psi: float = 1.0) -> Path:
+    """A PNG of an exported generator: one row per prompt, seeds 0..seeds-1 (z drawn as the studio draws it)."""
+    from PIL import Image
+
+    from app.clip.backend import load_clip
+    from app.gan.convert import load_generator
+    from app.train.evaluate import gan_generator
+
+    cpu = torch.device("cpu")
+    fn = gan_generator(load_generator(folder, cpu), load_clip(clip_path, cpu).encode_text, psi)
+    rows = [np.concatenate(list(fn([p] * seeds, list(range(seeds)))), axis=1) for p in prompts]
+    png.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(png)
+    return png
+
+
 def write_samples(G: Generator, c: torch.Tensor, path: Path) -> None:
     from PIL import Image
 
@@ -407,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--export", type=Path, default=None, help="write G_ema here (generator.safetensors + config.json)")
     p.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    p.add_argument("--samples", type=Path, default=None,
+                   help=f"after --export, write a PNG of {len(SAMPLE_PROMPTS)} prompts x 6 seeds (psi 1) from it")
     args = p.parse_args(argv)
+    if args.samples is not None and args.export is None:
+        p.error("--samples draws from the exported generator: give --export too")
 
     from app.devices import pick_device
 
@@ -438,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                         "steps": state.step, "kimg": state.nimg / 1000, "data": str(args.data)}
         path = export_generator(G_ema, cfg, args.export, conditioning)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        if args.samples is not None:
+            print(f"wrote {prompt_samples(args.export, args.clip, args.samples)}")
     return 0
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from app.train.diffaug import diff_augment
 from app.train.discriminator import Discriminator, minibatch_std
-from app.train.gan import CHECKPOINT, GanConfig, export_generator, load_checkpoint, main, train
+from app.train.gan import CHECKPOINT, SAMPLE_PROMPTS, GanConfig, export_generator, load_checkpoint, main, train
 
 CPU = torch.device("cpu")
 
@@ -92,7 +93,8 @@ def test_export_loads_with_load_generator(tmp_path: Path, tiny_clip_dir: Path) -
 
     out = tmp_path / "run"
     assert main(["--data", "shapes:8", "--clip", str(tiny_clip_dir), "--out", str(out), "--steps", "2",
-                 "--batch", "4", "--device", "cpu", "--export", str(tmp_path / "gan")]) == 0
+                 "--batch", "4", "--device", "cpu", "--export", str(tmp_path / "gan"),
+                 "--samples", str(tmp_path / "samples.png")]) == 0
     state, cfg = load_checkpoint(out / CHECKPOINT, CPU)
     G = load_generator(tmp_path / "gan")
     assert G.c_dim == cfg.c_dim == 32
@@ -103,6 +105,7 @@ def test_export_loads_with_load_generator(tmp_path: Path, tiny_clip_dir: Path) -
     got = G(z, c, noise_mode="const")
     assert got.shape == (2, 3, 64, 64)
     assert torch.allclose(got, want, atol=0.05)
+    assert Image.open(tmp_path / "samples.png").size == (6 * 64, len(SAMPLE_PROMPTS) * 64)
 
 
 def test_export_refuses_mismatched_config(tmp_path: Path) -> None:
