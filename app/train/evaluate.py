@@ -220,9 +220,9 @@ def seed_runs(prompts: list[str], seeds: list[int]) -> list[tuple[str, int, int]
 def app_diffusion_generator(models, steps: int = 25, cfg_scale: float = 5.0, clip_guidance_scale: float = 0.0,
                             sampler: str = "dpmpp_2m", size: int = 64) -> GeneratorFn:
     """The app's own sampler (app.diffusion.generate), with or without CLIP guidance (models.clip)."""
-    from app.params import DiffusionParams
     from app.diffusion.generate import generate as diffusion_generate
     from app.diffusion.previews import full_decode
+    from app.params import DiffusionParams
 
     def fn(prompts: list[str], seeds: list[int]) -> np.ndarray:
         out = []
