@@ -83,7 +83,7 @@ class GanConfig:
         }
 
 
-RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "adversarial", "r1_gamma", "augment", "precision"})
+RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "adversarial", "r1_gamma", "augment", "precision", "batch"})
 
 
 @dataclass
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/gan"))
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--batch", type=int, default=GanConfig.batch)
+    p.add_argument("--batch", type=int, default=None, help=f"default {GanConfig.batch}")
     p.add_argument("--r1-gamma", type=float, default=None, help=f"default {GanConfig.r1_gamma}")
     p.add_argument("--recon-l1", type=float, default=None, help="weight of the L1 to the caption's picture "
                    f"(default {GanConfig.recon_l1})")
@@ -445,9 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # Loss flags given on the command line also apply to a resumed run; unset ones keep its config.
         given = {k: v for k, v in {"r1_gamma": args.r1_gamma, "recon_l1": args.recon_l1, "recon_size": args.recon_size,
-                                   "adversarial": args.adversarial, "precision": args.precision}.items()
+                                   "adversarial": args.adversarial, "precision": args.precision,
+                                   "batch": args.batch}.items()
                  if v is not None}
-        cfg = GanConfig(batch=args.batch, g_lr=args.lr, d_lr=args.lr, mapping_lr_scale=args.mapping_lr_scale, **given)
+        cfg = GanConfig(g_lr=args.lr, d_lr=args.lr, mapping_lr_scale=args.mapping_lr_scale, **given)
         t0 = time.time()
         state = train(args.data, args.clip, args.out, args.steps, resume=args.resume, cfg=cfg, device=device,
                       max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every, limit=args.limit,

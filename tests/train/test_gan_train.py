@@ -148,9 +148,11 @@ def test_resume_takes_loss_overrides_but_not_architecture(tmp_path: Path, tiny_c
     cfg.recon_l1, cfg.adversarial = 1.0, False
     train("shapes:8", str(tiny_clip_dir), out, 1, cfg=cfg, device=CPU, progress=False)
     state = train("shapes:8", str(tiny_clip_dir), out, 2, resume=True, device=CPU, progress=False, log_every=1,
-                  overrides={"adversarial": True})
+                  overrides={"adversarial": True, "batch": 3})
     assert "loss_d" in state.history[-1]
-    assert load_checkpoint(out / CHECKPOINT, CPU)[1].adversarial is True
+    assert state.nimg == cfg.batch + 3
+    resumed_cfg = load_checkpoint(out / CHECKPOINT, CPU)[1]
+    assert resumed_cfg.adversarial is True and resumed_cfg.batch == 3
     with pytest.raises(ValueError, match="w_dim"):
         train("shapes:8", str(tiny_clip_dir), out, 3, resume=True, device=CPU, progress=False,
               overrides={"w_dim": 64})
