@@ -28,6 +28,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,8 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
                 raise ValueError(f"{key} cannot change on --resume (only {sorted(RESUME_OVERRIDABLE)})")
             setattr(cfg, key, value)
     else:
+        if resume:
+            warnings.warn(f"--resume: no {ckpt_path}, starting a fresh run", stacklevel=2)
         cfg = cfg or GanConfig()
         cfg.c_dim = emb.shape[1]
         state = build_state(cfg, device)

@@ -76,6 +76,12 @@ def test_training_steps_are_finite_and_change_g(tmp_path: Path, tiny_clip_dir: P
     assert (out / "samples.png").is_file()
 
 
+def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    with pytest.warns(UserWarning, match="starting a fresh run"):
+        state = run(tmp_path / "new", tiny_clip_dir, 1, resume=True)
+    assert state.step == 1
+
+
 @pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path, tiny_clip_dir: Path) -> None:
     straight = run(tmp_path / "a", tiny_clip_dir, 4)
