@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_only:
         state, cfg = load_checkpoint(args.out / CHECKPOINT, torch.device("cpu"))
     else:
-        # Loss flags given on the command line also apply to a resumed run; unset ones keep its config.
+        # Loss and batch flags given on the command line also apply to a resumed run; unset ones keep its config.
         given = {k: v for k, v in {"r1_gamma": args.r1_gamma, "recon_l1": args.recon_l1, "recon_size": args.recon_size,
                                    "adversarial": args.adversarial, "precision": args.precision,
                                    "batch": args.batch}.items()
