@@ -44,6 +44,7 @@ from app.train.discriminator import Discriminator
 CHECKPOINT = "checkpoint.pt"
 TEXT_CACHE = "text_embeddings.pt"
 LOG = "log.jsonl"
+C_MEANING = "CLIP text embedding (L2-normalised) of the prompt"  # config.json's conditioning.c
 
 
 @dataclass
@@ -462,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                           "device": str(device), **{k: round(v, 4) for k, v in last.items() if k != "step"}}))
     if args.export is not None:
         G_ema = state.G_ema.cpu().float()
-        conditioning = {"c": "CLIP text embedding (L2-normalised) of the prompt", "clip": str(args.clip),
+        conditioning = {"c": C_MEANING, "clip": str(args.clip),
                         "steps": state.step, "kimg": state.nimg / 1000, "data": str(args.data)}
         path = export_generator(G_ema, cfg, args.export, conditioning)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")

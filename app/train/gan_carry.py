@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from app.train.gan import CHECKPOINT, GanConfig, build_state, export_generator, save_checkpoint
+from app.gan.networks import Generator
+from app.train.gan import C_MEANING, CHECKPOINT, GanConfig, build_state, export_generator, save_checkpoint
 
 COUNTERS = ("config", "step", "nimg", "history")
 
@@ -34,11 +35,10 @@ def pack(run: Path, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"G": _half(ckpt["G"])} | {k: ckpt[k] for k in COUNTERS}, folder / "G.pt")
     torch.save({"D": _half(ckpt["D"])}, folder / "D.pt")
-    state = build_state(cfg, torch.device("cpu"))
-    state.G_ema.load_state_dict(ckpt["G_ema"])
-    conditioning = {"c": "CLIP text embedding (L2-normalised) of the prompt", "steps": ckpt["step"],
-                    "kimg": ckpt["nimg"] / 1000, "packed_from": str(run)}
-    weights = export_generator(state.G_ema, cfg, folder, conditioning)
+    G_ema = Generator(**cfg.generator_kwargs())
+    G_ema.load_state_dict(ckpt["G_ema"])
+    conditioning = {"c": C_MEANING, "steps": ckpt["step"], "kimg": ckpt["nimg"] / 1000, "packed_from": str(run)}
+    weights = export_generator(G_ema, cfg, folder, conditioning)
     return [folder / "G.pt", folder / "D.pt", weights]
 
 
