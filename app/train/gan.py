@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from app.gan.networks import Generator
 from app.train.diffaug import diff_augment
 from app.train.discriminator import Discriminator
+from app.train.evaluate import GeneratorFn, gan_generator
 
 CHECKPOINT = "checkpoint.pt"
 TEXT_CACHE = "text_embeddings.pt"
@@ -277,20 +278,6 @@ def export_generator(G_ema: Generator, cfg: GanConfig, folder: Path, conditionin
     return folder / WEIGHTS_NAME
 
 
-@torch.no_grad()
-def sample_grid(G: Generator, c: torch.Tensor, seeds: int = 4, psi: float = 1.0) -> np.ndarray:
-    """uint8 grid: one row per condition, one column per seed."""
-    rows = []
-    gen = torch.Generator().manual_seed(0)
-    dev = next(G.parameters()).device
-    for ci in c:
-        z = torch.randn(seeds, G.z_dim, generator=gen).to(dev)
-        img = G(z, ci.expand(seeds, -1).to(dev), truncation_psi=psi, noise_mode="const")
-        rows.append(torch.cat(list(img), dim=2))
-    grid = torch.cat(rows, dim=1)
-    return ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
 def to_train_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1, 1] on device."""
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
@@ -376,34 +363,38 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
             break
     bar.close()
     save_checkpoint(state, cfg, ckpt_path)
-    write_samples(state.G_ema, emb[starts[:8].cpu()], out / "samples.png")
+    # The first caption of the first items, each drawn with its own embedding from the cache.
+    firsts = {captions[i][0]: emb[int(starts[i])] for i in range(min(8, len(captions)))}
+    draw = gan_generator(state.G_ema, lambda names: torch.stack([firsts[n] for n in names]), size=None)
+    save_png(prompt_grid(draw, list(firsts), seeds=4), out / "samples.png")
     return state
 
 
 SAMPLE_PROMPTS = ("red heart", "pizza", "cat face", "smiling face with sunglasses", "dog face", "rocket")
 
 
-def prompt_samples(folder: Path, clip_path: str, png: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS,
-                   seeds: int = 6, psi: float = 1.0) -> Path:
-    """A PNG of an exported generator: one row per prompt, seeds 0..seeds-1 (z drawn as the studio draws it)."""
+def prompt_grid(draw: GeneratorFn, prompts: list[str], seeds: int) -> np.ndarray:
+    """uint8 grid of a generator adapter: one row per prompt, one column per seed 0..seeds-1."""
+    return np.concatenate([np.concatenate(list(draw([p] * seeds, list(range(seeds)))), axis=1) for p in prompts])
+
+
+def save_png(grid: np.ndarray, png: Path) -> Path:
     from PIL import Image
 
-    from app.clip.backend import load_clip
-    from app.gan.convert import load_generator
-    from app.train.evaluate import gan_generator
-
-    cpu = torch.device("cpu")
-    fn = gan_generator(load_generator(folder, cpu), load_clip(clip_path, cpu).encode_text, psi)
-    rows = [np.concatenate(list(fn([p] * seeds, list(range(seeds)))), axis=1) for p in prompts]
     png.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(png)
+    Image.fromarray(grid).save(png)
     return png
 
 
-def write_samples(G: Generator, c: torch.Tensor, path: Path) -> None:
-    from PIL import Image
+def prompt_samples(folder: Path, clip_path: str, png: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS,
+                   seeds: int = 6, psi: float = 1.0) -> Path:
+    """A PNG of an exported generator: one row per prompt, seeds 0..seeds-1 (z drawn as the studio draws it)."""
+    from app.clip.backend import load_clip
+    from app.gan.convert import load_generator
 
-    Image.fromarray(sample_grid(G, c)).save(path)
+    cpu = torch.device("cpu")
+    draw = gan_generator(load_generator(folder, cpu), load_clip(clip_path, cpu).encode_text, psi)
+    return save_png(prompt_grid(draw, list(prompts), seeds), png)
 
 
 def main(argv: list[str] | None = None) -> int:
