@@ -28,6 +28,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
     parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")
+    parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
+                        "when they were measured on the loaded weights (default models/eval_cpu_200.json)")
     parser.add_argument("--token", help="access token (generated when listening beyond loopback)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
                     "One is fastest for the small embedded models (bench/bench_threads.py); raise it for big ones.",
     )
     data_dir: Path = Field(default=Path("data"), description="Gallery images, database and caches.")
+    evaluation: Path | None = Field(
+        default=MODELS_DIR / "eval_cpu_200.json",
+        description="JSON written by `python -m app evaluate`; the page shows its figures beside the live ones "
+                    "when they were measured on the loaded weights.",
+    )
 
     # Caps that refuse work before any compute.
     max_pixels: int = 1024 * 1024

@@ -222,9 +222,3 @@ def preview_rgb(models: DiffusionModels, denoised: Tensor, full: bool = False) -
     if full:
         return previews.to_uint8_hwc(previews.full_decode(models.vae, denoised.to(models.device)))
     return previews.fast_preview(models.rgb_map, denoised)
-
-
-def clip_score_pil(clip: ClipBackend, image: Image.Image, prompt: str) -> float:
-    """Weighted CLIP cosine similarity of one image to a (weighted) prompt."""
-    pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None].float().div(255)
-    return float(clip_score(clip, pixels.to(clip.device), clip_target(clip, parse_prompt(prompt)))[0])

@@ -155,8 +155,12 @@ def clip_guided(denoiser: Denoiser, decode: Callable[[Tensor], Tensor], knobs: C
     return guided
 
 
+def target_similarity(emb: Tensor, target: ClipTarget) -> Tensor:
+    """[B] weighted cosine similarity of L2-normalised image embeddings [B, D] to the prompts."""
+    return (emb @ target.embeds.T.to(emb.dtype) * target.weights.to(emb.dtype)).sum(-1)
+
+
 @torch.no_grad()
 def clip_score(clip: ClipBackend, images01: Tensor, target: ClipTarget) -> Tensor:
     """[B] weighted cosine similarity of each image's CLIP embedding to the prompts."""
-    emb = clip.encode_image(images01)
-    return (emb @ target.embeds.T * target.weights).sum(-1)
+    return target_similarity(clip.encode_image(images01), target)

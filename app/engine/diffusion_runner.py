@@ -16,6 +16,7 @@ from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
 from app.engine.live import LiveState, RunCancelled
+from app.engine.scores import image_scores
 from app.store.gallery import Gallery, ImageRecord
 
 
@@ -83,7 +84,7 @@ class DiffusionRunner:
             return
         images = decode_to_pil(self.models, latent)
         elapsed = (time.perf_counter() - t0) * 1000
-        score = self._clip_score(images[0], params.prompt)
+        score, spread = image_scores(self.models.clip, images, params.prompt)
         done_steps = params.steps - job.from_step
         record = ImageRecord(
             engine="diffusion",
@@ -101,15 +102,7 @@ class DiffusionRunner:
         self.encoder.submit(lambda: job.sink.image(meta, encode(final, "png"), "final")).result()
         job.sink.send({"type": "done", "run_id": job.run_id, "engine": "diffusion", "image_id": ids[0],
                        "image_ids": ids, "url": f"/api/gallery/{ids[0]}.png", "elapsed_ms": round(elapsed, 1),
-                       "clip_score": score, "seed": params.seed, "params": params.model_dump()})
-
-    def _clip_score(self, image: Image.Image, prompt: str) -> float | None:
-        clip = self.models.clip
-        if clip is None:
-            return None
-        from app.diffusion.generate import clip_score_pil
-
-        return clip_score_pil(clip, image, prompt)
+                       "clip_score": score, "diversity": spread, "seed": params.seed, "params": params.model_dump()})
 
     def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, full: bool, kind: str) -> None:
         image = to_pil(preview_rgb(self.models, denoised, full=full))

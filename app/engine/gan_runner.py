@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -21,6 +20,7 @@ from app.clip import ClipBackend
 from app.engine.images import encode, grid
 from app.engine.jobs import Job
 from app.engine.live import RunCancelled
+from app.engine.scores import image_scores
 from app.gan.networks import Generator, mix_styles, truncate
 from app.gan.render import clip_search, conditional_centre, render, seed_to_w
 from app.store.gallery import Gallery, ImageRecord
@@ -138,7 +138,7 @@ class GanRunner:
                 return
         images = to_pil(render(self.model.G, ws, p.noise_mode))
         elapsed = (time.perf_counter() - t0) * 1000
-        score = self._clip_score(images, p.prompt)
+        score, spread = image_scores(self.model.clip, images, p.prompt)
         if not p.search_steps:
             job.sink.send({"type": "step", "run_id": job.run_id, "index": 1, "total": 1, "sigma": 0.0,
                            "elapsed_ms": round(elapsed, 1), "clip_score": score})
@@ -153,16 +153,8 @@ class GanRunner:
         job.sink.send({"type": "done", "run_id": job.run_id, "engine": "gan", "image_id": image_id,
                        "image_ids": [image_id] if image_id else [],
                        "url": f"/api/gallery/{image_id}.png" if image_id else None,
-                       "elapsed_ms": round(elapsed, 1), "clip_score": score, "seed": seed, "params": p.model_dump()})
-
-    @torch.no_grad()
-    def _clip_score(self, images: list[Image.Image], prompt: str) -> float | None:
-        clip = self.model.clip
-        if clip is None or not prompt.strip():
-            return None
-        pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
-        text = clip.encode_text([prompt])
-        return round(float((clip.encode_image(pixels) @ text.T).mean()), 4)
+                       "elapsed_ms": round(elapsed, 1), "clip_score": score, "diversity": spread, "seed": seed,
+                       "params": p.model_dump()})
 
     def _search(self, job: Job, p: GanParams, ws: torch.Tensor, t0: float) -> torch.Tensor:
         clip = self.model.clip

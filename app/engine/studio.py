@@ -15,6 +15,7 @@ from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
 from app.engine.live import LiveState
 from app.engine.worker import Worker
+from app.measured import studio_figures
 from app.registry import Models
 from app.settings import Settings
 from app.store.gallery import Gallery
@@ -49,6 +50,7 @@ class Studio:
 
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
         self.worker = Worker(self._dispatch, settings.queue_size, init=init)
+        self.measured = studio_figures(settings.evaluation, models.names)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:

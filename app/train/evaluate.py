@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.measured import weights_manifest
+from app.metrics import diversity, fid, r_precision
 from app.train.judge import Judge, load_judge, predict
 
 GeneratorFn = Callable[[list[str], list[int]], np.ndarray]
@@ -44,50 +47,6 @@ class PromptSet:
 def pick_prompts(captions: Sequence[Sequence[str]], n: int) -> PromptSet:
     idx = np.unique(np.linspace(0, len(captions) - 1, min(n, len(captions))).round().astype(int))
     return PromptSet([captions[i][0] for i in idx], idx)
-
-
-def sqrtm_psd(m: np.ndarray) -> np.ndarray:
-    """Square root of a symmetric positive semi-definite matrix by eigendecomposition."""
-    vals, vecs = np.linalg.eigh((m + m.T) / 2)
-    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), Heusel et al. 2017 Eq. 6.
-
-    Tr((S1 S2)^1/2) = Tr((A S2 A)^1/2) with A = S1^1/2, and A S2 A is symmetric PSD, so one
-    eigendecomposition gives it without scipy.linalg.sqrtm.
-    """
-    a = sqrtm_psd(sigma1)
-    cross = np.linalg.eigvalsh((a @ sigma2 @ a + (a @ sigma2 @ a).T) / 2)
-    tr_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_sqrt)
-
-
-def gaussian_stats(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    f = np.asarray(features, dtype=np.float64)
-    return f.mean(axis=0), np.cov(f, rowvar=False)
-
-
-def fid(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Tensor) -> float:
-    return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
-
-
-def r_precision(logits: torch.Tensor, targets: np.ndarray | torch.Tensor, k: int = 1) -> float:
-    """Fraction of rows whose top-k classes contain the target."""
-    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return float((top == torch.as_tensor(targets).view(-1, 1)).any(dim=1).float().mean())
-
-
-def diversity(features: torch.Tensor) -> float:
-    """features [P, S, D] -> mean over prompts of the mean pairwise L2 distance between the S
-    L2-normalised features of one prompt (0 when every seed gives the same image)."""
-    f = F.normalize(torch.as_tensor(features).double(), dim=-1)
-    s = f.shape[1]
-    if s < 2:
-        return float("nan")
-    d = torch.cdist(f, f)  # [P, S, S]
-    return float(d.sum(dim=(1, 2)).mean() / (s * (s - 1)))
 
 
 def generate(fn: GeneratorFn, prompts: list[str], seeds: list[int], batch: int = 32,
@@ -284,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, float]] = {}
     results: dict = {"prompts": len(prompt_set.prompts), "seeds": args.seeds, "data": args.data,
                      "judge_accuracy_real": r_precision(real_logits, np.arange(len(images)), 1),
-                     "device": str(device), "torch": torch.__version__}
+                     "device": str(device), "torch": torch.__version__,
+                     "argv": list(sys.argv[1:] if argv is None else argv),
+                     # The studio shows these rows only beside the very weights they were measured on.
+                     "models": {"diffusion": weights_manifest(args.diffusion), "gan": weights_manifest(args.gan),
+                                "clip": weights_manifest(args.clip)},
+                     "studio_rows": {}}
 
     rows["real images (ceiling)"] = evaluate(real_generator(images, captions), judge, prompt_set, seeds, real_features)
     if args.diffusion:
@@ -301,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             for scale in (0.0, *([args.clip_guidance_scale] if args.clip_guidance_scale else [])):
                 fn = app_diffusion_generator(models, args.diffusion_steps, args.guidance_scale, scale, args.sampler)
                 name = label + (f" + CLIP guidance {scale:g}" if scale else "")
+                results["studio_rows"].setdefault("diffusion", name)  # the studio's default: no CLIP guidance
                 rows[name] = evaluate(fn, judge, dp, seeds[:args.guided_seeds if scale else args.diffusion_seeds],
                                       real_features, args.batch, desc=name)
     if args.gan:
@@ -312,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         for psi in (1.0, 0.7):
             rows[f"GAN psi={psi:g}"] = evaluate(gan_generator(G, clip.encode_text, psi), judge, prompt_set, seeds,
                                                 real_features, args.batch)
+        results["studio_rows"]["gan"] = "GAN psi=0.7, conditional centre"  # the studio's default truncation
         rows["GAN psi=0.7, conditional centre"] = evaluate(
             gan_generator(G, clip.encode_text, 0.7, conditional_truncation=args.centre_samples), judge, prompt_set,
             seeds, real_features, args.batch)

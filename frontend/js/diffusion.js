@@ -118,7 +118,8 @@ export class DiffusionPanel {
         break;
       case 'done':
         if (!run) return;
-        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms });
+        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms,
+          diversity: ev.diversity ?? null, prompt: ev.params?.prompt ?? null });
         if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
         run.index = run.total || run.index;
         if (ev.seed !== undefined) run.seed = ev.seed;
@@ -163,6 +164,7 @@ export class DiffusionPanel {
     $('d-stat-time').textContent = fmtMs(run.elapsedMs);
     $('d-stat-clip').textContent = fmtScore(run.clipScore);
     $('d-stat-seed').textContent = run.seed ?? '–';
+    $('d-stat-div').textContent = fmtScore(run.diversity);
     setProgress($('d-progress'), run.index, total);
     $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
 

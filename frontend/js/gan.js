@@ -90,7 +90,8 @@ export class GanPanel {
         break;
       case 'done':
         if (!run) return;
-        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms });
+        Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms,
+          diversity: ev.diversity ?? null, prompt: ev.params?.prompt ?? null });
         if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
         run.index = run.total;
         if (ev.seed !== undefined) run.seed = ev.seed;
@@ -127,6 +128,7 @@ export class GanPanel {
     $('g-stat-steps').textContent = run.total ? `${run.index}/${run.total}` : '–';
     $('g-stat-clip').textContent = fmtScore(run.clipScore);
     $('g-stat-seed').textContent = run.seed ?? '–';
+    $('g-stat-div').textContent = fmtScore(run.diversity);
     setProgress($('g-progress'), run.total ? run.index : run.status === 'done' ? 1 : 0, run.total || 1);
     const frame = run.latestFrame ?? [...this.runs.list('gan')].reverse().find((r) => r.latestFrame)?.latestFrame;
     if (frame) {

@@ -3,7 +3,9 @@
 //   api.js       HTTP: info, uploads, gallery               runs.js      per-run frame caches and forks
 //   specs.js     control specs and message params           controls.js  specs -> inputs
 //   diffusion.js / gan.js / gallery.js  the three areas      plot.js, ui.js  drawing and DOM helpers
+//   compare.js   the side-by-side table (live and measured figures)
 import { fetchInfo } from './api.js';
+import { CompareView } from './compare.js';
 import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
 import { GanPanel } from './gan.js';
@@ -31,7 +33,10 @@ const socket = new Socket({
     const engine = engineOf.get(ev.run_id) ?? ev.engine;
     if (engine === 'gan') gan.onEvent(ev);
     else if (engine === 'diffusion' || ev.run_id) diffusion.onEvent(ev);
-    if (ev.type === 'done') gallery.refresh();
+    if (ev.type === 'done') {
+      gallery.refresh();
+      showComparison();
+    }
     refreshButtons();
   },
   onFrame(frame) {
@@ -53,6 +58,12 @@ const gallery = new GalleryView((item) => {
     diffusion.applySettings(params, item.seed);
   }
 });
+
+const compare = new CompareView($('compare'), $('compare-caption'));
+const newestDone = (engine) => runs.list(engine).filter((r) => r.status === 'done').at(-1) ?? null;
+function showComparison() {
+  compare.render(newestDone('diffusion'), newestDone('gan'));
+}
 
 /** The server cancels a page's runs when its socket closes; show them as stopped. */
 function dropActiveRuns() {
@@ -107,6 +118,8 @@ async function loadInfo() {
     $('models').title = models.title;
     diffusion.applyInfo(info);
     gan.applyInfo(info);
+    compare.setMeasured(info.measured);
+    showComparison();
   } catch (err) {
     showError(`Could not read /api/info: ${err.message}`);
     gan.setLoaded(false, 'no GAN model loaded');
@@ -116,4 +129,4 @@ async function loadInfo() {
 socket.connect();
 loadInfo();
 gallery.refresh();
-window.noisescope = { socket, runs, diffusion, gan, gallery };
+window.noisescope = { socket, runs, diffusion, gan, gallery, compare };

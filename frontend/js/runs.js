@@ -17,6 +17,8 @@ export class Run {
     this.stats = new Map(); // step index -> {sigma, clip_score, elapsed_ms}
     this.elapsedMs = 0;
     this.clipScore = null;
+    this.diversity = null; // of a finished batch or grid
+    this.prompt = null;
     this.imageId = null;
     this.createdAt = Date.now();
   }

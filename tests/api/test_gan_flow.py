@@ -76,6 +76,9 @@ def test_diversity_grid(gan_client: TestClient) -> None:
         done, _ = render(reader, {"prompt": "cat face", "seed": 1, "grid": 8})
         final = [f for f in reader.frames if f[0] == FrameType.FINAL][-1]
         assert (final[1]["width"], final[1]["height"]) == (64, 32)
+        assert done["diversity"] is not None and done["diversity"] > 0, "8 seeds of a random G differ"
+        single, _ = render(reader, {"prompt": "cat face", "seed": 1})
+        assert single["diversity"] is None
 
 
 def test_clip_search_streams_steps(gan_client: TestClient) -> None:

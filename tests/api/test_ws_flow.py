@@ -49,6 +49,7 @@ def test_generate_streams_steps_previews_and_done(client: TestClient) -> None:
         assert Image.open(io.BytesIO(data)).size == (meta["width"], meta["height"])
     png = final_bytes(reader, run_id)
     assert Image.open(io.BytesIO(png)).size == (32, 32)
+    assert done["clip_score"] is not None and done["diversity"] is None  # one image has no spread
     gallery = client.get("/api/gallery").json()
     assert [g["id"] for g in gallery] == [done["image_id"]]
     image = Image.open(io.BytesIO(client.get(gallery[0]["url"]).content))
@@ -163,4 +164,13 @@ def test_info_reports_models(client: TestClient) -> None:
     assert info["demo"] is False and info["gan"] is None
     assert "dpmpp_2m" in info["samplers"]
     assert info["limits"]["max_pixels"] > 0
+    # The shipped evaluation describes the shipped weights, not the tiny test models: no figures.
+    assert info["measured"]["available"] is False and "other weights" in info["measured"]["reason"]
     assert client.get("/").status_code == 200
+
+
+def test_a_batch_reports_its_diversity(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        _, done = run_to_done(WsReader(ws), {**BASE, "steps": 4, "batch": 2})
+    assert len(done["image_ids"]) == 2
+    assert 0 < done["diversity"] <= 2 ** 0.5 + 1e-6

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 from app.params import DiffusionParams, LiveParams
-from app.diffusion.generate import (DiffusionModels, StepInfo, clip_score_pil, decode_to_pil, generate,
-                                    load_diffusion_models, preview_rgb)
+from app.diffusion.generate import (DiffusionModels, StepInfo, decode_to_pil, generate, load_diffusion_models,
+                                    preview_rgb)
 from app.diffusion.guidance import clip_score, clip_target
 from app.diffusion.previews import full_decode
+from app.engine.scores import image_scores
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +141,6 @@ def test_loader_reads_prediction_type_and_schedule(tmp_path: Path, models: Diffu
     assert 0.0 < steps[-1].sigma < steps[0].sigma
 
 
-def test_clip_score_pil(models: DiffusionModels) -> None:
-    img = Image.new("RGB", (40, 24), (10, 200, 30))
-    s = clip_score_pil(models.clip, img, "green")
-    assert -1.0 <= s <= 1.0
-    assert s != clip_score_pil(models.clip, img, "purple")
-
-
 def test_trained_model_draws_its_prompt(tmp_path: Path) -> None:
     """The embedded trained pipeline and CLIP (models/), end to end through the real loader."""
     from app.clip.backend import load_clip
@@ -160,7 +154,7 @@ def test_trained_model_draws_its_prompt(tmp_path: Path) -> None:
     p = DiffusionParams(prompt="a red fox", seed=1, steps=20, sampler="dpmpp_2m", width=64, height=64, cfg_scale=5.0)
     latent, steps = run(trained, p)
     image = decode_to_pil(trained, latent)[0]
-    assert clip_score_pil(clip, image, "a red fox") > 0.6
+    assert image_scores(clip, [image], "a red fox")[0] > 0.6
     assert steps[-1].clip_score > steps[0].clip_score
 
 

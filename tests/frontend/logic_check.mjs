@@ -1,5 +1,6 @@
 // Driven by test_logic.py: unit checks of the page's DOM-free modules; prints JSON for Python to validate.
 import assert from 'node:assert/strict';
+import { compareTable, speedText } from '../../frontend/js/compare.js';
 import { RunStore } from '../../frontend/js/runs.js';
 import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganParams } from '../../frontend/js/specs.js';
 
@@ -45,6 +46,36 @@ assert.ok(store.runs.size <= 16);
 assert.ok(store.get('b'), 'a running run is never evicted');
 assert.ok(revoked.includes('a6'), "an evicted run's frames are freed");
 assert.deepEqual(store.list('diffusion').map((r) => r.id), ['b']);
+
+// ---- the comparison table: live figures of the newest runs, measured ones when available ----
+assert.equal(speedText(1060, 33), 'GAN 32.1× faster');
+assert.equal(speedText(10, 40), 'diffusion 4.0× faster');
+assert.equal(speedText(null, 33), '');
+const dRun = { prompt: 'pizza', elapsedMs: 1060, clipScore: 0.8462, diversity: null };
+const gRun = { prompt: 'pizza', elapsedMs: 33, clipScore: 0.887, diversity: 0.1234 };
+const none = compareTable(null, null, { available: false, reason: 'measured on other weights' });
+assert.deepEqual([none.live, none.offline, none.caption], [[], [], 'measured on other weights']);
+const t = compareTable(dRun, gRun, {
+  available: true, source: 'eval.json', prompts: 200, seeds: 8, device: 'cpu', ms_ratio: 11.4,
+  ceiling: { r_precision_top1: 0.875, r_precision_top5: 0.995 },
+  diffusion: { label: 'diffusion dpmpp_2m', r_precision_top1: 0.55, r_precision_top5: 0.783, fid_judge: 69.4,
+    diversity: 0.112, ms_per_image: 371.3 },
+  gan: { label: 'GAN centre', r_precision_top1: 0.54, r_precision_top5: 0.805, fid_judge: 59.0, diversity: null,
+    ms_per_image: 30 },
+});
+const row = (rows, what) => rows.find((r) => r[0] === what);
+assert.deepEqual(row(t.live, 'prompt'), ['prompt', 'pizza', 'pizza', '']);
+assert.deepEqual(row(t.live, 'time'), ['time', '1.06 s', '33 ms', 'GAN 32.1× faster']);
+assert.deepEqual(row(t.live, 'diversity (CLIP)').slice(1, 3), ['–', '0.123']);
+assert.deepEqual(row(t.offline, 'R@1 / R@5 (judge)'), ['R@1 / R@5 (judge)', '0.55 / 0.78', '0.54 / 0.81',
+  'real images: 0.88 / 0.99']);
+assert.deepEqual(row(t.offline, 'FID (judge)').slice(1, 3), ['69.4', '59.0']);
+assert.deepEqual(row(t.offline, 'diversity (judge)').slice(1, 3), ['0.112', '–']);
+assert.equal(row(t.offline, 'ms / image')[3], '11.4× in one run');
+assert.ok(t.caption.includes('200 prompts × 8 seeds on cpu') && t.caption.includes('GAN centre'));
+assert.equal(row(compareTable(dRun, { ...gRun, prompt: 'cat' }, null).live, 'prompt')[3], 'different prompts');
+const onlyGan = compareTable(null, gRun, { available: true, gan: { label: 'g', r_precision_top1: 0.5 } });
+assert.deepEqual(row(onlyGan.offline, 'R@1 / R@5 (judge)').slice(1, 3), ['–', '0.50 / –']);
 
 // ---- params built from control values, for Python to validate against the schemas ----------
 const values = {};

@@ -24,8 +24,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+def serve(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path, **overrides) -> Iterator[str]:
     """uvicorn serving create_app(settings) on a free loopback port, in a thread."""
     if importlib.util.find_spec("app.diffusion.generate") is None:
         pytest.skip("the diffusion engine (app.diffusion.generate) is not in this checkout yet")
@@ -35,8 +34,9 @@ def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Ite
     from app.settings import Settings
 
     port = _free_port()
-    settings = Settings(diffusion_model=str(tiny_diffusion_dir), clip_model=str(tiny_clip_dir), gan_model=None,
-                        device="cpu", data_dir=tmp_path / "data", host="127.0.0.1", port=port)
+    settings = Settings(**{"diffusion_model": str(tiny_diffusion_dir), "clip_model": str(tiny_clip_dir),
+                           "gan_model": None, "device": "cpu", "data_dir": tmp_path / "data", "host": "127.0.0.1",
+                           "port": port, **overrides})
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                             ws_per_message_deflate=False, lifespan="on")
     srv = uvicorn.Server(config)
@@ -50,6 +50,38 @@ def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Ite
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture
+def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path)
+
+
+@pytest.fixture
+def server_with_gan(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """Both engines, and an evaluation file that describes exactly these weights."""
+    import json
+
+    import torch
+
+    from app.gan.convert import save_generator
+    from app.gan.networks import Generator
+    from app.measured import weights_manifest
+
+    kwargs = {"z_dim": 16, "c_dim": 32, "w_dim": 16, "img_resolution": 16, "img_channels": 3,
+              "mapping_kwargs": {"num_layers": 2}, "channel_base": 128, "channel_max": 16}
+    torch.manual_seed(0)
+    gan = save_generator(tmp_path / "gan", kwargs, Generator(**kwargs).state_dict())
+    rows = {"diffusion row": {"r_precision_top1": 0.25, "r_precision_top5": 0.5, "fid_judge": 80.0,
+                              "diversity": 0.2, "ms_per_image": 300.0},
+            "GAN row": {"r_precision_top1": 0.75, "r_precision_top5": 1.0, "fid_judge": 60.0, "diversity": 0.1,
+                        "ms_per_image": 20.0}}
+    models = {k: weights_manifest(str(v)) for k, v in
+              (("diffusion", tiny_diffusion_dir), ("gan", gan), ("clip", tiny_clip_dir))}
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(json.dumps({"prompts": 3, "seeds": 2, "device": "cpu", "rows": rows, "models": models,
+                                      "studio_rows": {"diffusion": "diffusion row", "gan": "GAN row"}}))
+    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path, gan_model=str(gan), evaluation=evaluation)
 
 
 @pytest.fixture
@@ -91,6 +123,35 @@ def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:
     assert page.inner_text("#d-stat-steps") == "30/30"
     assert page.locator("#gallery .card").count() == 1
     assert "a red fox in the snow" in page.inner_text("#gallery .card")
+    assert page.inner_text("#errors").strip() == ""
+    compare = page.inner_text("#compare")
+    assert "a red fox in the snow" in compare and "R@1" not in compare, compare
+    assert "other weights" in page.inner_text("#compare-caption")
+    assert not errors, errors
+
+
+def test_both_fills_the_comparison(server_with_gan: str, page) -> None:  # noqa: ANN001
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server_with_gan + "/")
+    page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    page.wait_for_function("() => !document.getElementById('g-render').disabled")
+    page.fill("#prompt", "red heart")
+    page.eval_on_selector("#d-steps", "el => { el.value = 6; el.dispatchEvent(new Event('input')); }")
+    page.click("#both")
+    page.wait_for_function("() => document.querySelectorAll('#gallery .card').length === 2", timeout=120_000)
+    page.wait_for_function("() => /faster/.test(document.getElementById('compare').innerText)")
+    rows = {r[0]: r[1:] for r in page.eval_on_selector_all(
+        "#compare tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.innerText))")}
+    assert rows["prompt"][:2] == ["red heart", "red heart"] and rows["prompt"][2] == ""
+    assert "faster" in rows["time"][2]
+    assert rows["R@1 / R@5 (judge)"][:2] == ["0.25 / 0.50", "0.75 / 1.00"]
+    assert rows["ms / image"][2] == "15.0× in one run"
+    assert "3 prompts × 2 seeds" in page.inner_text("#compare-caption")
+
+    page.click("#g-diversity")  # 8 seeds: the GAN panel and the table get a diversity figure
+    page.wait_for_function("() => document.getElementById('g-stat-div').innerText !== '–'", timeout=60_000)
+    assert float(page.inner_text("#g-stat-div")) > 0
     assert page.inner_text("#errors").strip() == ""
     assert not errors, errors
 
