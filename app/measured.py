@@ -83,5 +83,7 @@ def studio_figures(path: Path | None, names: Mapping[str, str | None]) -> dict[s
         out["ms_ratio"] = out["diffusion"]["ms_per_image"] / out["gan"]["ms_per_image"]
     out["available"] = "diffusion" in out or "gan" in out
     if not out["available"]:
-        out["reason"] = f"{Path(path).name} was measured on other weights than the ones loaded"
+        out["reason"] = (f"{Path(path).name} was measured on other weights than the ones loaded" if recorded else
+                         f"{Path(path).name} does not say which weights it measured (python -m app evaluate "
+                         "records them)")
     return out

@@ -71,6 +71,8 @@ def test_studio_figures_match_per_engine(tmp_path: Path) -> None:
 
     none = studio_figures(path, {"diffusion": "org/sd", "gan": None, "clip": "openai/clip"})
     assert not none["available"] and "other weights" in none["reason"]
+    older = write_eval(tmp_path / "older.json", {})  # written before evaluations recorded their weights
+    assert "does not say which weights" in studio_figures(older, names)["reason"]
 
 
 def test_missing_or_broken_file_says_why(tmp_path: Path) -> None:
