@@ -15,7 +15,7 @@ export function speedText(diffusionMs, ganMs) {
 
 /**
  * Rows of [what, diffusion, GAN, note] strings.
- * @param {object|null} d  the newest finished diffusion run ({elapsedMs, clipScore, diversity, prompt})
+ * @param {object|null} d  the newest finished diffusion run ({elapsedMs, images, clipScore, diversity, prompt})
  * @param {object|null} g  the newest finished GAN run
  * @param {object|null} measured  /api/info's `measured` block
  * @returns {{live: string[][], offline: string[][], caption: string}}
@@ -25,7 +25,9 @@ export function compareTable(d, g, measured) {
   if (d || g) {
     const samePrompt = d && g && d.prompt === g.prompt;
     live.push(['prompt', d?.prompt ?? '–', g?.prompt ?? '–', d && g && !samePrompt ? 'different prompts' : '']);
-    live.push(['time', fmtMs(d?.elapsedMs), fmtMs(g?.elapsedMs), speedText(d?.elapsedMs, g?.elapsedMs)]);
+    const perImage = (r) => (r ? r.elapsedMs / (r.images || 1) : null); // a batch or grid shares one time
+    const [dMs, gMs] = [perImage(d), perImage(g)];
+    live.push(['time / image', fmtMs(dMs), fmtMs(gMs), speedText(dMs, gMs)]);
     live.push(['CLIP score', fmtScore(d?.clipScore), fmtScore(g?.clipScore), 'cosine to the prompt, higher is closer']);
     live.push(['diversity (CLIP)', fmtScore(d?.diversity), fmtScore(g?.diversity),
       'needs a batch > 1 or the GAN’s “diversity” grid']);

@@ -24,19 +24,27 @@ export class GalleryView {
     this.onUse = onUse;
     this.box = $('gallery');
     this.loading = null;
+    this.stale = false; // a refresh was asked for while one was loading
     $('gallery-refresh').addEventListener('click', () => this.refresh());
   }
 
+  /** Reload the list. A call while a load is in flight is not dropped: one more load follows it,
+   *  so an image finished during the first request still appears. */
   async refresh() {
-    if (this.loading) return this.loading;
+    if (this.loading) {
+      this.stale = true;
+      return this.loading;
+    }
     this.loading = (async () => {
-      try {
-        this.render(await fetchGallery());
-      } catch (err) {
-        showError(`gallery: ${err.message}`);
-      } finally {
-        this.loading = null;
-      }
+      do {
+        this.stale = false;
+        try {
+          this.render(await fetchGallery());
+        } catch (err) {
+          showError(`gallery: ${err.message}`);
+        }
+      } while (this.stale);
+      this.loading = null;
     })();
     return this.loading;
   }

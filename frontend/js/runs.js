@@ -18,6 +18,7 @@ export class Run {
     this.elapsedMs = 0;
     this.clipScore = null;
     this.diversity = null; // of a finished batch or grid
+    this.images = 1; // images in the finished batch or grid
     this.prompt = null;
     this.imageId = null;
     this.createdAt = Date.now();

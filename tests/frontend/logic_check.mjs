@@ -65,7 +65,9 @@ const t = compareTable(dRun, gRun, {
 });
 const row = (rows, what) => rows.find((r) => r[0] === what);
 assert.deepEqual(row(t.live, 'prompt'), ['prompt', 'pizza', 'pizza', '']);
-assert.deepEqual(row(t.live, 'time'), ['time', '1.06 s', '33 ms', 'GAN 32.1× faster']);
+assert.deepEqual(row(t.live, 'time / image'), ['time / image', '1.06 s', '33 ms', 'GAN 32.1× faster']);
+const grid = compareTable(dRun, { ...gRun, elapsedMs: 80, images: 8 }, null);
+assert.deepEqual(row(grid.live, 'time / image'), ['time / image', '1.06 s', '10 ms', 'GAN 106.0× faster']);
 assert.deepEqual(row(t.live, 'diversity (CLIP)').slice(1, 3), ['–', '0.123']);
 assert.deepEqual(row(t.offline, 'R@1 / R@5 (judge)'), ['R@1 / R@5 (judge)', '0.55 / 0.78', '0.54 / 0.81',
   'real images: 0.88 / 0.99']);

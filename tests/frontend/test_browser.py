@@ -144,7 +144,7 @@ def test_both_fills_the_comparison(server_with_gan: str, page) -> None:  # noqa:
     rows = {r[0]: r[1:] for r in page.eval_on_selector_all(
         "#compare tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.innerText))")}
     assert rows["prompt"][:2] == ["red heart", "red heart"] and rows["prompt"][2] == ""
-    assert "faster" in rows["time"][2]
+    assert "faster" in rows["time / image"][2]
     assert rows["R@1 / R@5 (judge)"][:2] == ["0.25 / 0.50", "0.75 / 1.00"]
     assert rows["ms / image"][2] == "15.0× in one run"
     assert "3 prompts × 2 seeds" in page.inner_text("#compare-caption")
