@@ -64,7 +64,9 @@ class StepInfo:
     sigma_next: float  # the noise level of `latent`
     latent: Tensor  # x after this step, on the CPU: what a rewind resumes from
     denoised: Tensor  # the (guided) x0 estimate at this step, on the CPU
-    clip_score: float | None  # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean
+    # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean; computed on the
+    # steps that send a preview (every `preview_every`) and the last, None on the others
+    clip_score: float | None
 
 
 def load_diffusion_models(name_or_path: str, device: torch.device, dtype: torch.dtype, clip: ClipBackend | None = None,
@@ -136,6 +138,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
     - `on_step` gets every step, one step late (step i once step i + 1 is queued on the device),
       with `latent` and `denoised` already copied to the CPU; raising from it cancels the run.
+    - The per-step CLIP score follows the live `preview_every` (plus the last step), so fewer previews
+      also cost fewer CLIP passes.
     - Resume: `start_latent` is StepInfo.latent of step `start_step`; the continuation equals the
       original for the same params. For dpmpp_2m pass that step's `denoised` as `start_denoised`
       too, or the multistep history restarts (the tail then differs slightly).
@@ -191,7 +195,9 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
                              clip_score=None if score_t is None else float(score_t)))
 
         def callback(d: dict) -> None:
-            held.append((d, to_host_async(d["x"], d["denoised"], score(d["denoised"]))))
+            index = d["i"] + 1
+            scored = index % live().preview_every == 0 or index == params.steps
+            held.append((d, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if scored else None)))
             if len(held) == lag:
                 report(*held.pop(0))
 

@@ -128,6 +128,12 @@ def test_refusals(models: DiffusionModels) -> None:
                  start_latent=torch.zeros(1, 4, 4, 4))
 
 
+def test_clip_score_follows_preview_every(models: DiffusionModels) -> None:
+    """Fewer previews cost fewer CLIP passes: scores on every third step and the last, not between."""
+    _, steps = run(models, params(steps=7, preview_every=3))
+    assert [s.index for s in steps if s.clip_score is not None] == [3, 6, 7]
+
+
 def test_loader_reads_prediction_type_and_schedule(tmp_path: Path, models: DiffusionModels) -> None:
     from app.demo_models import build_tiny_diffusion
 
