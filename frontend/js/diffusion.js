@@ -120,7 +120,7 @@ export class DiffusionPanel {
         if (!run) return;
         Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms,
           diversity: ev.diversity ?? null, prompt: ev.params?.prompt ?? null,
-          images: ev.params?.grid ?? ev.params?.batch ?? 1 });
+          images: ev.params?.batch ?? 1 });
         if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
         run.index = run.total || run.index;
         if (ev.seed !== undefined) run.seed = ev.seed;
