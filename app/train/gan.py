@@ -86,7 +86,8 @@ class GanConfig:
         }
 
 
-RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "adversarial", "r1_gamma", "augment", "precision", "batch"})
+RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "adversarial", "r1_gamma", "augment", "precision", "batch",
+                                "g_lr", "d_lr", "mapping_lr_scale"})
 
 
 @dataclass
@@ -120,10 +121,23 @@ def build_state(cfg: GanConfig, device: torch.device) -> TrainState:
     D = Discriminator(cfg.c_dim, cfg.img_resolution, cfg.d_channel_base, cfg.d_channel_max).to(device).train()
     D.requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
-    ratio = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation, StyleGAN2 Sec. 3.1
+    ratio = lazy_ratio(cfg)
     opt_g = torch.optim.Adam(generator_param_groups(G, cfg), lr=cfg.g_lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
     return TrainState(G, D, G_ema, opt_g, opt_d)
+
+
+def lazy_ratio(cfg: GanConfig) -> float:
+    """D's Adam lr and beta2 scale with lazy R1 (StyleGAN2 Sec. 3.1): interval / (interval + 1)."""
+    return cfg.r1_interval / (cfg.r1_interval + 1)
+
+
+def set_learning_rates(state: TrainState, cfg: GanConfig) -> None:
+    """Put cfg's learning rates into optimisers whose states came from a checkpoint (a resumed run's --lr)."""
+    rest, mapping = state.opt_g.param_groups
+    rest["lr"], mapping["lr"] = cfg.g_lr, cfg.g_lr * cfg.mapping_lr_scale
+    for group in state.opt_d.param_groups:
+        group["lr"] = cfg.d_lr * lazy_ratio(cfg)
 
 
 def encode_captions(clip_path: str, captions: list[list[str]], device: torch.device,
@@ -324,6 +338,7 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
             if key not in RESUME_OVERRIDABLE:
                 raise ValueError(f"{key} cannot change on --resume (only {sorted(RESUME_OVERRIDABLE)})")
             setattr(cfg, key, value)
+        set_learning_rates(state, cfg)
     else:
         if resume:
             warnings.warn(f"--resume: no {ckpt_path}, starting a fresh run", stacklevel=2)
@@ -412,9 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adversarial", action=argparse.BooleanOptionalAction, default=None,
                    help="train D and use its loss for G (default on; --no-adversarial = regression only)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default fp32")
-    p.add_argument("--lr", type=float, default=GanConfig.g_lr, help="G and D learning rate")
-    p.add_argument("--mapping-lr-scale", type=float, default=GanConfig.mapping_lr_scale,
-                   help="G's mapping MLP learns at lr times this")
+    p.add_argument("--lr", type=float, default=None, help=f"G and D learning rate (default {GanConfig.g_lr})")
+    p.add_argument("--mapping-lr-scale", type=float, default=None,
+                   help=f"G's mapping MLP learns at lr times this (default {GanConfig.mapping_lr_scale})")
     p.add_argument("--init-g", type=Path, default=None, help="start G from this exported generator folder")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     p.add_argument("--checkpoint-every", type=int, default=500)
@@ -438,12 +453,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_only:
         state, cfg = load_checkpoint(args.out / CHECKPOINT, torch.device("cpu"))
     else:
-        # Loss and batch flags given on the command line also apply to a resumed run; unset ones keep its config.
+        # Loss, batch and lr flags given on the command line also apply to a resumed run; unset ones keep its config.
         given = {k: v for k, v in {"r1_gamma": args.r1_gamma, "recon_l1": args.recon_l1, "recon_size": args.recon_size,
                                    "adversarial": args.adversarial, "precision": args.precision,
-                                   "batch": args.batch}.items()
+                                   "batch": args.batch, "g_lr": args.lr, "d_lr": args.lr,
+                                   "mapping_lr_scale": args.mapping_lr_scale}.items()
                  if v is not None}
-        cfg = GanConfig(g_lr=args.lr, d_lr=args.lr, mapping_lr_scale=args.mapping_lr_scale, **given)
+        cfg = GanConfig(**given)
         t0 = time.time()
         state = train(args.data, args.clip, args.out, args.steps, resume=args.resume, cfg=cfg, device=device,
                       max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every, limit=args.limit,

@@ -164,6 +164,19 @@ def test_resume_takes_loss_overrides_but_not_architecture(tmp_path: Path, tiny_c
               overrides={"w_dim": 64})
 
 
+def test_resume_with_a_new_learning_rate_sets_both_optimisers(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    out = tmp_path / "run"
+    run(out, tiny_clip_dir, 1)
+    state = train("shapes:8", str(tiny_clip_dir), out, 2, resume=True, device=CPU, progress=False,
+                  overrides={"g_lr": 1e-3, "d_lr": 5e-4, "mapping_lr_scale": 4.0})
+    rest, mapping = state.opt_g.param_groups
+    assert (rest["lr"], mapping["lr"]) == (1e-3, 4e-3)
+    ratio = tiny_cfg().r1_interval / (tiny_cfg().r1_interval + 1)
+    assert [g["lr"] for g in state.opt_d.param_groups] == [5e-4 * ratio]
+    reloaded, cfg = load_checkpoint(out / CHECKPOINT, CPU)
+    assert (cfg.g_lr, cfg.d_lr) == (1e-3, 5e-4) and reloaded.opt_g.param_groups[1]["lr"] == 4e-3
+
+
 def test_fresh_run_starts_from_an_exported_generator(tmp_path: Path, tiny_clip_dir: Path) -> None:
     first = run(tmp_path / "a", tiny_clip_dir, 1)
     cfg = tiny_cfg()
