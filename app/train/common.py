@@ -36,6 +36,14 @@ def to_unit(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().div(127.5).sub(1.0)
 
 
+def gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean |d/dx| plus mean |d/dy| of the difference of two image batches (finite differences):
+    an L1 on edges, which a plain pixel L1 lets blur into flat colour."""
+    dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
+    dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
+    return dx.abs().mean() + dy.abs().mean()
+
+
 class CaptionBank:
     """Every caption tokenized once; `sample(idx)` draws one caption per image."""
 

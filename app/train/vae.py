@@ -13,19 +13,12 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device,
+from app.train.common import (RunLog, gradient_l1, images_to_device, load_checkpoint, lr_at, optimizer_step, pick_device,
                               restore, run_steps, save_checkpoint, seed_all, to_unit)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, vae_model
 
 KL_WEIGHT = 1e-6
-
-
-def gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean |d/dx| and |d/dy| differences."""
-    dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
-    dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
-    return dx.abs().mean() + dy.abs().mean()
 
 
 def vae_loss(vae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

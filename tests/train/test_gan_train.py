@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,28 @@ def test_resume_with_a_new_learning_rate_sets_both_optimisers(tmp_path: Path, ti
     assert [g["lr"] for g in state.opt_d.param_groups] == [5e-4 * ratio]
     reloaded, cfg = load_checkpoint(out / CHECKPOINT, CPU)
     assert (cfg.g_lr, cfg.d_lr) == (1e-3, 5e-4) and reloaded.opt_g.param_groups[1]["lr"] == 4e-3
+
+
+def test_gradient_l1_sees_edges_not_offsets() -> None:
+    from app.train.common import gradient_l1
+
+    img = torch.zeros(1, 3, 8, 8)
+    img[..., 2:5, 2:5] = 1.0
+    assert gradient_l1(img, img) == 0
+    assert gradient_l1(img + 0.5, img) == 0  # a flat colour shift has the same edges
+    moved = torch.roll(img, 1, dims=-1)
+    assert gradient_l1(moved, img) > 0 and gradient_l1(img.mean().expand_as(img), img) > 0
+
+
+def test_edge_term_is_logged_and_trains(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    cfg = tiny_cfg()
+    cfg.recon_l1, cfg.recon_grad, cfg.adversarial = 1.0, 1.0, False
+    state = train("shapes:8", str(tiny_clip_dir), tmp_path / "run", 30, cfg=cfg, device=CPU, progress=False,
+                  log_every=1)
+    edges = [row["recon_grad"] for row in state.history]
+    assert all(math.isfinite(e) for e in edges)
+    assert sum(edges[-5:]) < sum(edges[:5])
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT, CPU)[1].recon_grad == 1.0
 
 
 def test_fresh_run_starts_from_an_exported_generator(tmp_path: Path, tiny_clip_dir: Path) -> None:
