@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,11 @@ from pathlib import Path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.devtools import CHROMIUM, CHROMIUM_ARGS, free_port
+
 PROMPTS = ("red heart", "pizza", "cat face", "smiling face with sunglasses")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
@@ -68,7 +63,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REPO / "models" / "studio_four_prompts.png")
     p.add_argument("--page", type=Path, default=None, help="also keep a screenshot of the whole page")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--chromium", default=str(CHROMIUM))
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -79,7 +74,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}/"
             wait_for(url, proc)
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+                browser = pw.chromium.launch(executable_path=args.chromium, args=list(CHROMIUM_ARGS))
                 page = browser.new_page(viewport={"width": 1280, "height": 1400})
                 page.goto(url)
                 page.wait_for_selector("#conn[data-state='open']", timeout=60_000)

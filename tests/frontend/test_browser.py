@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,18 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from app.devtools import CHROMIUM, CHROMIUM_ARGS, free_port
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def serve(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path, **overrides) -> Iterator[str]:
     """uvicorn serving create_app(settings) on a free loopback port, in a thread."""
@@ -33,7 +23,7 @@ def serve(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path, **overr
     from app.main import create_app
     from app.settings import Settings
 
-    port = _free_port()
+    port = free_port()
     settings = Settings(**{"diffusion_model": str(tiny_diffusion_dir), "clip_model": str(tiny_clip_dir),
                            "gan_model": None, "device": "cpu", "data_dir": tmp_path / "data", "host": "127.0.0.1",
                            "port": port, **overrides})
@@ -90,7 +80,7 @@ def page() -> Iterator[object]:
         pytest.skip("/usr/bin/chromium is not installed")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         pg = browser.new_page(viewport={"width": 1280, "height": 1000})
         yield pg
         browser.close()
