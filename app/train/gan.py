@@ -10,7 +10,8 @@ Each caption names one item with one picture, so the pair (c, picture) is also a
 `recon_l1` > 0 adds lambda * |down(G(z, c)) - down(x)|_1 to G's loss (the cGAN + L1 objective of
 pix2pix, Isola et al. 2017), on `recon_size` x `recon_size` area-downsampled images (0 = full size);
 `recon_grad` > 0 adds the same kind of L1 on the images' finite-difference gradients at full size,
-so small features (a pizza's pepperoni) weigh more than their share of pixels.
+meant to give small features (a pizza's pepperoni) more than their share of pixels; tried in
+stage 10, it scored no better (models/MODEL_CARD.md) and the shipped generator did not use it.
 `adversarial=False` trains G on the L1 alone (no D step: 3.6x cheaper on the CPU), a warm-up that
 reached recognisable pictures where the adversarial loss alone had given blobs (models/MODEL_CARD.md).
 `precision="bf16"` runs G and D under bfloat16 autocast (the R1 gradient stays fp32).
@@ -90,8 +91,8 @@ class GanConfig:
         }
 
 
-RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "recon_grad", "adversarial", "r1_gamma", "augment", "precision", "batch",
-                                "g_lr", "d_lr", "mapping_lr_scale"})
+RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "recon_grad", "adversarial", "r1_gamma", "augment",
+                                "precision", "batch", "g_lr", "d_lr", "mapping_lr_scale"})
 
 
 @dataclass

@@ -14,6 +14,7 @@ from app.devtools import CHROMIUM, CHROMIUM_ARGS, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+
 def serve(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path, **overrides) -> Iterator[str]:
     """uvicorn serving create_app(settings) on a free loopback port, in a thread."""
     if importlib.util.find_spec("app.diffusion.generate") is None:
