@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app import devices
+
 CHECKPOINT = "checkpoint.pt"
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """app.devices.pick_device ("auto" when None), with TF32 and cuDNN autotuning on for training on CUDA."""
+    dev = devices.pick_device(name or "auto")
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from app.gan.networks import Generator
-from app.train.common import gradient_l1
+from app.train.common import gradient_l1, pick_device
 from app.train.diffaug import diff_augment
 from app.train.discriminator import Discriminator
 from app.train.evaluate import GeneratorFn, gan_generator
@@ -455,13 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples is not None and args.export is None:
         p.error("--samples draws from the exported generator: give --export too")
 
-    from app.devices import pick_device
-
     device = pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
     if args.export_only:
         state, cfg = load_checkpoint(args.out / CHECKPOINT, torch.device("cpu"))
     else:
