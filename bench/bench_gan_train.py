@@ -5,7 +5,8 @@
 Rows: a G forward + backward (L1 to a target) with demodulation computed the direct way (building
 the [N, O, I, k, k] modulated weights, as NVIDIA's reference does) and the way app.gan.ops does it
 (a [N, I] x [I, O] product); then whole trainer steps (G + D) in fp32 and under bf16 autocast,
-with and without the D step. The models are the embedded GAN's architecture at batch 32.
+with and without the D step. The models are the embedded GAN's architecture at batch 32; the last
+two rows widen G (g_channel_base 8192: 256 channels at 32 px, 128 at 64 px, as app.train.gan_widen makes it).
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def main() -> None:
             rows[f"train step {precision}, {label}"] = median_seconds(
                 lambda: train_step(state, cfg, real, c), args.repeats)
 
+    for adversarial in (False, True):
+        cfg = GanConfig(c_dim=192, batch=n, precision="bf16", recon_l1=20.0, adversarial=adversarial,
+                        r1_interval=10**9, g_channel_base=8192)
+        state = build_state(cfg, torch.device("cpu"))
+        label = "G + D (adversarial + L1)" if adversarial else "G only (L1)"
+        rows[f"train step bf16, {label}, wide G"] = median_seconds(lambda: train_step(state, cfg, real, c), args.repeats)
+
     print(f"batch {n}, {args.threads} threads, torch {torch.__version__}, repeats {args.repeats}")
     for name, sec in rows.items():
         print(f"{name:52s} {sec * 1000:8.0f} ms  {n / sec:6.1f} img/s")
@@ -89,6 +97,9 @@ def main() -> None:
           f"{rows['train step fp32, G + D (adversarial + L1)'] / rows['train step bf16, G + D (adversarial + L1)']:.2f}x faster")
     print(f"L1-only vs adversarial step (bf16): "
           f"{rows['train step bf16, G + D (adversarial + L1)'] / rows['train step bf16, G only (L1)']:.2f}x faster")
+    for label in ("G only (L1)", "G + D (adversarial + L1)"):
+        print(f"wide G vs shipped width, bf16 {label}: "
+              f"{rows[f'train step bf16, {label}, wide G'] / rows[f'train step bf16, {label}']:.2f}x the time")
 
 
 if __name__ == "__main__":
