@@ -64,8 +64,11 @@ class StepInfo:
     sigma_next: float  # the noise level of `latent`
     latent: Tensor  # x after this step, on the CPU: what a rewind resumes from
     denoised: Tensor  # the (guided) x0 estimate at this step, on the CPU
-    # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean; computed on the
-    # steps that send a preview (every `preview_every`) and the last, None on the others
+    # a preview step: every live `preview_every`-th and the last; the one rule for what gets a
+    # CLIP score here and a preview image in the runner (the last step's image is the final one)
+    preview: bool
+    # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean, on preview steps
+    # (None on the others, and where there is no CLIP)
     clip_score: float | None
 
 
@@ -185,19 +188,19 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
 
         # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
         # idles the GPU; on the CPU there is nothing to overlap and each step is reported at once.
-        held: list[tuple[dict, Pending]] = []
+        held: list[tuple[dict, bool, Pending]] = []
         lag = 2 if device.type == "cuda" else 1
 
-        def report(d: dict, pending: Pending) -> None:
+        def report(d: dict, preview: bool, pending: Pending) -> None:
             latent, denoised, score_t = pending.wait()
             on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
-                             latent=latent, denoised=denoised,
+                             latent=latent, denoised=denoised, preview=preview,
                              clip_score=None if score_t is None else float(score_t)))
 
         def callback(d: dict) -> None:
             index = d["i"] + 1
-            scored = index % live().preview_every == 0 or index == params.steps
-            held.append((d, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if scored else None)))
+            preview = index % live().preview_every == 0 or index == params.steps
+            held.append((d, preview, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if preview else None)))
             if len(held) == lag:
                 report(*held.pop(0))
 

@@ -69,9 +69,8 @@ class DiffusionRunner:
             job.sink.send({"type": "step", "run_id": job.run_id, "index": info.index, "total": info.total,
                            "sigma": float(info.sigma), "elapsed_ms": round(elapsed, 1),
                            "clip_score": info.clip_score})
-            p = live.params()
-            if info.index % p.preview_every == 0 and info.index < info.total:
-                full = info.index % p.full_decode_every == 0
+            if info.preview and info.index < info.total:
+                full = info.index % live.params().full_decode_every == 0
                 self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
                                     full, "preview")
 

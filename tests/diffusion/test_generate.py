@@ -132,6 +132,7 @@ def test_clip_score_follows_preview_every(models: DiffusionModels) -> None:
     """Fewer previews cost fewer CLIP passes: scores on every third step and the last, not between."""
     _, steps = run(models, params(steps=7, preview_every=3))
     assert [s.index for s in steps if s.clip_score is not None] == [3, 6, 7]
+    assert [s.index for s in steps if s.preview] == [3, 6, 7]  # the runner's previews follow the same flag
 
 
 def test_loader_reads_prediction_type_and_schedule(tmp_path: Path, models: DiffusionModels) -> None:
