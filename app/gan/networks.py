@@ -282,7 +282,8 @@ class SynthesisNetwork(nn.Module):
         self.img_channels = img_channels
         self.num_fp16_res = num_fp16_res
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        self.channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        channels = self.channels
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
         self.num_ws = 0
         for res in self.block_resolutions:

@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--g-channel-max", type=int, default=None, help="default: the run's")
     args = p.parse_args(argv)
     wide = widen_run(args.src, args.dst, args.g_channel_base, args.g_channel_max)
-    channels = {res: min(wide.g_channel_base // res, wide.g_channel_max)
-                for res in (2 ** i for i in range(2, wide.img_resolution.bit_length()))}
+    channels = Generator(**wide.generator_kwargs()).synthesis.channels
     print(f"wrote {args.dst / CHECKPOINT}: G channels per resolution {channels}")
     return 0
 
