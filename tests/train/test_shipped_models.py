@@ -1,4 +1,4 @@
-"""The committed models/: the pipeline draws the sanity prompts and the shipped CLIP recognises them."""
+"""The committed models/: the pipeline and the GAN draw the sanity prompts and the shipped CLIP recognises them."""
 
 from __future__ import annotations
 
@@ -25,3 +25,28 @@ def test_shipped_pipeline_draws_what_clip_recognises() -> None:
     clip = load_clip(str(MODELS / "clip"), torch.device("cpu"))
     sims = clip.encode_image(images) @ clip.encode_text(list(SANITY_PROMPTS)).T
     assert sims.argmax(dim=1).tolist() == list(range(len(SANITY_PROMPTS)))
+
+
+# Emoji names near the sanity prompts (other hearts, faces, foods) that a wrong picture would match.
+DISTRACTORS = ("orange heart", "blue heart", "slice of bread", "hamburger", "french fries", "tiger face", "lion",
+               "dog face", "grinning face", "smiling face with heart-eyes", "face with tears of joy", "rocket")
+
+
+@pytest.mark.skipif(not (MODELS / "gan" / "generator.safetensors").exists(), reason="no shipped GAN")
+def test_shipped_gan_draws_what_clip_recognises() -> None:
+    """Through the studio's loader and its default truncation (psi 0.7 towards the prompt's centre)."""
+    from app.clip import load_clip
+    from app.engine.gan_runner import load_gan_model
+    from app.train.evaluate import gan_generator
+    from app.train.export import SANITY_PROMPTS
+
+    cpu = torch.device("cpu")
+    clip = load_clip(str(MODELS / "clip"), cpu)
+    model = load_gan_model(MODELS / "gan", cpu, clip=clip)
+    draw = gan_generator(model.G, clip.encode_text, psi=0.7, conditional_truncation=256)
+    prompts = [p for p in SANITY_PROMPTS for _ in range(2)]
+    images = torch.from_numpy(draw(prompts, [0, 1] * len(SANITY_PROMPTS))).permute(0, 3, 1, 2).float() / 255
+    assert images.shape == (len(prompts), 3, 64, 64)
+    names = list(SANITY_PROMPTS) + list(DISTRACTORS)
+    picked = (clip.encode_image(images) @ clip.encode_text(names).T).argmax(dim=1)
+    assert [names[i] for i in picked] == prompts
