@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU sessions that made GAN stages 7 and 12: unpack a run carried by `python -m app.train.gan_carry
-# pack`, resume it in segments of MINUTES at batch BATCH (default 64), export G_ema and score it (GAN rows, 200 prompts x 2
-# seeds) after each segment unless EVAL=0 (no judge carried), then pack the end state. Run from the
-# repository root with data/emoji:
+# pack`, resume it in segments of MINUTES at batch BATCH (default 64), export G_ema and score it (GAN
+# rows, 200 prompts x 2 seeds) after each segment unless EVAL=0 (no judge carried), then pack the end
+# state. Run from the repository root with data/emoji:
 #   gan_resume_job.sh CARRY OUT MINUTES SEGMENT...     (e.g. gan_resume_job.sh carry out 3.9 c d)
 set -u -o pipefail
 carry=$1; out=$2; minutes=$3; shift 3
