@@ -268,6 +268,11 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
+def channels_per_resolution(img_resolution: int, channel_base: int, channel_max: int) -> dict[int, int]:
+    """StyleGAN2's width rule, min(channel_base // res, channel_max), for res = 4, 8, ..., img_resolution."""
+    return {2 ** i: min(channel_base // 2 ** i, channel_max) for i in range(2, int(math.log2(img_resolution)) + 1)}
+
+
 class SynthesisNetwork(nn.Module):
     """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R], one SynthesisBlock per power of two from 4."""
 
@@ -282,8 +287,7 @@ class SynthesisNetwork(nn.Module):
         self.img_channels = img_channels
         self.num_fp16_res = num_fp16_res
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
-        self.channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        channels = self.channels
+        channels = channels_per_resolution(img_resolution, channel_base, channel_max)
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
         self.num_ws = 0
         for res in self.block_resolutions:

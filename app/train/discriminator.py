@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from app.gan.networks import channels_per_resolution
+
 SQRT_HALF = math.sqrt(0.5)
 
 
@@ -82,7 +84,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.c_dim = c_dim
         res = [2 ** i for i in range(int(math.log2(img_resolution)), 2, -1)]  # 64, 32, 16, 8
-        ch = {r: min(channel_base // r, channel_max) for r in res + [4]}
+        ch = channels_per_resolution(img_resolution, channel_base, channel_max)
         self.from_rgb = EqConv2d(3, ch[res[0]], 1)
         self.blocks = nn.ModuleList(DBlock(ch[r], ch[r // 2]) for r in res)
         self.conv = EqConv2d(ch[4] + 1, ch[4], 3)

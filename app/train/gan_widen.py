@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from app.gan.networks import Generator
+from app.gan.networks import Generator, channels_per_resolution
 from app.train.gan import CHECKPOINT, TEXT_CACHE, GanConfig, build_state, save_checkpoint
 
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--g-channel-max", type=int, default=None, help="default: the run's")
     args = p.parse_args(argv)
     wide = widen_run(args.src, args.dst, args.g_channel_base, args.g_channel_max)
-    channels = Generator(**wide.generator_kwargs()).synthesis.channels
+    channels = channels_per_resolution(wide.img_resolution, wide.g_channel_base, wide.g_channel_max)
     print(f"wrote {args.dst / CHECKPOINT}: G channels per resolution {channels}")
     return 0
 

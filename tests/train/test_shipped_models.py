@@ -34,16 +34,17 @@ DISTRACTORS = ("orange heart", "blue heart", "slice of bread", "hamburger", "fre
 
 @pytest.mark.skipif(not (MODELS / "gan" / "generator.safetensors").exists(), reason="no shipped GAN")
 def test_shipped_gan_draws_what_clip_recognises() -> None:
-    """Through the studio's loader and its default truncation (psi 0.7 towards the prompt's centre)."""
+    """Through the studio's loader and its default truncation (default psi towards the prompt's centre)."""
     from app.clip import load_clip
     from app.engine.gan_runner import load_gan_model
+    from app.params import GanParams
     from app.train.evaluate import gan_generator
     from app.train.export import SANITY_PROMPTS
 
     cpu = torch.device("cpu")
     clip = load_clip(str(MODELS / "clip"), cpu)
     model = load_gan_model(MODELS / "gan", cpu, clip=clip)
-    draw = gan_generator(model.G, clip.encode_text, psi=0.7, conditional_truncation=256)
+    draw = gan_generator(model.G, clip.encode_text, psi=GanParams().truncation_psi, conditional_truncation=256)
     prompts = [p for p in SANITY_PROMPTS for _ in range(2)]
     images = torch.from_numpy(draw(prompts, [0, 1] * len(SANITY_PROMPTS))).permute(0, 3, 1, 2).float() / 255
     assert images.shape == (len(prompts), 3, 64, 64)
