@@ -35,12 +35,16 @@ def _common(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--tiny", action="store_true", help="test-sized architectures")
     p.add_argument("--device", default=None)
+    p.add_argument("--init", type=Path, default=None, help="fine-tune from this trained model folder")
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m app.train", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    _common(sub.add_parser("clip", help="contrastive CLIP"), "clip")
+    c = sub.add_parser("clip", help="contrastive CLIP")
+    _common(c, "clip")
+    c.add_argument("--freeze-text", action="store_true",
+                   help="with --init: train the vision tower and new words only (old prompts keep their embeddings)")
     _common(sub.add_parser("vae", help="AutoencoderKL f=4"), "vae")
     u = sub.add_parser("unet", help="latent UNet on the frozen CLIP text tower")
     _common(u, "unet")
@@ -84,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if args.cmd in ("clip", "vae", "unet"):
         kw = dict(steps=args.steps, batch=args.batch, lr=args.lr, minutes=args.minutes, resume=args.resume,
-                  sizes=TINY if args.tiny else FULL, device=args.device)
+                  sizes=TINY if args.tiny else FULL, device=args.device, init=args.init)
         if args.cmd == "clip":
             from app.train.clip import train_clip
-            result = train_clip(args.data, args.out, **kw)
+            result = train_clip(args.data, args.out, freeze_text=args.freeze_text, **kw)
         elif args.cmd == "vae":
             from app.train.vae import train_vae
             result = train_vae(args.data, args.out, **kw)

@@ -64,13 +64,57 @@ def retrieval_top1(model, bank: CaptionBank, images: torch.Tensor, n: int = 512,
     return float((sims.argmax(1) == torch.arange(n, device=sims.device)).float().mean())
 
 
+def init_from(model, folder: Path, new_vocab: dict[str, int]) -> list[int]:
+    """Start a CLIPModel from a trained one whose tokenizer differs: every weight is copied, and the
+    token-embedding rows are matched by token string (new tokens start at the mean old row).
+    Returns the ids of the new tokens."""
+    import json
+
+    from transformers import CLIPModel
+
+    old = CLIPModel.from_pretrained(folder, dtype=torch.float32).state_dict()
+    old_vocab: dict[str, int] = json.loads((Path(folder) / "vocab.json").read_text())
+    key = next(k for k in old if k.endswith("token_embedding.weight"))
+    table = old.pop(key)
+    new_table = table.mean(0, keepdim=True).repeat(len(new_vocab), 1)
+    shared = [(i, old_vocab[t]) for t, i in new_vocab.items() if t in old_vocab]
+    rows, old_rows = map(list, zip(*shared))
+    new_table[rows] = table[old_rows]
+    missing, unexpected = model.load_state_dict({**old, key: new_table}, strict=False)
+    if unexpected or [m for m in missing if "position_ids" not in m]:
+        raise ValueError(f"{folder} is not this architecture: missing {missing}, unexpected {unexpected}")
+    return sorted(set(range(len(new_vocab))) - set(rows))
+
+
+def param_groups(model, new_tokens: list[int] | None, weight_decay: float = 0.1) -> list[dict]:
+    """AdamW groups. With `new_tokens` (a list, maybe empty), the text side is frozen but for those
+    rows of the token table: old prompts keep exactly their text embeddings (what the UNet and the
+    GAN were trained on) while new words learn theirs, as textual inversion does (Gal et al. 2022)."""
+    if new_tokens is None:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    table = model.text_model.embeddings.token_embedding.weight
+    model.text_model.requires_grad_(False)
+    model.text_projection.requires_grad_(False)
+    table.requires_grad_(True)
+    mask = torch.zeros(table.shape[0], 1, device=table.device)
+    mask[new_tokens] = 1
+    table.register_hook(lambda grad: grad * mask)
+    rest = [p for p in model.parameters() if p.requires_grad and p is not table]
+    return [{"params": rest, "weight_decay": weight_decay}, {"params": [table], "weight_decay": 0.0}]
+
+
 def _features(out) -> torch.Tensor:
     return out.pooler_output if hasattr(out, "pooler_output") else out
 
 
 def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr: float = 5e-4, minutes: float | None = None,
-               resume: bool = False, sizes: Sizes = FULL, device: str | None = None, seed: int = 0) -> dict:
-    """Train, checkpoint to out/checkpoint.pt, write out/model/. Returns loss and retrieval metrics."""
+               resume: bool = False, sizes: Sizes = FULL, device: str | None = None, seed: int = 0,
+               init: Path | None = None, freeze_text: bool = False) -> dict:
+    """Train, checkpoint to out/checkpoint.pt, write out/model/. Returns loss and retrieval metrics.
+
+    `init`: a CLIPModel folder (same architecture) to fine-tune from; its tokens are carried over by
+    string, so a dataset with new caption words keeps what the old model learned. `freeze_text` (with
+    `init`): train the vision side and the new words only (`param_groups`)."""
     from transformers import CLIPTokenizer
 
     seed_all(seed)
@@ -82,8 +126,13 @@ def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr:
     if state is None:
         write_word_clip_tokenizer(folder, caption_vocabulary(captions), sizes.max_length)
     tokenizer = CLIPTokenizer.from_pretrained(folder)
-    model = clip_model(len(tokenizer), sizes).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
+    model = clip_model(len(tokenizer), sizes)
+    new_tokens = init_from(model, Path(init), tokenizer.get_vocab()) if init and state is None else None
+    if state is not None:
+        new_tokens = state.get("new_tokens")
+    model = model.to(dev).train()
+    groups = param_groups(model, new_tokens if freeze_text else None)
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
     start = restore(state, opt, model=model)
     images = images_to_device(images_np, dev)
     bank = CaptionBank(tokenizer, captions, sizes.max_length, dev)
@@ -99,14 +148,16 @@ def train_clip(data: str, out: Path, *, steps: int = 2000, batch: int = 256, lr:
         pixels = clip_pixels(random_affine(to_unit(images[idx])))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, return_loss=True).loss
-        optimizer_step(opt, loss, model.parameters())
+        optimizer_step(opt, loss, [p for g in groups for p in g["params"]])
         return float(loss.detach())
 
     def save_fn(step: int) -> None:
-        save_checkpoint(out, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
+        save_checkpoint(out, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                              "new_tokens": new_tokens})
         save_clip_folder(model, folder)
 
     end = run_steps(step_fn, start=start, steps=steps, minutes=minutes, save_fn=save_fn, log=log, desc="clip")
     top1 = retrieval_top1(model, bank, images)
     log.write(end, retrieval_top1=top1)
-    return {"steps": end, "losses": log.losses, "retrieval_top1": top1, "folder": str(folder)}
+    return {"steps": end, "losses": log.losses, "retrieval_top1": top1, "folder": str(folder),
+            "new_tokens": None if new_tokens is None else len(new_tokens)}

@@ -104,6 +104,12 @@ def restore(state: dict | None, opt: torch.optim.Optimizer, **modules: torch.nn.
     return int(state["step"])
 
 
+def init_from_folder(model: torch.nn.Module, folder: Path | None) -> None:
+    """Fine-tuning: load a saved diffusers model of the same class and architecture into `model` (strict)."""
+    if folder is not None:
+        model.load_state_dict(type(model).from_pretrained(folder, torch_dtype=torch.float32).state_dict())
+
+
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, max_norm: float | None = 1.0) -> None:
     """Back-propagate `loss` and take one step, clipping the gradients' global norm first."""
     opt.zero_grad(set_to_none=True)

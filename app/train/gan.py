@@ -78,6 +78,8 @@ class GanConfig:
     recon_grad: float = 0.0
     adversarial: bool = True
     mapping_lr_scale: float = 1.0
+    imle_k: int = 0
+    imle_size: int = 32
     precision: str = "fp32"
     seed: int = 0
 
@@ -92,7 +94,9 @@ class GanConfig:
 
 
 RESUME_OVERRIDABLE = frozenset({"recon_l1", "recon_size", "recon_grad", "adversarial", "r1_gamma", "augment",
-                                "precision", "batch", "g_lr", "d_lr", "mapping_lr_scale"})
+                                "precision", "batch", "g_lr", "d_lr", "mapping_lr_scale", "imle_k", "imle_size"})
+ARCHITECTURE_FIELDS = {"z_dim": "z_dim", "w_dim": "w_dim", "img_resolution": "img_resolution",
+                       "channel_base": "g_channel_base", "channel_max": "g_channel_max"}
 
 
 @dataclass
@@ -199,11 +203,35 @@ def recon_loss(fake: torch.Tensor, real: torch.Tensor, size: int) -> torch.Tenso
     return (fake.float() - real).abs().mean()
 
 
+@torch.no_grad()
+def nearest_latents(G: Generator, c: torch.Tensor, real: torch.Tensor, k: int, size: int) -> torch.Tensor:
+    """Conditional IMLE's selection (Li & Malik 2018; Li et al. 2020): for each real image, the z among
+    k draws whose G(z, c) is nearest to it (mean squared error at size x size). Returns z [B, z_dim].
+
+    Pulling only the nearest sample towards each real image makes every real image, every art style of
+    a concept, the target of some region of z: the opposite of a regression to one picture per caption,
+    which pulls every z to the same place."""
+    n = real.shape[0]
+    z = torch.randn(n, k, G.z_dim, device=real.device)
+    ws = G.mapping(z.flatten(0, 1), c.repeat_interleave(k, 0))
+    fake = F.adaptive_avg_pool2d(G.synthesis(ws, noise_mode="const").float(), size).view(n, k, -1)
+    target = F.adaptive_avg_pool2d(real, size).view(n, 1, -1)
+    best = (fake - target).square().mean(-1).argmin(1)
+    return z[torch.arange(n, device=real.device), best]
+
+
 def train_step(state: TrainState, cfg: GanConfig, real: torch.Tensor, c: torch.Tensor) -> dict[str, float]:
-    """One G step and one D step (plus R1 every r1_interval steps). real in [-1,1], c [B,c_dim]."""
+    """One G step and one D step (plus R1 every r1_interval steps). real in [-1,1], c [B,c_dim].
+
+    With `imle_k` > 0, z is not drawn at random but chosen by `nearest_latents`, so the L1 term is
+    conditional IMLE's loss."""
     G, D = state.G, state.D
     n = real.shape[0]
-    z = torch.randn(n, cfg.z_dim, device=real.device)
+    if cfg.imle_k > 0:
+        with autocast(cfg, real.device):
+            z = nearest_latents(G, c, real, cfg.imle_k, cfg.imle_size)
+    else:
+        z = torch.randn(n, cfg.z_dim, device=real.device)
     stats: dict[str, float] = {}
 
     # G: softplus(-D(G(z,c), c)), the non-saturating loss (Goodfellow et al. 2014).
@@ -306,6 +334,16 @@ def to_train_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
 
 
+def match_architecture(cfg: GanConfig, folder: Path) -> None:
+    """Take G's architecture fields (channels, z and w sizes) from an exported generator folder."""
+    from app.gan.convert import WEIGHTS_NAME, read_init_kwargs
+
+    kwargs = read_init_kwargs(folder / WEIGHTS_NAME)
+    for key, field_name in ARCHITECTURE_FIELDS.items():
+        setattr(cfg, field_name, kwargs[key])
+    cfg.mapping_layers = kwargs.get("mapping_kwargs", {}).get("num_layers", cfg.mapping_layers)
+
+
 def init_generator(state: TrainState, cfg: GanConfig, folder: Path) -> None:
     """Start G and G_ema from an exported generator folder (same architecture) instead of at random."""
     from safetensors.torch import load_file
@@ -353,6 +391,8 @@ def train(data: str, clip_path: str, out: Path, steps: int, *, resume: bool = Fa
             warnings.warn(f"--resume: no {ckpt_path}, starting a fresh run", stacklevel=2)
         cfg = cfg or GanConfig()
         cfg.c_dim = emb.shape[1]
+        if init_g is not None:
+            match_architecture(cfg, init_g)
         state = build_state(cfg, device)
         if init_g is not None:
             init_generator(state, cfg, init_g)
@@ -438,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {GanConfig.recon_grad})")
     p.add_argument("--adversarial", action=argparse.BooleanOptionalAction, default=None,
                    help="train D and use its loss for G (default on; --no-adversarial = regression only)")
+    p.add_argument("--imle-k", type=int, default=None,
+                   help="conditional IMLE: pick z for each real image among this many draws, the nearest G(z, c) "
+                        f"(default {GanConfig.imle_k} = z at random)")
+    p.add_argument("--imle-size", type=int, default=None, help=f"IMLE's distance resolution (default {GanConfig.imle_size})")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default fp32")
     p.add_argument("--lr", type=float, default=None, help=f"G and D learning rate (default {GanConfig.g_lr})")
     p.add_argument("--mapping-lr-scale", type=float, default=None,
@@ -464,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "recon_grad": args.recon_grad,
                                    "adversarial": args.adversarial, "precision": args.precision,
                                    "batch": args.batch, "g_lr": args.lr, "d_lr": args.lr,
-                                   "mapping_lr_scale": args.mapping_lr_scale}.items()
+                                   "mapping_lr_scale": args.mapping_lr_scale, "imle_k": args.imle_k,
+                                   "imle_size": args.imle_size}.items()
                  if v is not None}
         cfg = GanConfig(**given)
         t0 = time.time()

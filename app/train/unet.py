@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at,
+from app.train.common import (init_from_folder, CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at,
                               optimizer_step, pick_device, restore, run_steps, save_checkpoint, seed_all)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, train_scheduler, unet_model
@@ -41,8 +41,10 @@ def text_tower(clip_folder: Path):
 
 def train_unet(data: str, clip: Path, vae: Path, out: Path, *, steps: int = 20000, batch: int = 64, lr: float = 3e-4,
                minutes: float | None = None, resume: bool = False, sizes: Sizes = FULL, device: str | None = None,
-               seed: int = 0, caption_dropout: float = 0.1) -> dict:
-    """Train, checkpoint, write out/model/ (EMA weights, a diffusers UNet2DConditionModel folder)."""
+               seed: int = 0, caption_dropout: float = 0.1, init: Path | None = None) -> dict:
+    """Train, checkpoint, write out/model/ (EMA weights, a diffusers UNet2DConditionModel folder).
+
+    `init`: a UNet2DConditionModel folder to fine-tune from (it also starts the EMA)."""
     from diffusers import AutoencoderKL
 
     seed_all(seed)
@@ -57,7 +59,9 @@ def train_unet(data: str, clip: Path, vae: Path, out: Path, *, steps: int = 2000
     max_length = tokenizer.model_max_length
     bank = CaptionBank(tokenizer, captions, max_length, dev)
 
-    unet = unet_model(text.config.hidden_size, sizes).to(dev).train()
+    unet = unet_model(text.config.hidden_size, sizes)
+    init_from_folder(unet, init)
+    unet = unet.to(dev).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     start = restore(load_checkpoint(out) if resume else None, opt, model=unet, ema=ema)

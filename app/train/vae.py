@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (RunLog, gradient_l1, images_to_device, load_checkpoint, lr_at, optimizer_step,
+from app.train.common import (init_from_folder, RunLog, gradient_l1, images_to_device, load_checkpoint, lr_at, optimizer_step,
                               pick_device, restore, run_steps, save_checkpoint, seed_all, to_unit)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, vae_model
@@ -65,13 +65,18 @@ def reconstruction_l1(vae, images: torch.Tensor, n: int = 512) -> float:
 
 
 def train_vae(data: str, out: Path, *, steps: int = 3000, batch: int = 64, lr: float = 4e-4, minutes: float | None = None,
-              resume: bool = False, sizes: Sizes = FULL, device: str | None = None, seed: int = 0) -> dict:
-    """Train, checkpoint, write out/model/ (a diffusers AutoencoderKL folder). Returns metrics."""
+              resume: bool = False, sizes: Sizes = FULL, device: str | None = None, seed: int = 0,
+              init: Path | None = None) -> dict:
+    """Train, checkpoint, write out/model/ (a diffusers AutoencoderKL folder). Returns metrics.
+
+    `init`: an AutoencoderKL folder to fine-tune from."""
     seed_all(seed)
     dev = pick_device(device)
     out = Path(out)
     images_np, _, _ = load_dataset(data)
-    vae = vae_model(sizes).to(dev).train()
+    vae = vae_model(sizes)
+    init_from_folder(vae, init)
+    vae = vae.to(dev).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     start = restore(load_checkpoint(out) if resume else None, opt, model=vae)
     images = images_to_device(images_np, dev)

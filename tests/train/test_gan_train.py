@@ -227,3 +227,46 @@ def test_mapping_learns_at_its_own_rate() -> None:
     names = {id(p): n for n, p in state.G.named_parameters()}
     assert {names[id(p)].split(".")[1][:2] for p in mapping["params"]} == {"fc"}
     assert len(rest["params"]) + len(mapping["params"]) == len(list(state.G.parameters()))
+
+
+def test_imle_picks_the_nearest_of_its_draws() -> None:
+    from app.gan.networks import Generator
+    from app.train.gan import nearest_latents
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=4, w_dim=16, img_resolution=16, img_channels=3, channel_base=128,
+                  channel_max=16, mapping_kwargs={"num_layers": 1}).eval()
+    c, real = torch.randn(3, 4), torch.rand(3, 3, 16, 16) * 2 - 1
+    torch.manual_seed(5)
+    chosen = nearest_latents(G, c, real, k=6, size=8)
+    torch.manual_seed(5)
+    draws = torch.randn(3, 6, 8)
+    with torch.no_grad():
+        for i in range(3):
+            imgs = G(draws[i], c[i:i + 1].expand(6, -1), noise_mode="const")
+            dist = (torch.nn.functional.adaptive_avg_pool2d(imgs, 8)
+                    - torch.nn.functional.adaptive_avg_pool2d(real[i:i + 1], 8)).square().mean(dim=(1, 2, 3))
+            assert torch.equal(chosen[i], draws[i, int(dist.argmin())])
+
+
+@pytest.mark.slow
+def test_imle_keeps_two_pictures_of_one_caption_apart() -> None:
+    """One caption, two pictures (black and white): L1 with z at random learns their grey mean,
+    conditional IMLE learns both, so z changes the picture."""
+    from app.train.gan import build_state, train_step
+
+    def spread(imle_k: int) -> float:
+        cfg = GanConfig(z_dim=8, w_dim=16, img_resolution=16, g_channel_base=128, g_channel_max=16, batch=8,
+                        mapping_layers=2, adversarial=False, recon_l1=1.0, imle_k=imle_k, imle_size=4, g_lr=0.01,
+                        c_dim=4, seed=1)
+        state = build_state(cfg, CPU)
+        c = torch.ones(8, 4)
+        real = torch.cat([torch.full((4, 3, 16, 16), -1.0), torch.full((4, 3, 16, 16), 1.0)])
+        for _ in range(60):
+            train_step(state, cfg, real, c)
+        with torch.no_grad():
+            means = state.G(torch.randn(64, 8), torch.ones(64, 4), noise_mode="const").mean(dim=(1, 2, 3))
+        return float(means.std())
+
+    random_z, imle = spread(0), spread(4)
+    assert imle > 0.5 and imle > 3 * random_z, (imle, random_z)
