@@ -1,4 +1,4 @@
-"""HTTP routes: the page, model info, init-image uploads and the gallery."""
+"""HTTP routes: the page, model info, init-image uploads, the gallery and the evaluation's truncation plot."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image, UnidentifiedImageError
 
 from app.api.deps import TOKEN_COOKIE, SettingsDep, StudioDep, require_token, supplied_token, token_ok
+from app.measured import PLOT_URL, truncation_plot_path
 from app.params import DiffusionParams, GanParams, LiveParams
 from app.settings import REPO_ROOT
 
@@ -82,4 +83,14 @@ def gallery_image(studio: StudioDep, image_id: str) -> FileResponse:
         raise HTTPException(404, "no such image") from None
     if not path.is_file():
         raise HTTPException(404, "no such image")
+    return FileResponse(path, media_type="image/png")
+
+
+@api.get(PLOT_URL.removeprefix("/api"))
+def truncation_plot(studio: StudioDep, settings: SettingsDep) -> FileResponse:
+    """The GAN truncation sweep's plot: only the one PNG the evaluation file names, from that file's folder,
+    and only when /api/info offers it (the loaded GAN is the one it was measured on)."""
+    path = truncation_plot_path(settings.evaluation) if studio.measured.get("truncation_plot") else None
+    if path is None:
+        raise HTTPException(404, "no truncation plot for the loaded weights")
     return FileResponse(path, media_type="image/png")

@@ -1,6 +1,6 @@
 // Driven by test_logic.py: unit checks of the page's DOM-free modules; prints JSON for Python to validate.
 import assert from 'node:assert/strict';
-import { compareTable, speedText } from '../../frontend/js/compare.js';
+import { compareTable, speedText, truncationCaption } from '../../frontend/js/compare.js';
 import { RunStore } from '../../frontend/js/runs.js';
 import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganParams } from '../../frontend/js/specs.js';
 
@@ -78,6 +78,43 @@ assert.ok(t.caption.includes('200 prompts × 8 seeds on cpu') && t.caption.inclu
 assert.equal(row(compareTable(dRun, { ...gRun, prompt: 'cat' }, null).live, 'prompt')[3], 'different prompts');
 const onlyGan = compareTable(null, gRun, { available: true, gan: { label: 'g', r_precision_top1: 0.5 } });
 assert.deepEqual(row(onlyGan.offline, 'R@1 / R@5 (judge)').slice(1, 3), ['–', '0.50 / –']);
+assert.equal(t.plot, null, 'no truncation plot without one in measured');
+for (const what of ['precision / recall (judge)', 'style coverage (of 4)', 'held-out concepts R@1',
+  'compositional R@1 of 16']) assert.equal(row(t.offline, what), undefined, `an older evaluation has no ${what} row`);
+
+// ---- evaluation v2: precision / recall, style coverage, held-out and compositional rows, the plot --
+const v2 = compareTable(dRun, gRun, {
+  available: true, source: 'eval.json', prompts: 200, seeds: 8, device: 'cpu',
+  style_classifier_accuracy_heldout: 0.93,
+  diffusion: { label: 'd', r_precision_top1: 0.55, precision: 0.612, recall: 0.3, style_coverage: 2.5,
+    style_coverage_prompts: 12, heldout: { r_precision_top1: 0.2 }, compositional: null },
+  gan: { label: 'g', r_precision_top1: 0.54, precision: 0.7, recall: null, style_coverage: 1.25,
+    style_coverage_prompts: 12, heldout: { r_precision_top1: 0.125 },
+    compositional: { clip_r1_16: 0.375, diversity: 0.1, images: 64 } },
+  truncation_plot: '/api/measured/truncation.png',
+  truncation: [{ psi: 0, r_precision_top1: 0.72, precision: 0.9, recall: 0.1, diversity: 0, style_coverage: 1 },
+    { psi: 1.5, r_precision_top1: 0.6, precision: 0.5, recall: 0.45, diversity: 0.09, style_coverage: null }],
+});
+assert.deepEqual(row(v2.offline, 'precision / recall (judge)').slice(1, 4),
+  ['0.61 / 0.30', '0.70 / –', 'fidelity / coverage of the real images (Kynkäänniemi 2019)']);
+const coverage = row(v2.offline, 'style coverage (of 4)');
+assert.deepEqual(coverage.slice(1, 3), ['2.50', '1.25']);
+assert.ok(coverage[3].includes('(12 prompts)') && coverage[3].includes('0.93'), coverage[3]);
+const heldout = row(v2.offline, 'held-out concepts R@1');
+assert.deepEqual(heldout.slice(1, 3), ['0.20', '0.13']);
+assert.ok(heldout[3].includes('never trained on') && heldout[3].includes('0.55 / 0.54'), heldout[3]);
+const comp = row(v2.offline, 'compositional R@1 of 16');
+assert.deepEqual(comp.slice(1, 3), ['–', '0.38']);
+assert.ok(comp[3].includes('blue cat face'), comp[3]);
+assert.equal(v2.plot.url, '/api/measured/truncation.png');
+assert.ok(v2.plot.caption.includes('ψ from 0 to 1.5'), v2.plot.caption);
+for (const moved of ['R@1 0.72 → 0.60', 'recall 0.10 → 0.45', 'diversity 0.000 → 0.090']) {
+  assert.ok(v2.plot.caption.includes(moved), v2.plot.caption);
+}
+assert.ok(!v2.plot.caption.includes('style coverage 1'), 'a figure missing at one end is not summarised');
+assert.ok(truncationCaption(null).includes('ψ from 0 to 1.5') && !truncationCaption(null).includes('Across'));
+const gone = compareTable(dRun, gRun, { available: false, reason: 'other weights', truncation_plot: '/x.png' });
+assert.equal(gone.plot, null, 'no plot without figures for the loaded weights');
 
 // ---- params built from control values, for Python to validate against the schemas ----------
 const values = {};
@@ -92,4 +129,5 @@ process.stdout.write(JSON.stringify({
   gan_defaults: ganParams(gvalues, 'a face', 1),
   gan_grid: ganParams({ ...gvalues, seed: null, mix_seed: 3 }, '', 8),
   live_keys: [...LIVE_KEYS].sort(),
+  compare_v2_rows: v2.offline.map((r) => r[0]),
 }));

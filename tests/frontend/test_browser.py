@@ -63,15 +63,21 @@ def server_with_gan(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Pat
               "mapping_kwargs": {"num_layers": 2}, "channel_base": 128, "channel_max": 16}
     torch.manual_seed(0)
     gan = save_generator(tmp_path / "gan", kwargs, Generator(**kwargs).state_dict())
+    from PIL import Image
+
     rows = {"diffusion row": {"r_precision_top1": 0.25, "r_precision_top5": 0.5, "fid_judge": 80.0,
-                              "diversity": 0.2, "ms_per_image": 300.0},
+                              "diversity": 0.2, "ms_per_image": 300.0, "precision": 0.6, "recall": 0.3},
             "GAN row": {"r_precision_top1": 0.75, "r_precision_top5": 1.0, "fid_judge": 60.0, "diversity": 0.1,
-                        "ms_per_image": 20.0}}
+                        "ms_per_image": 20.0, "precision": 0.7, "recall": 0.4, "style_coverage": 1.5}}
     models = {k: weights_manifest(str(v)) for k, v in
               (("diffusion", tiny_diffusion_dir), ("gan", gan), ("clip", tiny_clip_dir))}
+    sweep = {f"{psi:g}": {"r_precision_top1": 0.8 - psi / 10, "recall": psi / 3} for psi in (0, 0.7, 1.5)}
     evaluation = tmp_path / "eval.json"
     evaluation.write_text(json.dumps({"prompts": 3, "seeds": 2, "device": "cpu", "rows": rows, "models": models,
-                                      "studio_rows": {"diffusion": "diffusion row", "gan": "GAN row"}}))
+                                      "studio_rows": {"diffusion": "diffusion row", "gan": "GAN row"},
+                                      "heldout": {"GAN row": {"r_precision_top1": 0.5}},
+                                      "truncation_sweep_conditional": sweep, "truncation_plot": "sweep.png"}))
+    Image.new("RGB", (40, 30), "navy").save(tmp_path / "sweep.png")  # evaluation v2's plot, beside the JSON
     yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path, gan_model=str(gan), evaluation=evaluation)
 
 
@@ -95,7 +101,7 @@ WATCH_IMAGE = """() => {
 }"""
 
 
-def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:  # noqa: ANN001
+def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server + "/")
@@ -118,10 +124,11 @@ def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:
     compare = page.inner_text("#compare")
     assert "a red fox in the snow" in compare and "R@1" not in compare, compare
     assert "weights" in page.inner_text("#compare-caption")  # why there are no measured figures
+    assert page.is_hidden("#compare-plot")
     assert not errors, errors
 
 
-def test_both_fills_the_comparison(server_with_gan: str, page) -> None:  # noqa: ANN001
+def test_both_fills_the_comparison(server_with_gan: str, page) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server_with_gan + "/")
@@ -139,6 +146,12 @@ def test_both_fills_the_comparison(server_with_gan: str, page) -> None:  # noqa:
     assert rows["R@1 / R@5 (judge)"][:2] == ["0.25 / 0.50", "0.75 / 1.00"]
     assert rows["ms / image"][2] == "15.0× in one run"
     assert "3 prompts × 2 seeds" in page.inner_text("#compare-caption")
+    assert rows["precision / recall (judge)"][:2] == ["0.60 / 0.30", "0.70 / 0.40"]
+    assert rows["style coverage (of 4)"][:2] == ["–", "1.50"] and rows["held-out concepts R@1"][:2] == ["–", "0.50"]
+    assert "compositional R@1 of 16" not in rows  # not in this file
+    page.wait_for_function("() => document.querySelector('#compare-plot img').naturalWidth === 40")
+    assert page.is_visible("#compare-plot")
+    assert "ψ from 0 to 1.5" in page.inner_text("#compare-plot figcaption")
 
     page.click("#g-diversity")  # 8 seeds: the GAN panel and the table get a diversity figure
     page.wait_for_function("() => document.getElementById('g-stat-div').innerText !== '–'", timeout=60_000)
@@ -147,7 +160,7 @@ def test_both_fills_the_comparison(server_with_gan: str, page) -> None:  # noqa:
     assert not errors, errors
 
 
-def test_use_these_settings_restores_controls(server: str, page) -> None:  # noqa: ANN001
+def test_use_these_settings_restores_controls(server: str, page) -> None:
     page.goto(server + "/")
     page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
     page.fill("#prompt", "a blue bird")
@@ -167,7 +180,7 @@ def test_use_these_settings_restores_controls(server: str, page) -> None:  # noq
     assert page.input_value("#d-steps") == "6"
 
 
-def test_scrub_and_fork_keeps_both_branches(server: str, page) -> None:  # noqa: ANN001
+def test_scrub_and_fork_keeps_both_branches(server: str, page) -> None:
     page.goto(server + "/")
     page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
     page.fill("#prompt", "a lighthouse")
