@@ -1,15 +1,28 @@
 """Request parameters, validated at the edge (app.api) and passed down unchanged to the engine and
 samplers: every field has a range; caps that depend on several fields together (pixels x batch) are
-checked against the server's Settings. A leaf module: it imports nothing from the app."""
+checked against the server's Settings. Prompts and schedules are parsed here with the grammar the
+sampler uses, so nothing the edge accepts can fail there. A leaf module: of the app it imports only
+those two pure grammar modules."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.diffusion.prompts import parse_prompt
+from app.diffusion.schedules import parse_schedule
 
 SamplerName = Literal["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m"]
-Schedule = Annotated[str, Field(max_length=200, pattern=r"^[\[\]0-9.*+ ]*$")]
+MAX_SEED = 2**32 - 1  # numpy's RandomState range, which the GAN's seed_to_w uses
+
+
+def _parses(text: str) -> str:
+    parse_schedule(text)  # ValueError -> a validation error naming the field
+    return text
+
+
+Schedule = Annotated[str, Field(max_length=200, pattern=r"^[\[\]0-9.*+ ]*$"), AfterValidator(_parses)]
 
 
 class StrictModel(BaseModel):
@@ -61,7 +74,7 @@ class DiffusionParams(LiveParams):
 
     prompt: str = Field(..., min_length=1, max_length=4000, description="'a red fox:1 | blurry:-0.5' weights prompts")
     negative_prompt: str = Field("", max_length=4000)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     steps: int = Field(30, ge=1, le=10000)
     sampler: SamplerName = "dpmpp_2m"
     karras: bool = True
@@ -80,6 +93,7 @@ class DiffusionParams(LiveParams):
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("prompt is empty")
+        parse_prompt(v)  # "|", "x:1e999", 17 parts: refused here, not in the worker
         return v
 
 
@@ -87,11 +101,11 @@ class GanParams(StrictModel):
     """A GAN render: a seed, a prompt (text condition or CLIP search target) and w-space sliders."""
 
     prompt: str = Field("", max_length=4000)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     truncation_psi: float = Field(0.7, ge=-1.0, le=2.0)
     truncation_cutoff: int | None = Field(None, ge=0, le=64)
     noise_mode: Literal["const", "random", "none"] = "const"
-    mix_seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    mix_seed: int | None = Field(None, ge=0, le=MAX_SEED)
     mix_layer: int = Field(4, ge=0, le=64)
     search_steps: int = Field(0, ge=0, le=1000, description="CLIP search iterations in w space; 0 = none")
     search_lr: float = Field(0.05, gt=0.0, le=10.0)
@@ -99,3 +113,9 @@ class GanParams(StrictModel):
     search_cutn: int = Field(8, ge=1, le=64)
     grid: int = Field(1, ge=1, le=16, description="Render this many seeds (seed, seed+1, ...) as a grid")
     save: bool = Field(True, description="Keep the result in the gallery (slider drags send false)")
+
+    @model_validator(mode="after")
+    def _seeds_in_range(self) -> GanParams:
+        if self.seed is not None and self.seed + self.grid - 1 > MAX_SEED:
+            raise ValueError(f"seed + grid - 1 must be at most {MAX_SEED} (the grid renders seed, seed+1, ...)")
+        return self

@@ -18,6 +18,7 @@ from app.settings import REPO_ROOT
 FRONTEND = REPO_ROOT / "frontend"
 router = APIRouter()
 api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+MAX_GALLERY_OFFSET = 2**31 - 1  # SQLite takes 64-bit integers; past this there are no images anyway
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -70,7 +71,7 @@ async def upload(studio: StudioDep, settings: SettingsDep, file: Annotated[Uploa
 
 @api.get("/gallery")
 def gallery(studio: StudioDep, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-            offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+            offset: Annotated[int, Query(ge=0, le=MAX_GALLERY_OFFSET)] = 0) -> list[dict[str, Any]]:
     return [{**rec.to_dict(), "url": f"/api/gallery/{rec.id}.png"}
             for rec in studio.gallery.list(limit=limit, offset=offset)]
 

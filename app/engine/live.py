@@ -23,9 +23,11 @@ class LiveState:
             return self._params
 
     def update(self, change: LiveUpdate) -> LiveParams:
+        """Apply `change`, validated as a whole first: a change that is refused (ValueError) leaves the
+        run's parameters as they were, so an accepted update can never break the running sampler."""
         fields = change.model_dump(exclude_none=True)
         with self._lock:
-            self._params = self._params.model_copy(update=fields)
+            self._params = LiveParams.model_validate({**self._params.model_dump(), **fields})
             return self._params
 
     def cancel(self) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
 from app.engine.live import LiveState
 from app.engine.worker import Worker
 from app.measured import studio_figures
+from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
 from app.registry import Models
 from app.settings import Settings
 from app.store.gallery import Gallery
@@ -120,7 +120,10 @@ class Studio:
             check_update(job.live.params(), change, self.settings, getattr(job.params, "batch", 1))
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
-        return job.live.update(change)
+        try:
+            return job.live.update(change)
+        except ValueError:
+            raise StudioError("bad_request", "that update is not valid for this run") from None
 
     def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None) -> str:
         """Fork: a new run continues from `step` of `run_id` with that run's current live params,

@@ -11,11 +11,11 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.api.protocol import FrameType
+from app.engine.gan_runner import load_gan_model
 from app.gan.convert import save_generator
 from app.gan.networks import Generator
 from app.main import create_app
 from app.registry import Models
-from app.engine.gan_runner import load_gan_model
 from tests.api.conftest import WsReader, make_settings
 
 KWARGS = {"z_dim": 16, "c_dim": 32, "w_dim": 16, "img_resolution": 16, "img_channels": 3,
@@ -102,6 +102,11 @@ def test_bad_gan_requests(gan_client: TestClient) -> None:
         ws.send_json({"type": "generate_gan", "params": {"seed": 1, "search_steps": 3, "search_cutn": 64, "grid": 8,
                                                            "prompt": "x"}})
         assert reader.until("error")["code"] == "too_large"
+        ws.send_json({"type": "generate_gan", "params": {"seed": 4294967295, "grid": 2}})  # numpy's seed range
+        err = reader.until("error")
+        assert err["code"] == "bad_request" and "seed" in err["message"], err
+        done, _ = render(reader, {"seed": 4294967294, "grid": 2, "save": False})  # the last seeds that fit
+        assert done["seed"] == 4294967294
 
 
 def test_slider_renders_stay_out_of_the_gallery(gan_client: TestClient) -> None:

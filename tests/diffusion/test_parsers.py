@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.diffusion.prompts import MAX_PROMPTS, parse_prompt
+from app.diffusion.prompts import MAX_PROMPTS, MAX_WEIGHT, parse_prompt
 from app.diffusion.schedules import LENGTH, at_step, parse_schedule
 
 
@@ -13,10 +13,11 @@ def test_prompt_weights() -> None:
     assert parse_prompt("at 12:30:1") == [("at 12:30", 1.0)]
     assert parse_prompt("x:.5 | | y:1e-1 |z:") == [("x", 0.5), ("y", 0.1), ("z:", 1.0)]
     assert parse_prompt("a:b:c") == [("a:b:c", 1.0)]
+    assert parse_prompt(f"a:{MAX_WEIGHT} | b:-{MAX_WEIGHT}") == [("a", MAX_WEIGHT), ("b", -MAX_WEIGHT)]
 
 
 def test_prompt_refusals() -> None:
-    for bad in ("", " | ", ":1", "|:2|"):
+    for bad in ("", " | ", ":1", "|:2|", "x:1e999", "x:-1e999", "x | y:101", "x:-100.5"):
         with pytest.raises(ValueError):
             parse_prompt(bad)
     with pytest.raises(ValueError):
