@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from app.metrics import diversity, fid, frechet_distance, r_precision, sqrtm_psd
+from app.metrics import (
+    diversity,
+    fid,
+    frechet_distance,
+    knn_radii,
+    precision_recall,
+    r_precision,
+    sqrtm_psd,
+    style_coverage,
+)
 
 
 def random_rotation(d: int, seed: int) -> np.ndarray:
@@ -50,3 +59,34 @@ def test_diversity_identical_is_zero_orthogonal_is_sqrt2() -> None:
     assert diversity(same) == pytest.approx(0.0, abs=1e-6)
     ortho = torch.eye(2).view(1, 2, 2)
     assert diversity(ortho) == pytest.approx(2 ** 0.5)
+
+
+def test_knn_radii_on_a_line_and_independent_of_batching() -> None:
+    x = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
+    assert knn_radii(x, k=1).tolist() == [1.0, 1.0, 2.0, 3.0]
+    assert knn_radii(x, k=2).tolist() == [3.0, 2.0, 3.0, 5.0]
+    f = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(knn_radii(f, 3, batch=7), knn_radii(f, 3, batch=1024))
+
+
+def test_precision_recall_of_identical_and_matching_sets() -> None:
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(1000, 2, generator=g)
+    assert precision_recall(real, real) == (1.0, 1.0)  # every point lies in its own ball
+    p, r = precision_recall(real, torch.randn(1000, 2, generator=g), k=3)
+    assert p > 0.9 and r > 0.9
+
+
+def test_precision_recall_of_a_collapsed_fake_set() -> None:
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(1000, 8, generator=g)
+    collapsed = 0.05 * torch.randn(1000, 8, generator=g)  # all fakes near the mode
+    p, r = precision_recall(real, collapsed, k=3, batch=128)
+    assert p > 0.95 and r < 0.05
+    p_far, _ = precision_recall(real, collapsed + 10.0)
+    assert p_far == 0.0
+
+
+def test_style_coverage_counts_distinct_styles_per_prompt() -> None:
+    assert style_coverage(np.array([[0, 0, 0, 0], [0, 1, 2, 3], [1, 1, 2, 2]])) == pytest.approx((1 + 4 + 2) / 3)
+    assert np.isnan(style_coverage(np.zeros((0, 8))))

@@ -1,27 +1,41 @@
-"""Compare generators (diffusion, GAN) on one fixed list of dataset prompts, scored by the judge.
+"""Compare generators (diffusion, GAN) on fixed dataset prompts and seeds, scored by the judge (evaluation v2).
 
 A generator is any callable `(prompts, seeds) -> uint8 [N, H, W, 3]` (prompts[i] drawn with seeds[i]),
-so the app can score whatever it can run. Metrics, all in the judge's terms (app/train/judge.py):
+so the app can score whatever it can run. Every engine sees the same prompts and seeds. Metrics, in
+the judge's terms (app/train/judge.py) unless said otherwise:
 
-- R-precision top-1 / top-5: how often the judge's top-k classes include the prompted item
+- R-precision top-1 / top-5: how often the judge's top-k concept classes include the prompted concept
   (Xu et al. 2018, AttnGAN, use the same idea with a retrieval model);
-- FID: the Frechet distance between Gaussians fitted to judge features of generated and real
-  images (Heusel et al. 2017), with the judge standing in for Inception;
+- FID: the Frechet distance between Gaussians fitted to judge features of generated images and of
+  the real images (every art style) of the prompted concepts (Heusel et al. 2017), the judge standing
+  in for Inception;
+- improved precision and recall (Kynkaanniemi et al. 2019) in the same features: fidelity and coverage;
 - diversity: mean pairwise distance between L2-normalised judge features of the seeds of one prompt;
+- style coverage: for plain prompts (no style word) of concepts drawn in >= 4 art sets, the mean
+  number of distinct art styles the judge's style head sees among the seeds (its accuracy on real
+  images of held-out concepts is reported beside it);
 - ms per image, measured in the same process for every generator, so their ratio is fair.
 
+Prompt sets: in-distribution = the plain caption of evenly spaced 'train' concepts (one per concept);
+held-out = those of 'heldout' concepts (no generator trained on them), reported apart; compositional
+= prompts of known words naming no emoji (`compositional.json` beside the data), scored as "R@1 among
+16" by the embedded CLIP (the judge has no class for them), also reported apart. The real-image
+ceiling cycles each concept's real art styles over the seeds. The GAN's truncation sweep (conditional
+centre, psi 0..1.5) is drawn as a fidelity-versus-diversity PNG.
+
     python -m app.train.evaluate --data data/emoji --judge models/judge --gan models/gan \\
-        --clip models/clip --diffusion models/diffusion --json runs/eval/eval.json
+        --clip models/clip --diffusion models/diffusion --json runs/eval/eval.json --plot runs/eval/sweep.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +43,62 @@ import torch
 import torch.nn.functional as F
 
 from app.measured import weights_manifest
-from app.metrics import diversity, fid, r_precision
-from app.train.judge import Judge, load_judge, predict
+from app.metrics import diversity, fid, precision_recall, r_precision, style_coverage
+from app.train.judge import Judge, load_judge, predict, to_float
 
 GeneratorFn = Callable[[list[str], list[int]], np.ndarray]
-SWEEP_PSI = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SWEEP_PSI = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+SWEEP_KEYS = ("r_precision_top1", "precision", "recall", "diversity", "style_coverage")
+MIN_STYLES = 4  # style coverage is measured over concepts drawn in at least this many art sets
+CANDIDATES = 16  # compositional R@1 ranks the own prompt among this many
 
 
 @dataclass(frozen=True)
 class PromptSet:
-    """The fixed evaluation prompts: the plainest caption of evenly spaced dataset items."""
+    """Fixed evaluation prompts: one plain caption per concept.
+
+    targets: the judge class each prompt names ([P]); n_styles: how many art sets draw the concept in
+    the data ([P]; 0 when unknown); concepts: the concept ids.
+    """
 
     prompts: list[str]
-    targets: np.ndarray  # [P] item index each prompt names
+    targets: np.ndarray
+    n_styles: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    concepts: list[str] = field(default_factory=list)
 
 
 def pick_prompts(captions: Sequence[Sequence[str]], n: int) -> PromptSet:
+    """v1 prompts: the plainest caption of evenly spaced rows, the row index as target."""
     idx = np.unique(np.linspace(0, len(captions) - 1, min(n, len(captions))).round().astype(int))
-    return PromptSet([captions[i][0] for i in idx], idx)
+    return PromptSet([captions[i][0] for i in idx], idx, np.ones(len(idx), dtype=int))
+
+
+def evenly_spaced(items: Sequence, n: int) -> list:
+    """n items at evenly spaced positions (all when n >= len)."""
+    if n <= 0 or not items:
+        return []
+    idx = np.unique(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int))
+    return [items[i] for i in idx]
+
+
+def concept_rows(ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """concept id -> its rows, in first-seen order."""
+    rows: dict[str, list[int]] = {}
+    for i, c in enumerate(ids):
+        rows.setdefault(c, []).append(i)
+    return {c: np.array(r) for c, r in rows.items()}
+
+
+def concept_prompts(captions: Sequence[Sequence[str]], ids: Sequence[str], styles: Sequence[str],
+                    split: Sequence[str], classes: Sequence[str], which: str, n: int) -> PromptSet:
+    """The plain first caption of n evenly spaced concepts of one split ('train' or 'heldout') that the
+    judge has a class for. Prompts are per concept, not per row (a concept repeats across styles)."""
+    index = {c: i for i, c in enumerate(classes)}
+    rows = concept_rows(ids)
+    pool = [c for c, r in rows.items() if split[r[0]] == which and c in index]
+    chosen = evenly_spaced(pool, n)
+    return PromptSet([captions[rows[c][0]][0] for c in chosen], np.array([index[c] for c in chosen], dtype=int),
+                     np.array([len({styles[i] for i in rows[c]}) for c in chosen], dtype=int), chosen)
 
 
 def generate(fn: GeneratorFn, prompts: list[str], seeds: list[int], batch: int = 32,
@@ -67,16 +119,25 @@ def generate(fn: GeneratorFn, prompts: list[str], seeds: list[int], batch: int =
     return np.concatenate(out), time.perf_counter() - t0
 
 
-def score(judge: Judge, images: np.ndarray, targets: np.ndarray, n_seeds: int,
+def score(judge: Judge, images: np.ndarray, prompt_set: PromptSet, n_seeds: int,
           real_features: torch.Tensor) -> dict[str, float]:
-    """Judge metrics of prompt-major images [P*S,H,W,3] whose prompts name items `targets` [P]."""
-    logits, feats = predict(judge, images)
-    per_image = np.repeat(targets, n_seeds)
+    """Judge metrics of prompt-major images [P*S,H,W,3] of `prompt_set`, against the real features of
+    the same concepts. Style coverage is over prompts whose concept has >= MIN_STYLES art sets (nan,
+    with style_coverage_prompts 0, when there are none or the judge has no style head)."""
+    logits, feats, style_logits = predict(judge, images, with_styles=True)
+    per_image = np.repeat(prompt_set.targets, n_seeds)
+    precision, recall = precision_recall(real_features, feats)
+    many = np.flatnonzero(np.asarray(prompt_set.n_styles) >= MIN_STYLES) if style_logits is not None else []
+    styles = style_logits.argmax(1).view(len(prompt_set.prompts), n_seeds).numpy() if style_logits is not None else None
     return {
         "r_precision_top1": r_precision(logits, per_image, 1),
         "r_precision_top5": r_precision(logits, per_image, 5),
         "fid_judge": fid(feats.numpy(), real_features.numpy()),
-        "diversity": diversity(feats.view(len(targets), n_seeds, -1)),
+        "diversity": diversity(feats.view(len(prompt_set.prompts), n_seeds, -1)),
+        "precision": precision,
+        "recall": recall,
+        "style_coverage": style_coverage(styles[many]) if len(many) else float("nan"),
+        "style_coverage_prompts": len(many),
     }
 
 
@@ -86,23 +147,85 @@ def evaluate(fn: GeneratorFn, judge: Judge, prompt_set: PromptSet, seeds: list[i
     if warmup:
         fn(prompt_set.prompts[:1], seeds[:1])
     images, seconds = generate(fn, prompt_set.prompts, seeds, batch, desc)
-    result = score(judge, images, prompt_set.targets, len(seeds), real_features)
+    result = score(judge, images, prompt_set, len(seeds), real_features)
     result["ms_per_image"] = 1000 * seconds / len(images)
     result["images"] = len(images)
     return result
 
 
-def real_generator(images: np.ndarray, captions: Sequence[Sequence[str]]) -> GeneratorFn:
-    """The perfect generator: the real image of the item a prompt names, whatever the seed."""
-    lookup = {caps[0]: i for i, caps in enumerate(captions)}
-    for i, caps in enumerate(captions):
-        for c in caps:
-            lookup.setdefault(c, i)
+def real_generator(images: np.ndarray, rows_by_prompt: dict[str, Sequence[int]]) -> GeneratorFn:
+    """The perfect generator: seed s of a prompt is the concept's real image number s mod its count, so the
+    seeds cycle through the concept's real art styles (its diversity and style coverage are the data's)."""
 
     def fn(prompts: list[str], seeds: list[int]) -> np.ndarray:
-        return images[[lookup[p] for p in prompts]]
+        return images[[rows_by_prompt[p][s % len(rows_by_prompt[p])] for p, s in zip(prompts, seeds)]]
 
     return fn
+
+
+def prompt_rows(prompt_set: PromptSet, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """prompt -> the real rows of its concept (the first concept wins where two share a caption)."""
+    rows = concept_rows(ids)
+    out: dict[str, np.ndarray] = {}
+    for p, c in zip(prompt_set.prompts, prompt_set.concepts):
+        out.setdefault(p, rows[c])
+    return out
+
+
+def compositional_candidates(items: Sequence[dict], n: int = CANDIDATES) -> np.ndarray:
+    """[P, min(n, P)] prompt indices: each row's own prompt first, then hard negatives, chosen
+    deterministically: alternately the same object with another attribute and the same attribute on
+    another object, then the remaining prompts (same kind first) in list order."""
+    n = min(n, len(items))
+    out = []
+    for i, it in enumerate(items):
+        same_obj = [j for j, o in enumerate(items) if o["object"] == it["object"] and o["attribute"] != it["attribute"]]
+        same_att = [j for j, o in enumerate(items) if o["attribute"] == it["attribute"] and o["object"] != it["object"]]
+        hard = [j for pair in zip(same_obj, same_att) for j in pair]
+        hard += same_obj[len(same_att):] + same_att[len(same_obj):]
+        rest = sorted(range(len(items)), key=lambda j: items[j].get("kind") != it.get("kind"))
+        picked = list(dict.fromkeys([i, *hard, *rest]))
+        out.append(picked[:n])
+    return np.array(out, dtype=int).reshape(len(items), n)
+
+
+def clip_r1(image_emb: torch.Tensor, text_emb: torch.Tensor, candidates: np.ndarray) -> float:
+    """Fraction of images whose own prompt (column 0 of candidates [N, K], indices into text_emb [T, D])
+    scores strictly above every other candidate; embeddings L2-normalised (cosine similarity)."""
+    sims = (image_emb[:, None, :] * text_emb[torch.as_tensor(candidates)]).sum(-1)  # [N, K]
+    if sims.shape[1] < 2:
+        return float("nan")
+    return float((sims[:, 0] > sims[:, 1:].max(dim=1).values).float().mean())
+
+
+@torch.no_grad()
+def clip_image_embeddings(clip, images: np.ndarray, batch: int = 64) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> the embedded CLIP's L2-normalised image embeddings [N, D] on CPU."""
+    return torch.cat([clip.encode_image(to_float(images[i:i + batch])).float().cpu()
+                      for i in range(0, len(images), batch)])
+
+
+def evaluate_compositional(fn: GeneratorFn, judge: Judge, clip, items: Sequence[dict], chosen: Sequence[int],
+                           seeds: list[int], batch: int = 32, desc: str | None = None) -> dict[str, float]:
+    """Compositional prompts (no emoji has them), scored by the embedded CLIP since the judge has no
+    class for them: clip_r1_16 = fraction of images whose own prompt CLIP ranks first among 16
+    (`compositional_candidates`); diversity in judge features as elsewhere."""
+    prompts = [items[i]["prompt"] for i in chosen]
+    images, _ = generate(fn, prompts, seeds, batch, desc)
+    text_emb = clip.encode_text([it["prompt"] for it in items]).float().cpu()
+    cand = compositional_candidates(items)[np.repeat(np.asarray(chosen, dtype=int), len(seeds))]
+    _, feats = predict(judge, images)
+    return {"clip_r1_16": clip_r1(clip_image_embeddings(clip, images), text_emb, cand),
+            "diversity": diversity(feats.view(len(prompts), len(seeds), -1)), "images": len(images)}
+
+
+def load_compositional(data: str) -> list[dict]:
+    """compositional.json beside the dataset's npz ([] when there is none, e.g. for 'shapes')."""
+    p = Path(data)
+    path = (p if p.is_dir() else p.parent) / "compositional.json"
+    if str(data).startswith("shapes") or not path.is_file():
+        return []
+    return [it for it in json.loads(path.read_text()) if {"prompt", "object", "attribute"} <= set(it)]
 
 
 def to_uint8(images: torch.Tensor, size: int | None = 64) -> np.ndarray:
@@ -188,7 +311,7 @@ def app_diffusion_generator(models, steps: int = 25, cfg_scale: float = 5.0, cli
         for prompt, seed, n in seed_runs(prompts, seeds):
             params = DiffusionParams(prompt=prompt, seed=seed, batch=n, steps=steps, sampler=sampler, width=size,
                                      height=size, cfg_scale=cfg_scale, clip_guidance_scale=clip_guidance_scale)
-            latent = diffusion_generate(models, params, live=lambda: params, on_step=lambda info: None)
+            latent = diffusion_generate(models, params, live=lambda params=params: params, on_step=lambda info: None)
             with torch.no_grad():
                 out.append(to_uint8(full_decode(models.vae, latent) * 2 - 1, size))
         return np.concatenate(out)
@@ -196,25 +319,152 @@ def app_diffusion_generator(models, steps: int = 25, cfg_scale: float = 5.0, cli
     return fn
 
 
+SERIES_COLOURS = {"precision": (31, 119, 180), "recall": (255, 127, 14), "r_precision_top1": (44, 160, 44),
+                  "diversity": (214, 39, 40), "style_coverage": (148, 103, 189)}
+SERIES_NAMES = {"precision": "precision", "recall": "recall", "r_precision_top1": "judge R@1",
+                "diversity": "diversity", "style_coverage": "styles / 4"}
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+
+
+def _nice_max(v: float) -> float:
+    return max(1.0, math.ceil(v * 4) / 4)
+
+
+def _panel(draw, box: tuple[int, int, int, int], series: dict[str, list[tuple[float, float]]],
+           x_range: tuple[float, float], y_range: tuple[float, float], x_ticks: Sequence[float], labels: dict,
+           point_labels: list[tuple[float, float, str]] = ()) -> None:
+    """One line chart inside box (left, top, right, bottom): frame, grid, ticks, axis labels, series."""
+    left, top, right, bottom = box
+    font, small = _font(15), _font(12)
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        fx = (x - x_range[0]) / ((x_range[1] - x_range[0]) or 1)
+        fy = (y - y_range[0]) / ((y_range[1] - y_range[0]) or 1)
+        return left + fx * (right - left), bottom - fy * (bottom - top)
+
+    y_ticks = np.arange(y_range[0], y_range[1] + 1e-9, 0.25 if y_range[1] <= 1.5 else 0.5)
+    for y in y_ticks:
+        _, py = to_px(x_range[0], y)
+        draw.line([(left, py), (right, py)], fill=(230, 230, 230))
+        draw.text((left - 8, py), f"{y:g}", fill="black", font=small, anchor="rm")
+    for x in x_ticks:
+        px, _ = to_px(x, y_range[0])
+        draw.line([(px, bottom), (px, bottom + 5)], fill="black")
+        draw.text((px, bottom + 8), f"{x:.2f}".rstrip("0").rstrip("."), fill="black", font=small, anchor="mt")
+    draw.rectangle(box, outline="black")
+    draw.text(((left + right) / 2, top - 10), labels["title"], fill="black", font=font, anchor="md")
+    draw.text(((left + right) / 2, bottom + 28), labels["x"], fill="black", font=font, anchor="mt")
+    draw.text((left - 45, (top + bottom) / 2), labels["y"], fill="black", font=font, anchor="rm")
+    for key, pts in series.items():
+        px = [to_px(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
+        if len(px) > 1:
+            draw.line(px, fill=SERIES_COLOURS[key], width=3)
+        for cx, cy in px:
+            draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=SERIES_COLOURS[key])
+    for x, y, text in point_labels:
+        if math.isfinite(x) and math.isfinite(y):
+            cx, cy = to_px(x, y)
+            draw.text((cx + 6, cy - 6), text, fill=(60, 60, 60), font=small, anchor="ld")
+
+
+def draw_sweep_plot(sweep: dict[str, dict[str, float]], path: Path,
+                    title: str = "GAN truncation sweep (conditional centre)") -> Path:
+    """A fidelity-versus-diversity PNG drawn with Pillow (no matplotlib): left, judge R@1, precision,
+    recall, diversity and style coverage (divided by 4) against psi; right, precision and R@1 (fidelity)
+    against diversity, each point labelled with its psi."""
+    from PIL import Image, ImageDraw
+
+    points = sorted((float(k), v) for k, v in sweep.items())
+    psis = [p for p, _ in points]
+
+    def val(row: dict, key: str) -> float:
+        v = row.get(key)
+        v = float("nan") if v is None else float(v)
+        return v / MIN_STYLES if key == "style_coverage" else v
+
+    keys = [k for k in SERIES_COLOURS if any(math.isfinite(val(r, k)) for _, r in points)]
+    finite = [val(r, k) for _, r in points for k in keys if math.isfinite(val(r, k))]
+    img = Image.new("RGB", (1100, 520), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((550, 18), title, fill="black", font=_font(18), anchor="mt")
+    x_range = (min(psis), max(psis)) if psis else (0.0, 1.0)
+    left = {k: [(p, val(r, k)) for p, r in points] for k in keys}
+    _panel(draw, (110, 80, 520, 400), left, x_range, (0.0, _nice_max(max(finite, default=1.0))), psis,
+           {"title": "metrics vs psi", "x": "psi (truncation)", "y": "value"})
+    div = [val(r, "diversity") for _, r in points]
+    fin_div = [d for d in div if math.isfinite(d)] or [0.0, 1.0]
+    lo, hi = min(fin_div), max(fin_div)
+    pad = (hi - lo) * 0.08 or 0.05
+    d_range = (max(0.0, lo - pad), hi + pad)
+    right = {k: [(val(r, "diversity"), val(r, k)) for _, r in points] for k in ("precision", "r_precision_top1")
+             if k in keys}
+    fid_max = _nice_max(max((y for pts in right.values() for _, y in pts if math.isfinite(y)), default=1.0))
+    _panel(draw, (640, 80, 1010, 400), right, d_range, (0.0, fid_max), np.linspace(*d_range, 5),
+           {"title": "fidelity vs diversity", "x": "diversity (judge features)", "y": "fidelity"},
+           [(val(r, "diversity"), val(r, "precision"), f"psi {p:g}") for p, r in points])
+    x = 110
+    for k in keys:  # the legend, in one row under both panels
+        draw.rectangle([x, 468, x + 22, 480], fill=SERIES_COLOURS[k])
+        draw.text((x + 28, 474), SERIES_NAMES[k], fill="black", font=_font(14), anchor="lm")
+        x += 40 + int(draw.textlength(SERIES_NAMES[k], font=_font(14)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
 def markdown_table(rows: dict[str, dict[str, float]]) -> str:
     cols = [("R@1", "r_precision_top1", "{:.3f}"), ("R@5", "r_precision_top5", "{:.3f}"),
-            ("FID (judge)", "fid_judge", "{:.2f}"), ("diversity", "diversity", "{:.3f}"),
-            ("ms/image", "ms_per_image", "{:.1f}"), ("images", "images", "{:d}")]
+            ("FID (judge)", "fid_judge", "{:.2f}"), ("precision", "precision", "{:.3f}"),
+            ("recall", "recall", "{:.3f}"), ("diversity", "diversity", "{:.3f}"),
+            ("styles / prompt", "style_coverage", "{:.2f}"), ("style prompts", "style_coverage_prompts", "{:d}"),
+            ("CLIP R@1 of 16", "clip_r1_16", "{:.3f}"), ("ms/image", "ms_per_image", "{:.1f}"),
+            ("images", "images", "{:d}")]
+    cols = [c for c in cols if any(c[1] in r for r in rows.values())]
     lines = ["| generator | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
-        cells = [fmt.format(r[key]) if key in r and r[key] == r[key] else "-" for _, key, fmt in cols]
+        cells = [fmt.format(r[key]) if r.get(key) is not None and r[key] == r[key] else "-" for _, key, fmt in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def finite_json(value):
+    """NaN and infinities -> None, recursively (JSON has no NaN; the page reads this file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+@dataclass
+class Engine:
+    """One generator row: its label, adapter, in-distribution prompts and seeds."""
+
+    label: str
+    fn: GeneratorFn
+    prompt_set: PromptSet
+    seeds: list[int]
+    desc: str | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
-    from app.train.data import load_dataset
+    from app.train.data import load_records
 
     p = argparse.ArgumentParser(prog="python -m app.train.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/emoji")
     p.add_argument("--judge", default="models/judge")
     p.add_argument("--gan", default="models/gan", help="'' to skip")
-    p.add_argument("--clip", default="models/clip", help="the CLIP that makes the GAN's c")
+    p.add_argument("--clip", default="models/clip", help="the CLIP that makes the GAN's c and scores compositions")
     p.add_argument("--diffusion", default="models/diffusion", help="'' to skip")
     p.add_argument("--diffusion-steps", type=int, default=25)
     p.add_argument("--guidance-scale", type=float, default=5.0, help="classifier-free guidance scale")
@@ -223,81 +473,146 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diffusion-seeds", type=int, default=None, help="fewer seeds for the plain diffusion row")
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--diffusers", action="store_true", help="use diffusers' pipeline instead of app.diffusion")
-    p.add_argument("--prompts", type=int, default=256)
+    p.add_argument("--prompts", type=int, default=256, help="in-distribution prompts (train concepts)")
+    p.add_argument("--heldout-prompts", type=int, default=64, help="prompts of held-out concepts; 0 skips")
+    p.add_argument("--compositional-prompts", type=int, default=64, help="compositional prompts; 0 skips")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--diffusion-prompts", type=int, default=None, help="fewer prompts for the slow diffusion rows")
-    p.add_argument("--sweep", default=",".join(map(str, SWEEP_PSI)), help="GAN truncation psi values; '' to skip")
+    p.add_argument("--sweep", default=",".join(f"{v:g}" for v in SWEEP_PSI), help="GAN truncation psi values; '' skips")
     p.add_argument("--sweep-seeds", type=int, default=8)
+    p.add_argument("--global-sweep", action=argparse.BooleanOptionalAction, default=True,
+                   help="also sweep psi towards the global w_avg (truncation_sweep)")
     p.add_argument("--centre-samples", type=int, default=256, help="z per prompt for the conditional w centre")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=Path("runs/eval/eval.json"))
+    p.add_argument("--plot", type=Path, default=Path("models/truncation_sweep.png"),
+                   help="the sweep's PNG (the studio shows it when it lies in the JSON's folder)")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    images, captions, _ = load_dataset(args.data)
+    rec = load_records(args.data)
     judge = load_judge(args.judge, device)
-    real_logits, real_features = predict(judge, images)
-    prompt_set = pick_prompts(captions, args.prompts)
+    classes = judge.cfg.ids
+    index = {c: i for i, c in enumerate(classes)}
+    real_logits, real_features, real_styles = predict(judge, rec.images, with_styles=True)
+    known = np.array([c in index for c in rec.ids])
+    labels = np.array([index.get(c, -1) for c in rec.ids])
+    heldout_rows = np.flatnonzero(np.asarray(rec.split) == "heldout")
+    style_acc = None
+    if real_styles is not None and len(heldout_rows):
+        named = np.array(judge.cfg.styles)[real_styles[heldout_rows].argmax(1).numpy()]
+        style_acc = float((named == np.asarray(rec.styles)[heldout_rows]).mean())
+
+    def prompts_of(split: str, n: int) -> PromptSet:
+        return concept_prompts(rec.captions, rec.ids, rec.styles, rec.split, classes, split, n)
+
+    def real_of(ps: PromptSet) -> torch.Tensor:
+        rows = concept_rows(rec.ids)
+        return real_features[np.concatenate([rows[c] for c in ps.concepts])] if ps.concepts else real_features
+
+    prompt_set = prompts_of("train", args.prompts)
+    heldout_set = prompts_of("heldout", args.heldout_prompts)
+    items = load_compositional(args.data) if args.compositional_prompts else []
+    chosen = [int(i) for i in evenly_spaced(range(len(items)), args.compositional_prompts)]
     seeds = list(range(args.seeds))
-    rows: dict[str, dict[str, float]] = {}
     results: dict = {"prompts": len(prompt_set.prompts), "seeds": args.seeds, "data": args.data,
-                     "judge_accuracy_real": r_precision(real_logits, np.arange(len(images)), 1),
+                     "heldout_prompts": len(heldout_set.prompts), "compositional_prompts": len(chosen),
+                     "judge_accuracy_real": r_precision(real_logits[known], labels[known], 1) if known.any() else None,
+                     "style_classifier_accuracy_heldout": style_acc, "judge_styles": judge.cfg.styles,
                      "device": str(device), "torch": torch.__version__,
                      "argv": list(sys.argv[1:] if argv is None else argv),
                      # The studio shows these rows only beside the very weights they were measured on.
                      "models": {"diffusion": weights_manifest(args.diffusion), "gan": weights_manifest(args.gan),
                                 "clip": weights_manifest(args.clip)},
                      "studio_rows": {}}
+    clip = None
+    if args.clip and (args.gan or (args.diffusion and not args.diffusers) or chosen):
+        from app.clip.backend import load_clip
 
-    rows["real images (ceiling)"] = evaluate(real_generator(images, captions), judge, prompt_set, seeds, real_features)
+        clip = load_clip(args.clip, device)
+
+    engines: list[Engine] = []
     if args.diffusion:
-        dp = pick_prompts(captions, args.diffusion_prompts) if args.diffusion_prompts else prompt_set
+        dp = prompts_of("train", args.diffusion_prompts) if args.diffusion_prompts else prompt_set
         label = f"diffusion {args.sampler} {args.diffusion_steps} steps, CFG {args.guidance_scale:g}"
         if args.diffusers:
             fn = diffusers_generator(args.diffusion, device, args.diffusion_steps, args.guidance_scale)
-            rows[label + " (diffusers)"] = evaluate(fn, judge, dp, seeds, real_features, args.batch)
+            engines.append(Engine(label + " (diffusers)", fn, dp, seeds[:args.diffusion_seeds]))
         else:
-            from app.clip.backend import load_clip
             from app.diffusion.generate import load_diffusion_models
 
-            models = load_diffusion_models(args.diffusion, device, torch.float32, clip=load_clip(args.clip, device))
+            models = load_diffusion_models(args.diffusion, device, torch.float32, clip=clip)
             for scale in (0.0, *([args.clip_guidance_scale] if args.clip_guidance_scale else [])):
                 fn = app_diffusion_generator(models, args.diffusion_steps, args.guidance_scale, scale, args.sampler)
                 name = label + (f" + CLIP guidance {scale:g}" if scale else "")
                 results["studio_rows"].setdefault("diffusion", name)  # the studio's default: no CLIP guidance
-                rows[name] = evaluate(fn, judge, dp, seeds[:args.guided_seeds if scale else args.diffusion_seeds],
-                                      real_features, args.batch, desc=name)
+                engines.append(Engine(name, fn, dp, seeds[:args.guided_seeds if scale else args.diffusion_seeds], name))
+    G = None
     if args.gan:
-        from app.clip.backend import load_clip
         from app.gan.convert import load_generator
 
         G = load_generator(args.gan, device)
-        clip = load_clip(args.clip, device)
         for psi in (1.0, 0.7):
-            rows[f"GAN psi={psi:g}"] = evaluate(gan_generator(G, clip.encode_text, psi), judge, prompt_set, seeds,
-                                                real_features, args.batch)
+            engines.append(Engine(f"GAN psi={psi:g}", gan_generator(G, clip.encode_text, psi), prompt_set, seeds))
         results["studio_rows"]["gan"] = "GAN psi=0.7, conditional centre"  # the studio's default truncation
-        rows["GAN psi=0.7, conditional centre"] = evaluate(
-            gan_generator(G, clip.encode_text, 0.7, conditional_truncation=args.centre_samples), judge, prompt_set,
-            seeds, real_features, args.batch)
-        for key, n in (("truncation_sweep", 0), ("truncation_sweep_conditional", args.centre_samples)):
+        engines.append(Engine("GAN psi=0.7, conditional centre",
+                              gan_generator(G, clip.encode_text, 0.7, conditional_truncation=args.centre_samples),
+                              prompt_set, seeds))
+
+    ceiling = "real images (ceiling)"
+    rows = {ceiling: evaluate(real_generator(rec.images, prompt_rows(prompt_set, rec.ids)), judge, prompt_set, seeds,
+                              real_of(prompt_set))}
+    heldout: dict[str, dict] = {}
+    if heldout_set.prompts:
+        heldout[ceiling] = evaluate(real_generator(rec.images, prompt_rows(heldout_set, rec.ids)), judge, heldout_set,
+                                    seeds, real_of(heldout_set))
+    compositional: dict[str, dict] = {}
+    for e in engines:
+        rows[e.label] = evaluate(e.fn, judge, e.prompt_set, e.seeds, real_of(e.prompt_set), args.batch, desc=e.desc)
+        if heldout_set.prompts:
+            heldout[e.label] = evaluate(e.fn, judge, heldout_set, e.seeds, real_of(heldout_set), args.batch,
+                                        warmup=False, desc=e.desc and e.desc + " (held-out)")
+        if chosen and clip is not None:
+            compositional[e.label] = evaluate_compositional(e.fn, judge, clip, items, chosen, e.seeds, args.batch,
+                                                            desc=e.desc and e.desc + " (compositional)")
+    psis = [float(v) for v in args.sweep.split(",") if v]
+    if G is not None and psis:
+        sweeps = [("truncation_sweep_conditional", args.centre_samples)]
+        sweeps += [("truncation_sweep", 0)] if args.global_sweep else []
+        for key, n in sweeps:
             sweep = {}
-            for psi in [float(v) for v in args.sweep.split(",") if v]:
-                sweep[f"{psi:g}"] = evaluate(gan_generator(G, clip.encode_text, psi, conditional_truncation=n), judge,
-                                             prompt_set, list(range(args.sweep_seeds)), real_features, args.batch,
-                                             warmup=False)
+            for psi in psis:
+                r = evaluate(gan_generator(G, clip.encode_text, psi, conditional_truncation=n), judge, prompt_set,
+                             list(range(args.sweep_seeds)), real_of(prompt_set), args.batch, warmup=False)
+                sweep[f"{psi:g}"] = {k: r[k] for k in SWEEP_KEYS}
             results[key] = sweep
-    results["rows"] = rows
+        plot = draw_sweep_plot(results["truncation_sweep_conditional"], args.plot)
+        json_dir = args.json.resolve().parent
+        inside = plot.resolve().parent == json_dir
+        results["truncation_plot"] = plot.name if inside else str(plot)
+        if not inside:
+            print(f"note: {plot} is not beside {args.json}; the studio shows the plot only from the JSON's folder",
+                  file=sys.stderr)
+    results["rows"], results["heldout"], results["compositional"] = rows, heldout, compositional
     diff = [r["ms_per_image"] for k, r in rows.items() if k.startswith("diffusion")]
     gan = [r["ms_per_image"] for k, r in rows.items() if k.startswith("GAN")]
     if diff and gan:
         results["ms_ratio_diffusion_over_gan"] = diff[0] / gan[0]
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"judge top-1 accuracy on the real images: {results['judge_accuracy_real']:.3f}")
+    args.json.write_text(json.dumps(finite_json(results), indent=1) + "\n")
+    acc = results["judge_accuracy_real"]
+    print(f"judge top-1 accuracy on the real images: {acc:.3f}" if acc is not None else "judge knows no concept")
+    if style_acc is not None:
+        print(f"style head accuracy on real images of held-out concepts: {style_acc:.3f}")
     print(markdown_table(rows))
-    for key, label in (("truncation_sweep", "global"), ("truncation_sweep_conditional", "conditional")):
+    if heldout:
+        print(f"\nheld-out concepts ({len(heldout_set.prompts)} prompts):")
+        print(markdown_table(heldout))
+    if compositional:
+        print(f"\ncompositional prompts ({len(chosen)}; R@1 among {CANDIDATES} by the embedded CLIP):")
+        print(markdown_table(compositional))
+    for key, label in (("truncation_sweep_conditional", "conditional"), ("truncation_sweep", "global")):
         if results.get(key):
             print(markdown_table({f"GAN psi={k} ({label} centre)": v for k, v in results[key].items()}))
     if "ms_ratio_diffusion_over_gan" in results:

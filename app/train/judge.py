@@ -1,13 +1,21 @@
-"""The judge: a small CNN that names which dataset item an image shows.
+"""The judge: a small CNN that names which concept an image shows, and (optionally) in which art style.
 
 It is trained on the real images only (with augmentations), independently of the CLIP used for
 guidance, so scoring generated images with it does not reward a generator for fooling its own
-guide. Its penultimate features also serve as the embedding for FID and diversity (as Inception
-features do in Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule...").
+guide. Its penultimate features also serve as the embedding for FID, precision/recall and diversity
+(as Inception features do in Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule...").
+
+On dataset v2 (one concept in several art sets) there is one class per concept id over every split
+(the judge is independent of the generators, so held-out concepts are classes too), and a second
+linear head on the same features names the art set. The style head trains only on concepts of the
+'train' split, and its accuracy is measured on the real images of the held-out concepts, which it
+never saw (`style_accuracy_heldout`): the figure that says how far its style calls on generated
+images can be trusted.
 
     python -m app.train.judge --data data/emoji --out models/judge --epochs 40
+    python -m app.train.judge --data data/emoji --out runs/judge --init models/judge --minutes 15 --lr 1e-3
 
-writes `judge.safetensors` + `judge.json` (architecture, the item ids, accuracies).
+writes `judge.safetensors` + `judge.json` (architecture, the concept ids, the styles, accuracies).
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 WEIGHTS_NAME = "judge.safetensors"
 CONFIG_NAME = "judge.json"
@@ -35,6 +44,7 @@ class JudgeConfig:
     feature_dim: int = 256
     image_size: int = 64
     ids: list[str] = field(default_factory=list)
+    styles: list[str] = field(default_factory=list)  # the style head's classes; empty = no style head
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -51,6 +61,7 @@ class Judge(nn.Module):
         self.blocks = nn.ModuleList(_block(a, b, 2 if i == 0 else 1) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])))
         self.feature = nn.Linear(chans[-1], cfg.feature_dim)
         self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
+        self.style_head = nn.Linear(cfg.feature_dim, len(cfg.styles)) if cfg.styles else None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] -> features [B, feature_dim]."""
@@ -105,60 +116,163 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
 
 
 @torch.no_grad()
-def predict(judge: Judge, images: np.ndarray | torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [N,H,W,3] (or float [N,3,H,W] in [0,1]) -> (logits [N,C], features [N,D]) on CPU."""
+def predict(judge: Judge, images: np.ndarray | torch.Tensor, batch: int = 256, with_styles: bool = False):
+    """uint8 [N,H,W,3] (or float [N,3,H,W] in [0,1]) -> (logits [N,C], features [N,D]) on CPU.
+
+    With `with_styles`, (logits, features, style logits [N, len(styles)] or None without a style head).
+    """
     judge.eval()
     dev = next(judge.parameters()).device
-    logits, feats = [], []
+    logits, feats, style = [], [], []
     for i in range(0, len(images), batch):
         chunk = images[i:i + batch]
         x = to_float(chunk) if (isinstance(chunk, np.ndarray) or chunk.dtype == torch.uint8) else chunk
         f = judge.features(x.to(dev))
         feats.append(f.cpu())
         logits.append(judge.head(f).cpu())
-    return torch.cat(logits), torch.cat(feats)
+        if judge.style_head is not None:
+            style.append(judge.style_head(f).cpu())
+    empty = torch.zeros(0, judge.cfg.feature_dim)
+    logits_t = torch.cat(logits) if logits else torch.zeros(0, judge.cfg.num_classes)
+    feats_t = torch.cat(feats) if feats else empty
+    if not with_styles:
+        return logits_t, feats_t
+    style_t = None if judge.style_head is None else (torch.cat(style) if style else torch.zeros(0, len(judge.cfg.styles)))
+    return logits_t, feats_t, style_t
+
+
+def _augmented_chunks(images: np.ndarray, augmented: bool, seed: int, batch: int = 256):
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(0, len(images), batch):
+        x = to_float(images[i:i + batch])
+        yield augment(x, gen) if augmented else x
 
 
 def accuracy(judge: Judge, images: np.ndarray, labels: np.ndarray, augmented: bool = False, seed: int = 1234) -> float:
-    """Top-1 accuracy on real images, clean or under one fixed draw of augmentations."""
-    x = to_float(images)
-    if augmented:
-        x = augment(x, torch.Generator().manual_seed(seed))
-    logits, _ = predict(judge, x)
-    return float((logits.argmax(1).numpy() == labels).mean())
+    """Concept top-1 accuracy on real images, clean or under one fixed draw of augmentations."""
+    if len(images) == 0:
+        return float("nan")
+    logits = torch.cat([predict(judge, x)[0] for x in _augmented_chunks(images, augmented, seed)])
+    return float((logits.argmax(1).numpy() == np.asarray(labels)).mean())
 
 
-def train_judge(images: np.ndarray, ids: list[str], *, epochs: int = 40, batch: int = 128, lr: float = 2e-3,
-                seed: int = 0, device: torch.device | None = None, log=print) -> Judge:
-    """Train on every real image (one class per item) under fresh augmentations each epoch."""
+def style_accuracy(judge: Judge, images: np.ndarray, styles: Sequence[str]) -> float:
+    """Top-1 accuracy of the style head on real images whose art sets are `styles` (nan if none or no head)."""
+    if judge.style_head is None or len(images) == 0:
+        return float("nan")
+    style_logits = predict(judge, images, with_styles=True)[2]
+    names = np.array(judge.cfg.styles)[style_logits.argmax(1).numpy()]
+    return float((names == np.asarray(styles)).mean())
+
+
+def concept_labels(ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Row ids (a concept repeated across its styles) -> (unique ids in first-seen order, class of each row)."""
+    classes = list(dict.fromkeys(ids))
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([index[i] for i in ids], dtype=np.int64)
+
+
+def transfer(src: Judge, cfg: JudgeConfig) -> Judge:
+    """A judge for `cfg` that starts from `src`: the trunk is copied, and each head row whose concept id
+    (or style) `src` also names; the other rows keep their fresh random init. Architectures must match."""
+    dst = Judge(cfg)
+    own = dst.state_dict()
+    trunk = {k: v for k, v in src.state_dict().items() if not k.startswith(("head.", "style_head."))}
+    bad = [k for k, v in trunk.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"--init judge has another architecture ({bad[:3]}...)")
+    dst.load_state_dict(trunk, strict=False)
+    with torch.no_grad():
+        for name, new, old in (("head", cfg.ids, src.cfg.ids), ("style_head", cfg.styles, src.cfg.styles)):
+            src_head, dst_head = getattr(src, name), getattr(dst, name)
+            if src_head is None or dst_head is None:
+                continue
+            where = {c: i for i, c in enumerate(old)}
+            pairs = [(i, where[c]) for i, c in enumerate(new) if c in where]
+            if pairs:
+                to, frm = torch.tensor(pairs).T
+                dst_head.weight[to] = src_head.weight[frm]
+                dst_head.bias[to] = src_head.bias[frm]
+    return dst
+
+
+def lr_at(progress: float, peak: float, warmup: float = 0.1) -> float:
+    """One-cycle learning rate (Smith & Topin 2019) at training progress in [0, 1]: linear warm-up from
+    peak/25, then cosine annealing to ~0."""
+    if progress < warmup:
+        return peak * (0.04 + 0.96 * progress / warmup)
+    t = min(1.0, (progress - warmup) / max(1e-8, 1 - warmup))
+    return peak * (1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train_judge(images: np.ndarray, ids: Sequence[str], *, styles: Sequence[str] | None = None,
+                style_rows: np.ndarray | None = None, init: Judge | None = None, minutes: float | None = None,
+                epochs: int = 40, batch: int = 128, lr: float = 2e-3, seed: int = 0,
+                device: torch.device | None = None, log: Callable[[str], None] = print,
+                record: dict | None = None) -> Judge:
+    """Train on every real image (one class per concept id) under fresh augmentations each epoch.
+
+    `styles` (one art set per row) adds the style head, trained only on rows where `style_rows` is True
+    (default all). `init` starts from another judge (see `transfer`). With `minutes`, training ends
+    when the time is spent (or after `epochs`, whichever comes first), and the learning-rate schedule
+    follows whichever of the two budgets is further along. `record`, if given, receives the steps and
+    epochs actually run.
+    """
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
-    judge = Judge(JudgeConfig(num_classes=len(ids), ids=list(ids))).to(device)
+    classes, labels = concept_labels(ids)
+    style_names = sorted(set(styles)) if styles is not None else []
+    cfg = JudgeConfig(num_classes=len(classes), ids=classes, styles=style_names)
+    if init is not None:
+        cfg.channels, cfg.feature_dim, cfg.image_size = init.cfg.channels, init.cfg.feature_dim, init.cfg.image_size
+        judge = transfer(init.cpu(), cfg)
+    else:
+        judge = Judge(cfg)
+    judge = judge.to(device)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=5e-4)
-    x_all = to_float(images)
-    y_all = torch.arange(len(ids))
-    steps = epochs * math.ceil(len(ids) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    t0 = time.time()
+    n = len(labels)
+    y_all = torch.as_tensor(labels)
+    s_index = {s: i for i, s in enumerate(style_names)}
+    s_all = torch.tensor([s_index[s] for s in styles]) if styles is not None else None
+    s_mask = torch.ones(n, dtype=torch.bool) if style_rows is None else torch.as_tensor(np.asarray(style_rows, bool))
+    steps = max(1, epochs * math.ceil(n / batch))
+    budget = minutes * 60 if minutes else None
+    step, t0 = 0, time.time()
     for epoch in range(epochs):
         judge.train()
-        perm = torch.randperm(len(ids))
-        total, correct, loss_sum = 0, 0, 0.0
-        for i in range(0, len(ids), batch):
+        perm = torch.randperm(n)
+        total, correct, loss_sum, done = 0, 0, 0.0, False
+        for i in range(0, n, batch):
+            progress = max(step / steps, (time.time() - t0) / budget if budget else 0.0)
+            if progress >= 1:
+                done = True
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr_at(progress, lr)
             idx = perm[i:i + batch]
-            x = augment(x_all[idx].to(device))
+            x = augment(to_float(images[idx.numpy()]).to(device))
             y = y_all[idx].to(device)
-            logits = judge(x)
+            f = judge.features(x)
+            logits = judge.head(f)
             loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+            if judge.style_head is not None and s_all is not None:
+                m = s_mask[idx].to(device)
+                if m.any():
+                    loss = loss + F.cross_entropy(judge.style_head(f[m]), s_all[idx].to(device)[m], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             total += len(idx)
-        log(f"epoch {epoch + 1}/{epochs} loss {loss_sum / total:.3f} train-aug acc {correct / total:.3f} "
-            f"{time.time() - t0:.0f}s")
+        if total:
+            log(f"epoch {epoch + 1}/{epochs} loss {loss_sum / total:.3f} train-aug acc {correct / total:.3f} "
+                f"{time.time() - t0:.0f}s" + (" (time budget spent)" if done else ""))
+        if done:
+            break
+    if record is not None:
+        record.update(steps=step, epochs_run=epoch + 1 if epochs else 0)
     return judge.eval()
 
 
@@ -185,7 +299,7 @@ def load_judge(folder: str | Path, device: torch.device | None = None) -> Judge:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.train.data import load_dataset
+    from app.train.data import load_records
 
     p = argparse.ArgumentParser(prog="python -m app.train.judge", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/emoji")
@@ -195,19 +309,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--init", default=None, help="start from this judge folder (same architecture)")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget (the final scoring is extra)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
-    images, _, ids = load_dataset(args.data)
-    t0 = time.time()
-    judge = train_judge(images, ids, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                        device=torch.device(args.device))
-    labels = np.arange(len(ids))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rec = load_records(args.data)
+    split = np.asarray(rec.split)
+    multi_style = len(set(rec.styles)) > 1
+    t0, run = time.time(), {}
+    judge = train_judge(rec.images, rec.ids, styles=rec.styles if multi_style else None, style_rows=split == "train",
+                        init=load_judge(args.init) if args.init else None, minutes=args.minutes, epochs=args.epochs,
+                        batch=args.batch, lr=args.lr, seed=args.seed, device=torch.device(args.device), record=run)
+    train_seconds = time.time() - t0
+    _, labels = concept_labels(rec.ids)
+    held = split == "heldout"
+    styles = np.asarray(rec.styles)
+    logits, _, style_logits = predict(judge, rec.images, with_styles=True)  # one clean pass serves every figure
+    hit = logits.argmax(1).numpy() == labels
+    style_hit = (np.asarray(judge.cfg.styles)[style_logits.argmax(1).numpy()] == styles
+                 if style_logits is not None else np.zeros(0, bool))
+
+    def mean(mask: np.ndarray, values: np.ndarray = hit) -> float:
+        return float(values[mask].mean()) if values.size and mask.any() else float("nan")
+
     stats = {
-        "accuracy_real": accuracy(judge, images, labels),
-        "accuracy_real_augmented": accuracy(judge, images, labels, augmented=True),
-        "train_seconds": round(time.time() - t0, 1), "epochs": args.epochs, "data": str(args.data),
-        "device": args.device,
+        "accuracy_real": mean(np.ones_like(held)),
+        "accuracy_real_augmented": accuracy(judge, rec.images, labels, augmented=True),
+        "accuracy_real_by_style": {s: mean(styles == s) for s in sorted(set(rec.styles))},
+        "accuracy_real_heldout_concepts": mean(held),
+        "style_accuracy_train": mean(~held, style_hit),
+        "style_accuracy_heldout": mean(held, style_hit),
+        "images": len(rec.ids), "heldout_images": int(held.sum()), "concepts": judge.cfg.num_classes,
+        "train_seconds": round(train_seconds, 1), **run, "epochs": args.epochs, "minutes": args.minutes, "lr": args.lr,
+        "init": args.init, "data": str(args.data), "device": args.device,
     }
-    save_judge(judge.cpu(), args.out, {"stats": stats})
+    stats = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()}
+    save_judge(judge.cpu(), args.out, {"stats": stats, "style_accuracy_heldout": stats["style_accuracy_heldout"]})
     print(json.dumps(stats))
     return 0
 
