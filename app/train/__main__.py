@@ -53,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write models/clip and models/diffusion (fp16) from runs/")
     e.add_argument("--runs", type=Path, default=Path("runs"))
     e.add_argument("--out", type=Path, default=Path("models"))
+    r = sub.add_parser("vae-check", help="a VAE's mean reconstruction error (0-255) per art style of a dataset")
+    r.add_argument("--vae", type=Path, default=Path("models/diffusion/vae"))
+    r.add_argument("--data", default="data/emoji")
+    r.add_argument("--per-style", type=int, default=256)
     s = sub.add_parser("sample", help="a PNG grid of the sanity prompts")
     s.add_argument("--pipeline", type=Path, default=Path("models/diffusion"))
     s.add_argument("--png", type=Path, default=Path("runs/grid.png"))
@@ -106,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         export_pipeline(args.runs / "clip" / "model", args.runs / "vae" / "model", args.runs / "unet" / "model",
                         args.out / "diffusion")
         print(f"wrote {args.out / 'clip'} and {args.out / 'diffusion'}")
+    elif args.cmd == "vae-check":
+        from app.train.vae import reconstruction_by_style
+
+        print(json.dumps(reconstruction_by_style(args.vae, args.data, args.per_style)))
     elif args.cmd == "sample":
         from app.train.export import sample_grid
 

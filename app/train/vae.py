@@ -64,6 +64,24 @@ def reconstruction_l1(vae, images: torch.Tensor, n: int = 512) -> float:
     return float((rec - x).abs().mean() * 127.5)
 
 
+@torch.no_grad()
+def reconstruction_by_style(folder: Path, data: str, per_style: int = 256) -> dict[str, float]:
+    """`reconstruction_l1` of a saved VAE on evenly spaced images of each art style (all splits)."""
+    import numpy as np
+    from diffusers import AutoencoderKL
+
+    from app.train.data import load_records
+
+    rec = load_records(data)
+    vae = AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    out = {}
+    for style in sorted(set(rec.styles)):
+        rows = np.flatnonzero(np.asarray(rec.styles) == style)
+        rows = rows[np.linspace(0, len(rows) - 1, min(per_style, len(rows))).round().astype(int)]
+        out[style] = round(reconstruction_l1(vae, images_to_device(rec.images[rows], torch.device("cpu")), len(rows)), 2)
+    return out
+
+
 def train_vae(data: str, out: Path, *, steps: int = 3000, batch: int = 64, lr: float = 4e-4, minutes: float | None = None,
               resume: bool = False, sizes: Sizes = FULL, device: str | None = None, seed: int = 0,
               init: Path | None = None) -> dict:
