@@ -12,8 +12,9 @@ the judge's terms (app/train/judge.py) unless said otherwise:
 - improved precision and recall (Kynkaanniemi et al. 2019) in the same features: fidelity and coverage;
 - diversity: mean pairwise distance between L2-normalised judge features of the seeds of one prompt;
 - style coverage: for plain prompts (no style word) of concepts drawn in >= 4 art sets, the mean
-  number of distinct art styles the judge's style head sees among the seeds (its accuracy on real
-  images of held-out concepts is reported beside it);
+  number of distinct art styles seen among the seeds by the dedicated style CNN
+  (app/train/style_classifier.py, `--style-classifier`) when its files are there, else by the judge's
+  style head (the classifier's accuracy on real images of held-out concepts is reported beside it);
 - ms per image, measured in the same process for every generator, so their ratio is fair.
 
 Prompt sets: in-distribution = the plain caption of evenly spaced 'train' concepts (one per concept);
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from app.measured import weights_manifest
 from app.metrics import diversity, fid, precision_recall, r_precision, style_coverage
 from app.train.judge import Judge, load_judge, predict, to_float
+from app.train.style_classifier import StyleClassifier, load_style_classifier, predict_styles
 
 GeneratorFn = Callable[[list[str], list[int]], np.ndarray]
 SWEEP_PSI = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
@@ -120,15 +122,18 @@ def generate(fn: GeneratorFn, prompts: list[str], seeds: list[int], batch: int =
 
 
 def score(judge: Judge, images: np.ndarray, prompt_set: PromptSet, n_seeds: int,
-          real_features: torch.Tensor) -> dict[str, float]:
+          real_features: torch.Tensor, styler: StyleClassifier | None = None) -> dict[str, float]:
     """Judge metrics of prompt-major images [P*S,H,W,3] of `prompt_set`, against the real features of
-    the same concepts. Style coverage is over prompts whose concept has >= MIN_STYLES art sets (nan,
-    with style_coverage_prompts 0, when there are none or the judge has no style head)."""
+    the same concepts. Style coverage is over prompts whose concept has >= MIN_STYLES art sets, styles
+    named by `styler` when given, else by the judge's style head (nan, with style_coverage_prompts 0,
+    when there are no such prompts or no style classifier at all)."""
     logits, feats, style_logits = predict(judge, images, with_styles=True)
+    calls = (predict_styles(styler, images) if styler is not None
+             else style_logits.argmax(1) if style_logits is not None else None)
     per_image = np.repeat(prompt_set.targets, n_seeds)
     precision, recall = precision_recall(real_features, feats)
-    many = np.flatnonzero(np.asarray(prompt_set.n_styles) >= MIN_STYLES) if style_logits is not None else []
-    styles = style_logits.argmax(1).view(len(prompt_set.prompts), n_seeds).numpy() if style_logits is not None else None
+    many = np.flatnonzero(np.asarray(prompt_set.n_styles) >= MIN_STYLES) if calls is not None else []
+    styles = calls.view(len(prompt_set.prompts), n_seeds).numpy() if calls is not None else None
     return {
         "r_precision_top1": r_precision(logits, per_image, 1),
         "r_precision_top5": r_precision(logits, per_image, 5),
@@ -142,12 +147,13 @@ def score(judge: Judge, images: np.ndarray, prompt_set: PromptSet, n_seeds: int,
 
 
 def evaluate(fn: GeneratorFn, judge: Judge, prompt_set: PromptSet, seeds: list[int], real_features: torch.Tensor,
-             batch: int = 32, warmup: bool = True, desc: str | None = None) -> dict[str, float]:
+             batch: int = 32, warmup: bool = True, desc: str | None = None,
+             styler: StyleClassifier | None = None) -> dict[str, float]:
     """Generate every (prompt, seed), score it, and time it (after one warm-up batch)."""
     if warmup:
         fn(prompt_set.prompts[:1], seeds[:1])
     images, seconds = generate(fn, prompt_set.prompts, seeds, batch, desc)
-    result = score(judge, images, prompt_set, len(seeds), real_features)
+    result = score(judge, images, prompt_set, len(seeds), real_features, styler)
     result["ms_per_image"] = 1000 * seconds / len(images)
     result["images"] = len(images)
     return result
@@ -463,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.train.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/emoji")
     p.add_argument("--judge", default="models/judge")
+    p.add_argument("--style-classifier", default=None,
+                   help="folder of style.safetensors + style.json (the style CNN; default: the --judge folder); "
+                        "where they are absent, or with '', the judge's style head names the styles")
     p.add_argument("--gan", default="models/gan", help="'' to skip")
     p.add_argument("--clip", default="models/clip", help="the CLIP that makes the GAN's c and scores compositions")
     p.add_argument("--diffusion", default="models/diffusion", help="'' to skip")
@@ -499,10 +508,14 @@ def main(argv: list[str] | None = None) -> int:
     known = np.array([c in index for c in rec.ids])
     labels = np.array([index.get(c, -1) for c in rec.ids])
     heldout_rows = np.flatnonzero(np.asarray(rec.split) == "heldout")
+    style_folder = args.judge if args.style_classifier is None else args.style_classifier
+    styler = load_style_classifier(style_folder, device) if style_folder else None
+    style_names = styler.cfg.styles if styler is not None else judge.cfg.styles
     style_acc = None
-    if real_styles is not None and len(heldout_rows):
-        named = np.array(judge.cfg.styles)[real_styles[heldout_rows].argmax(1).numpy()]
-        style_acc = float((named == np.asarray(rec.styles)[heldout_rows]).mean())
+    if (styler is not None or real_styles is not None) and len(heldout_rows):
+        calls = (predict_styles(styler, rec.images[heldout_rows]) if styler is not None
+                 else real_styles[heldout_rows].argmax(1)).numpy()
+        style_acc = float((np.array(style_names)[calls] == np.asarray(rec.styles)[heldout_rows]).mean())
 
     def prompts_of(split: str, n: int) -> PromptSet:
         return concept_prompts(rec.captions, rec.ids, rec.styles, rec.split, classes, split, n)
@@ -520,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                      "heldout_prompts": len(heldout_set.prompts), "compositional_prompts": len(chosen),
                      "judge_accuracy_real": r_precision(real_logits[known], labels[known], 1) if known.any() else None,
                      "style_classifier_accuracy_heldout": style_acc, "judge_styles": judge.cfg.styles,
+                     "style_classifier": "style CNN" if styler is not None else "judge head" if real_styles is not None
+                     else None, "style_classifier_styles": style_names,
                      "device": str(device), "torch": torch.__version__,
                      "argv": list(sys.argv[1:] if argv is None else argv),
                      # The studio shows these rows only beside the very weights they were measured on.
@@ -562,17 +577,18 @@ def main(argv: list[str] | None = None) -> int:
 
     ceiling = "real images (ceiling)"
     rows = {ceiling: evaluate(real_generator(rec.images, prompt_rows(prompt_set, rec.ids)), judge, prompt_set, seeds,
-                              real_of(prompt_set))}
+                              real_of(prompt_set), styler=styler)}
     heldout: dict[str, dict] = {}
     if heldout_set.prompts:
         heldout[ceiling] = evaluate(real_generator(rec.images, prompt_rows(heldout_set, rec.ids)), judge, heldout_set,
-                                    seeds, real_of(heldout_set))
+                                    seeds, real_of(heldout_set), styler=styler)
     compositional: dict[str, dict] = {}
     for e in engines:
-        rows[e.label] = evaluate(e.fn, judge, e.prompt_set, e.seeds, real_of(e.prompt_set), args.batch, desc=e.desc)
+        rows[e.label] = evaluate(e.fn, judge, e.prompt_set, e.seeds, real_of(e.prompt_set), args.batch, desc=e.desc,
+                                 styler=styler)
         if heldout_set.prompts:
             heldout[e.label] = evaluate(e.fn, judge, heldout_set, e.seeds, real_of(heldout_set), args.batch,
-                                        warmup=False, desc=e.desc and e.desc + " (held-out)")
+                                        warmup=False, desc=e.desc and e.desc + " (held-out)", styler=styler)
         if chosen and clip is not None:
             compositional[e.label] = evaluate_compositional(e.fn, judge, clip, items, chosen, e.seeds, args.batch,
                                                             desc=e.desc and e.desc + " (compositional)")
@@ -584,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             sweep = {}
             for psi in psis:
                 r = evaluate(gan_generator(G, clip.encode_text, psi, conditional_truncation=n), judge, prompt_set,
-                             list(range(args.sweep_seeds)), real_of(prompt_set), args.batch, warmup=False)
+                             list(range(args.sweep_seeds)), real_of(prompt_set), args.batch, warmup=False,
+                             styler=styler)
                 sweep[f"{psi:g}"] = {k: r[k] for k in SWEEP_KEYS}
             results[key] = sweep
         plot = draw_sweep_plot(results["truncation_sweep_conditional"], args.plot)
@@ -604,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = results["judge_accuracy_real"]
     print(f"judge top-1 accuracy on the real images: {acc:.3f}" if acc is not None else "judge knows no concept")
     if style_acc is not None:
-        print(f"style head accuracy on real images of held-out concepts: {style_acc:.3f}")
+        print(f"{results['style_classifier']} accuracy on real images of held-out concepts: {style_acc:.3f}")
     print(markdown_table(rows))
     if heldout:
         print(f"\nheld-out concepts ({len(heldout_set.prompts)} prompts):")
