@@ -31,6 +31,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
                         "when they were measured on the loaded weights (default models/eval_cpu_200.json)")
     parser.add_argument("--token", help="access token (generated when listening beyond loopback)")
+    parser.add_argument("--allowed-hosts", help="extra names clients reach this server by, comma-separated "
+                        "(Host header; loopback names and --host are always allowed)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)

@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api import routes, ws
+from app.api import docs, routes, ws
+from app.api.guard import SECURITY_HEADERS, Guard, redact_uvicorn_logs
 from app.registry import Models, load_models
 from app.settings import Settings
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
         from app.engine.studio import Studio
         from app.store.gallery import Gallery
 
+        redact_uvicorn_logs()  # after uvicorn configured its loggers
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         loaded = models or load_models(settings)
         studio = Studio(settings, loaded, Gallery(settings.data_dir / "gallery"))
@@ -38,7 +40,8 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
         finally:
             studio.stop()
 
-    app = FastAPI(title="Noisescope", lifespan=lifespan)
+    # The docs come from app.api.docs, behind the token like the API.
+    app = FastAPI(title="Noisescope", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
 
     @app.exception_handler(RequestValidationError)
@@ -49,10 +52,13 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500,
+                            headers=SECURITY_HEADERS)  # this handler runs outside the Guard middleware
 
     app.include_router(routes.router)
     app.include_router(routes.api)
     app.include_router(ws.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=routes.FRONTEND), name="static")
+    app.add_middleware(Guard, settings=settings)  # Host allow-list, Origin rule, security headers
     return app

@@ -34,14 +34,16 @@ class Models:
         return {k: (Path(v).name if v and Path(v).exists() else v) for k, v in self.names.items()}
 
     def info(self) -> dict[str, Any]:
+        """What /api/info shows: model folders by their name, never their absolute path."""
+        public = self.public_names()
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "demo": self.demo,
             "demo_notice": DEMO_NOTICE if self.demo else None,
-            "diffusion": self.names.get("diffusion"),
-            "clip": self.names.get("clip"),
-            "gan": self.names.get("gan"),
+            "diffusion": public.get("diffusion"),
+            "clip": public.get("clip"),
+            "gan": public.get("gan"),
         }
 
 

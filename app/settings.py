@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
@@ -24,6 +25,12 @@ class Settings(BaseSettings):
         default=None, description="Required from clients when listening beyond loopback; generated if unset."
     )
     allowed_origins: list[str] = Field(default_factory=list, description="Extra Origins allowed on the websocket.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra names clients may reach the server by (the Host header), comma-separated, e.g. "
+                    "'studio.lan,gpu-box'. Loopback names and the bind host are always allowed; others are "
+                    "refused (DNS rebinding).",
+    )
 
     diffusion_model: str = Field(
         default=str(MODELS_DIR / "diffusion"),
@@ -59,6 +66,11 @@ class Settings(BaseSettings):
     max_init_image_bytes: int = 8 * 1024 * 1024
     queue_size: int = 8
     history_bytes: int = 256 * 1024 * 1024
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v: Any) -> Any:
+        return [h.strip() for h in v.split(",") if h.strip()] if isinstance(v, str) else v
 
     def require_token(self) -> bool:
         """Listening on anything but loopback needs a token."""

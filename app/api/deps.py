@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket
+from starlette.responses import Response
 
 from app.engine.studio import Studio
 from app.settings import Settings
@@ -14,9 +15,13 @@ TOKEN_COOKIE = "noisescope_token"
 
 
 def token_ok(settings: Settings, supplied: str | None) -> bool:
+    """Constant-time comparison on UTF-8 bytes: `hmac.compare_digest` raises TypeError on non-ASCII
+    str, and a client-chosen token must never turn into a 500."""
     if not settings.require_token():
         return True
-    return bool(supplied) and bool(settings.token) and hmac.compare_digest(supplied, settings.token or "")
+    if not supplied or not settings.token:
+        return False
+    return hmac.compare_digest(supplied.encode("utf-8", "surrogatepass"), settings.token.encode("utf-8", "surrogatepass"))
 
 
 def supplied_token(query: dict, headers: dict, cookies: dict) -> str | None:
@@ -39,6 +44,14 @@ def require_token(request: Request) -> None:
     token = supplied_token(dict(request.query_params), dict(request.headers), request.cookies)
     if not token_ok(settings, token):
         raise HTTPException(status_code=401, detail="a valid token is required (see the server's start-up output)")
+
+
+def remember_token(response: Response, request: Request, settings: Settings) -> None:
+    """A page opened with a valid ?token= gets it as a same-site, script-proof cookie, so the requests
+    it makes without the query (stylesheets, /openapi.json) pass too."""
+    token = supplied_token(dict(request.query_params), dict(request.headers), request.cookies)
+    if settings.require_token() and token and token_ok(settings, token):
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
 
 
 def ws_studio(websocket: WebSocket) -> Studio:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Upl
 from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image, UnidentifiedImageError
 
-from app.api.deps import TOKEN_COOKIE, SettingsDep, StudioDep, require_token, supplied_token, token_ok
+from app.api.deps import SettingsDep, StudioDep, remember_token, require_token, supplied_token, token_ok
 from app.measured import PLOT_URL, truncation_plot_path
 from app.params import DiffusionParams, GanParams, LiveParams
 from app.settings import REPO_ROOT
@@ -27,8 +27,7 @@ def index(request: Request, settings: SettingsDep) -> HTMLResponse:
     if not token_ok(settings, token):
         return HTMLResponse("<h1>Noisescope</h1><p>Open the URL with the token the server printed.</p>", 401)
     response = HTMLResponse((FRONTEND / "index.html").read_text(encoding="utf-8"))
-    if settings.require_token() and token:
-        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+    remember_token(response, request, settings)
     return response
 
 

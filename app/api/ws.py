@@ -8,15 +8,25 @@ import logging
 import uuid
 from collections import deque
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.deps import supplied_token, token_ok
-from app.api.protocol import (Cancel, FrameType, GenerateDiffusion, GenerateGan, PreviewRequest, Rewind, Update,
-                              client_message, encode_frame, error_event, event)
+from app.api.protocol import (
+    Cancel,
+    FrameType,
+    GenerateDiffusion,
+    GenerateGan,
+    PreviewRequest,
+    Rewind,
+    Update,
+    client_message,
+    encode_frame,
+    error_event,
+    event,
+)
 from app.engine.studio import Studio, StudioError
 from app.settings import Settings
 
@@ -25,16 +35,6 @@ router = APIRouter()
 
 MAX_MESSAGE_CHARS = 64 * 1024
 _FRAME_TYPES = {"preview": FrameType.PREVIEW, "final": FrameType.FINAL, "timeline": FrameType.TIMELINE}
-
-
-def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
-    """Browsers always send Origin: it must be this server or an allowed origin. Non-browser
-    clients send none and are governed by the token alone."""
-    if origin is None:
-        return True
-    if origin in settings.allowed_origins:
-        return True
-    return bool(host) and urlsplit(origin).netloc == host
 
 
 class Connection:
@@ -144,8 +144,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     settings: Settings = websocket.app.state.settings
     studio: Studio = websocket.app.state.studio
     token = supplied_token(dict(websocket.query_params), dict(websocket.headers), websocket.cookies)
-    if not token_ok(settings, token) or not origin_allowed(websocket.headers.get("origin"),
-                                                           websocket.headers.get("host"), settings):
+    if not token_ok(settings, token):  # Host and Origin were checked by app.api.guard.Guard
         await websocket.close(code=1008)
         return
     await websocket.accept()

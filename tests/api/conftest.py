@@ -23,6 +23,9 @@ def tiny_models(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path_factory:
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
+    """TestClient sends `Host: testserver`: it is configured as an extra name, as a deployment would
+    configure its own (the default allow-list stays loopback-only; tests/api/test_guard.py checks it)."""
+    overrides.setdefault("allowed_hosts", ["testserver"])
     return Settings(data_dir=data_dir, device="cpu", gan_model="", **overrides)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from app.api.guard import origin_allowed
 from app.api.protocol import FrameType, decode_frame
-from app.api.ws import Connection, origin_allowed
+from app.api.ws import Connection
 from app.settings import Settings
 
 

@@ -101,9 +101,17 @@ WATCH_IMAGE = """() => {
 }"""
 
 
+def watch_csp(page) -> list[str]:
+    """Chromium reports every resource the page's Content-Security-Policy blocks on the console."""
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    return blocked
+
+
 def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    blocked = watch_csp(page)
     page.goto(server + "/")
     page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
     assert page.is_visible("#g-missing") and page.inner_text("#g-missing") == "no GAN model loaded"
@@ -126,11 +134,13 @@ def test_generate_streams_previews_and_fills_gallery(server: str, page) -> None:
     assert "weights" in page.inner_text("#compare-caption")  # why there are no measured figures
     assert page.is_hidden("#compare-plot")
     assert not errors, errors
+    assert not blocked, blocked
 
 
 def test_both_fills_the_comparison(server_with_gan: str, page) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    blocked = watch_csp(page)
     page.goto(server_with_gan + "/")
     page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
     page.wait_for_function("() => !document.getElementById('g-render').disabled")
@@ -158,6 +168,7 @@ def test_both_fills_the_comparison(server_with_gan: str, page) -> None:
     assert float(page.inner_text("#g-stat-div")) > 0
     assert page.inner_text("#errors").strip() == ""
     assert not errors, errors
+    assert not blocked, blocked
 
 
 def test_use_these_settings_restores_controls(server: str, page) -> None:
