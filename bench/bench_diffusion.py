@@ -36,9 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.params import DiffusionParams  # noqa: E402
 from app.diffusion.generate import DiffusionModels, generate, load_diffusion_models, models_from_pipeline  # noqa: E402
 from app.diffusion.previews import fast_preview  # noqa: E402
+from app.params import DiffusionParams  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

@@ -44,12 +44,12 @@ def main() -> int:
     ap.add_argument("--prompt", default="red heart")
     args = ap.parse_args()
 
-    from app.params import DiffusionParams, GanParams
     from app.clip import load_clip
     from app.devices import pick_dtype
     from app.diffusion.generate import decode_to_pil, generate, load_diffusion_models
     from app.engine.gan_runner import GanRunner, load_gan_model
     from app.gan.render import render
+    from app.params import DiffusionParams, GanParams
     from app.settings import MODELS_DIR
 
     device = torch.device(args.device)

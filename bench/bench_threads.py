@@ -31,8 +31,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args()
 
-    from app.params import DiffusionParams
     from app.diffusion.generate import generate
+    from app.params import DiffusionParams
     from app.registry import load_models
     from app.settings import Settings
 

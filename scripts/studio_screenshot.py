@@ -23,7 +23,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.devtools import CHROMIUM, CHROMIUM_ARGS, free_port
+from app.devtools import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402 (after the sys.path line)
 
 PROMPTS = ("red heart", "pizza", "cat face", "smiling face with sunglasses")
 

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from app.params import DiffusionParams, LiveParams
 from app.clip.backend import ClipBackend
 from app.diffusion import previews
 from app.diffusion.denoiser import UNetDenoiser, cfg_denoiser, text_conditioning
@@ -22,8 +21,9 @@ from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
 from app.diffusion.samplers import run_sampler
-from app.diffusion.transfer import Pending, to_host_async
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
+from app.diffusion.transfer import Pending, to_host_async
+from app.params import DiffusionParams, LiveParams
 
 
 def default_cache_dir() -> Path:

@@ -10,13 +10,13 @@ from typing import Any
 
 from PIL import Image
 
-from app.params import DiffusionParams
 from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
 from app.engine.live import LiveState, RunCancelled
 from app.engine.scores import image_scores
+from app.params import DiffusionParams
 from app.store.gallery import Gallery, ImageRecord
 
 

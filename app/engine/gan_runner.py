@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from app.params import GanParams
 from app.clip import ClipBackend
 from app.engine.images import encode, grid
 from app.engine.jobs import Job
@@ -23,6 +22,7 @@ from app.engine.live import RunCancelled
 from app.engine.scores import image_scores
 from app.gan.networks import Generator, mix_styles, truncate
 from app.gan.render import clip_search, conditional_centre, render, seed_to_w
+from app.params import GanParams
 from app.store.gallery import Gallery, ImageRecord
 
 W_CACHE = 256

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from app.clip.backend import ClipBackend
 
-from .networks import Generator, truncate as _truncate_rows, z_from_seed
+from .networks import Generator, z_from_seed
+from .networks import truncate as _truncate_rows
 
 # callback(i, image uint8 [N, H, W, C], loss) -> False to stop; None or True to go on.
 SearchCallback = Callable[[int, torch.Tensor, float], "bool | None"]

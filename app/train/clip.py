@@ -11,8 +11,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from app.train.common import (CaptionBank, RunLog, images_to_device, load_checkpoint, lr_at, optimizer_step,
-                              pick_device, restore, run_steps, save_checkpoint, seed_all, to_unit)
+from app.train.common import (
+    CaptionBank,
+    RunLog,
+    images_to_device,
+    load_checkpoint,
+    lr_at,
+    optimizer_step,
+    pick_device,
+    restore,
+    run_steps,
+    save_checkpoint,
+    seed_all,
+    to_unit,
+)
 from app.train.data import load_dataset
 from app.train.models import CLIP_MEAN, CLIP_STD, FULL, IMAGE_SIZE, Sizes, clip_model
 from app.train.tokenizer import caption_vocabulary, write_word_clip_tokenizer

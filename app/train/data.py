@@ -41,8 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from app.train.artsets import (ART_SET_KEYS, ART_SETS, FONT_PATH, MissingArtSet, NotoFont, fluent_candidates,
-                               render_svg, source_folder, svg_finder, twemoji_candidates)
+from app.train.artsets import (
+    ART_SET_KEYS,
+    ART_SETS,
+    FONT_PATH,
+    MissingArtSet,
+    NotoFont,
+    fluent_candidates,
+    render_svg,
+    source_folder,
+    svg_finder,
+    twemoji_candidates,
+)
 
 SIZE = 64
 NPZ_NAME = "emoji64.npz"

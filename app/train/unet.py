@@ -12,8 +12,21 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (init_from_folder, CaptionBank, RunLog, ema_update, images_to_device, load_checkpoint, lr_at,
-                              optimizer_step, pick_device, restore, run_steps, save_checkpoint, seed_all)
+from app.train.common import (
+    CaptionBank,
+    RunLog,
+    ema_update,
+    images_to_device,
+    init_from_folder,
+    load_checkpoint,
+    lr_at,
+    optimizer_step,
+    pick_device,
+    restore,
+    run_steps,
+    save_checkpoint,
+    seed_all,
+)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, train_scheduler, unet_model
 from app.train.vae import latent_moments

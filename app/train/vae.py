@@ -13,8 +13,21 @@ from pathlib import Path
 
 import torch
 
-from app.train.common import (init_from_folder, RunLog, gradient_l1, images_to_device, load_checkpoint, lr_at, optimizer_step,
-                              pick_device, restore, run_steps, save_checkpoint, seed_all, to_unit)
+from app.train.common import (
+    RunLog,
+    gradient_l1,
+    images_to_device,
+    init_from_folder,
+    load_checkpoint,
+    lr_at,
+    optimizer_step,
+    pick_device,
+    restore,
+    run_steps,
+    save_checkpoint,
+    seed_all,
+    to_unit,
+)
 from app.train.data import load_dataset
 from app.train.models import FULL, Sizes, vae_model
 

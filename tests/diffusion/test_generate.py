@@ -8,12 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from app.params import DiffusionParams, LiveParams
-from app.diffusion.generate import (DiffusionModels, StepInfo, decode_to_pil, generate, load_diffusion_models,
-                                    preview_rgb)
+from app.diffusion.generate import (
+    DiffusionModels,
+    StepInfo,
+    decode_to_pil,
+    generate,
+    load_diffusion_models,
+    preview_rgb,
+)
 from app.diffusion.guidance import clip_score, clip_target
 from app.diffusion.previews import full_decode
 from app.engine.scores import image_scores
+from app.params import DiffusionParams, LiveParams
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from app.diffusion.noise import initial_noise, step_noise
-from app.diffusion.samplers import (ancestral_split, run_sampler, sample_ddim, sample_ddpm, sample_dpmpp_2m,
-                                    sample_euler, sample_euler_ancestral)
+from app.diffusion.samplers import (
+    ancestral_split,
+    run_sampler,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_euler,
+    sample_euler_ancestral,
+)
 from app.diffusion.sigmas import discrete_sigmas, discrete_timesteps, karras_sigmas, model_sigmas, sigma_to_t
 
 MU, S = 1.5, 0.5

@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-from app.params import LiveParams, LiveUpdate
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.jobs import Job
 from app.engine.live import LiveState, RunCancelled
 from app.engine.worker import QueueFull, Worker
+from app.params import LiveParams, LiveUpdate
 
 
 class ListSink:

@@ -10,8 +10,7 @@ from safetensors.torch import load_file
 
 from app.clip.backend import TransformersClip
 from app.gan.networks import Generator
-from app.gan.render import (clip_search, make_cutouts, map_to_w, render, seed_to_w, spherical_dist, to_uint8,
-                            truncate)
+from app.gan.render import clip_search, make_cutouts, map_to_w, render, seed_to_w, spherical_dist, to_uint8, truncate
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app.store.pngmeta import a1111_parameters, png_with_text, read_text
 from PIL import Image
+
+from app.store.pngmeta import a1111_parameters, png_with_text, read_text
 
 
 def test_diffusion_parameters_without_negative() -> None:

@@ -51,3 +51,60 @@ def test_shipped_gan_draws_what_clip_recognises() -> None:
     names = list(SANITY_PROMPTS) + list(DISTRACTORS)
     picked = (clip.encode_image(images) @ clip.encode_text(names).T).argmax(dim=1)
     assert [names[i] for i in picked] == prompts
+
+
+# The sanity prompts' emoji (code points) and their CLDR names, for the real pictures of each concept.
+SANITY_CONCEPTS = {"red heart": "2764-fe0f", "pizza": "1f355", "cat face": "1f431",
+                   "smiling face with sunglasses": "1f60e"}
+SOURCES = Path(__file__).resolve().parents[2] / "data" / "sources"  # the dataset builder's npm cache
+
+
+def _real_styles(name: str, emoji_id: str) -> torch.Tensor:
+    """Every art set's drawing of one concept, rendered as the dataset builder renders it: [S,3,64,64] in [0,1]."""
+    import numpy as np
+
+    from app.train import artsets
+
+    text = "".join(chr(int(h, 16)) for h in emoji_id.split("-"))
+    images = [artsets.NotoFont().render(text, 64)]
+    for art in artsets.ART_SETS[1:]:
+        folder = artsets.source_folder(art, SOURCES)
+        pick = artsets.twemoji_candidates if art.key == "twemoji" else artsets.fluent_candidates
+        path = artsets.svg_finder(folder, pick)(emoji_id if art.key == "twemoji" else name)
+        if path is not None:
+            images.append(artsets.render_svg(path, 64))
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+
+
+def _spread(clip, images: torch.Tensor) -> float:
+    """Mean pairwise distance of the images' L2-normalised CLIP embeddings (app.metrics.diversity)."""
+    from app.metrics import diversity
+
+    return diversity(clip.encode_image(images)[None])
+
+
+@pytest.fixture(scope="module")
+def real_spread():
+    """Per sanity prompt, the spread of its real pictures across art sets (needs the font and npm)."""
+    from app.clip import load_clip
+    from app.train import artsets
+
+    pytest.importorskip("resvg_py")
+    try:
+        reals = {n: _real_styles(n, i) for n, i in SANITY_CONCEPTS.items()}
+    except artsets.MissingArtSet as e:
+        pytest.skip(str(e))
+    clip = load_clip(str(MODELS / "clip"), torch.device("cpu"))
+    return clip, {n: _spread(clip, x) for n, x in reals.items()}
+
+
+def test_shipped_diffusion_varies_across_seeds(real_spread) -> None:
+    """8 seeds of a prompt are not all alike: their spread is at least a third of the real art sets' spread."""
+    from app.train.export import load_pipeline
+
+    clip, spread = real_spread
+    pipe = load_pipeline(MODELS / "diffusion")
+    for k, prompt in enumerate(SANITY_CONCEPTS):
+        images = pipe([prompt] * 8, num_inference_steps=12, guidance_scale=5.0, output_type="pt",
+                      generator=torch.Generator().manual_seed(k)).images
+        assert _spread(clip, images) >= spread[prompt] / 3, (prompt, _spread(clip, images), spread[prompt])
