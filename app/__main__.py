@@ -29,7 +29,7 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
-                        "when they were measured on the loaded weights (default models/eval_cpu_200.json)")
+                        "when they were measured on the loaded weights (default models/eval_cpu_v2.json)")
     parser.add_argument("--token", help="access token (generated when listening beyond loopback)")
     parser.add_argument("--allowed-hosts", help="extra names clients reach this server by, comma-separated "
                         "(Host header; loopback names and --host are always allowed)")

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path("data"), description="Gallery images, database and caches.")
     evaluation: Path | None = Field(
-        default=MODELS_DIR / "eval_cpu_200.json",
+        default=MODELS_DIR / "eval_cpu_v2.json",
         description="JSON written by `python -m app evaluate`; the page shows its figures beside the live ones "
                     "when they were measured on the loaded weights.",
     )

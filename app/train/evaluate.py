@@ -489,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diffusion-prompts", type=int, default=None, help="fewer prompts for the slow diffusion rows")
     p.add_argument("--sweep", default=",".join(f"{v:g}" for v in SWEEP_PSI), help="GAN truncation psi values; '' skips")
     p.add_argument("--sweep-seeds", type=int, default=8)
+    p.add_argument("--gan-psis", default="1,0.7", help="GAN rows with truncation towards the global w_avg")
     p.add_argument("--global-sweep", action=argparse.BooleanOptionalAction, default=True,
                    help="also sweep psi towards the global w_avg (truncation_sweep)")
     p.add_argument("--centre-samples", type=int, default=256, help="z per prompt for the conditional w centre")
@@ -568,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.gan.convert import load_generator
 
         G = load_generator(args.gan, device)
-        for psi in (1.0, 0.7):
+        for psi in [float(v) for v in args.gan_psis.split(",") if v]:
             engines.append(Engine(f"GAN psi={psi:g}", gan_generator(G, clip.encode_text, psi), prompt_set, seeds))
         results["studio_rows"]["gan"] = "GAN psi=0.7, conditional centre"  # the studio's default truncation
         engines.append(Engine("GAN psi=0.7, conditional centre",
