@@ -463,6 +463,29 @@ class Engine:
     desc: str | None = None
 
 
+MERGED = ("rows", "heldout", "compositional", "studio_rows", "models")
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One evaluation JSON from runs of the same prompts, seeds, data and judge that each measured some
+    engines (e.g. diffusion and GAN in two processes at once, one core each). Refuses runs that differ
+    in what they measured on; rows, the weights each run recorded and the sweep are joined."""
+    same = ("data", "prompts", "seeds", "heldout_prompts", "compositional_prompts", "judge_accuracy_real")
+    for key in same:
+        if len({json.dumps(part.get(key)) for part in parts}) > 1:
+            raise ValueError(f"the runs differ in {key}: they cannot be merged")
+    out = {k: v for part in parts for k, v in part.items() if k not in MERGED}
+    for key in MERGED:
+        out[key] = {k: v for part in parts for k, v in (part.get(key) or {}).items() if v is not None}
+    out["argv"] = [part.get("argv") for part in parts]
+    out["merged_from"] = len(parts)
+    diff = [r["ms_per_image"] for k, r in out["rows"].items() if k.startswith("diffusion")]
+    gan = [r["ms_per_image"] for k, r in out["rows"].items() if k.startswith("GAN")]
+    if diff and gan:
+        out["ms_ratio_diffusion_over_gan"] = diff[0] / gan[0]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from app.train.data import load_records
 
@@ -498,7 +521,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=Path("runs/eval/eval.json"))
     p.add_argument("--plot", type=Path, default=Path("models/truncation_sweep.png"),
                    help="the sweep's PNG (the studio shows it when it lies in the JSON's folder)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None,
+                   help="join these evaluation JSONs (same prompts and seeds, other engines) into --json; "
+                        "the truncation plot must already be beside --json")
     args = p.parse_args(argv)
+    if args.merge:
+        merged = merge_results([json.loads(f.read_text()) for f in args.merge])
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(finite_json(merged), indent=1) + "\n")
+        print(markdown_table(merged["rows"]))
+        return 0
 
     device = torch.device(args.device)
     rec = load_records(args.data)

@@ -271,3 +271,22 @@ def test_cli_end_to_end_on_tiny_models(tmp_path: Path, tiny_judge: Judge, tiny_c
     assert shown["truncation_plot"] and len(shown["truncation"]) == 3
     assert shown["ms_ratio"] == pytest.approx(res["rows"][shown["diffusion"]["label"]]["ms_per_image"]
                                               / res["rows"]["GAN psi=0.7, conditional centre"]["ms_per_image"])
+
+
+def test_merge_joins_engines_of_the_same_prompts_and_refuses_others() -> None:
+    from app.train.evaluate import merge_results
+
+    base = {"data": "d", "prompts": 4, "seeds": 2, "heldout_prompts": 1, "compositional_prompts": 1,
+            "judge_accuracy_real": 0.5}
+    a = {**base, "rows": {"real images (ceiling)": {"diversity": 0.4}, "diffusion x": {"ms_per_image": 100.0}},
+         "studio_rows": {"diffusion": "diffusion x"}, "models": {"diffusion": {"f": [1, "h"]}, "gan": None}}
+    b = {**base, "rows": {"real images (ceiling)": {"diversity": 0.4}, "GAN psi=1": {"ms_per_image": 20.0}},
+         "studio_rows": {"gan": "GAN psi=1"}, "models": {"diffusion": None, "gan": {"g": [2, "k"]}},
+         "truncation_plot": "t.png"}
+    merged = merge_results([a, b])
+    assert set(merged["rows"]) == {"real images (ceiling)", "diffusion x", "GAN psi=1"}
+    assert merged["studio_rows"] == {"diffusion": "diffusion x", "gan": "GAN psi=1"}
+    assert merged["models"] == {"diffusion": {"f": [1, "h"]}, "gan": {"g": [2, "k"]}}
+    assert merged["ms_ratio_diffusion_over_gan"] == 5.0 and merged["truncation_plot"] == "t.png"
+    with pytest.raises(ValueError, match="seeds"):
+        merge_results([a, {**b, "seeds": 8}])
