@@ -98,8 +98,8 @@ def real_spread():
     return clip, {n: _spread(clip, x) for n, x in reals.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 open: the shipped UNet's seeds of 'red heart' spread 0.058 "
-                   "against 0.303 for its real art sets (v2 fine-tune, 2,000 CPU steps)")
+@pytest.mark.xfail(strict=True, reason="issue 15 open: the shipped UNet is v1, trained on one picture per caption "
+                   "(the unshipped v2 fine-tune's 'red heart' seeds spread 0.058 against 0.303 for its real art sets)")
 def test_shipped_diffusion_varies_across_seeds(real_spread) -> None:
     """8 seeds of a prompt are not all alike: their spread is at least a third of the real art sets' spread."""
     from app.train.export import load_pipeline
