@@ -9,7 +9,7 @@ import sys
 
 SUBCOMMANDS = {
     # name: (module, help)
-    "build-data": ("app.train.data", "build the offline captioned emoji dataset"),
+    "build-data": ("app.train.data", "build the multi-style captioned emoji dataset (apt + npm art sets)"),
     "train": ("app.train.__main__", "train the embedded models: clip, vae, unet, export, sample; `train gan` for the GAN"),
     "evaluate": ("app.train.evaluate", "evaluate the embedded models (prints a table, writes JSON)"),
     "convert-gan": ("app.gan.convert", "convert an NVIDIA StyleGAN2 .pkl to safetensors + config.json, safely"),
