@@ -51,27 +51,43 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
 
 
+def conv_blocks(channels: tuple[int, ...]) -> nn.ModuleList:
+    """A stride-2 stem then conv-BN-SiLU blocks, RGB in: the trunk of the judge and the style classifier."""
+    chans = (3, *channels)
+    return nn.ModuleList(_block(a, b, 2 if i == 0 else 1) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])))
+
+
+def trunk_maps(blocks: nn.ModuleList, images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """images [B,3,H,W] in [0,1] -> the last block's feature maps, 2x average pooling between the inner blocks."""
+    x = images * 2 - 1
+    if x.shape[-1] != image_size:
+        x = F.interpolate(x, size=(image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+    for i, block in enumerate(blocks):
+        x = block(x)
+        if 0 < i < len(blocks) - 1:
+            x = F.avg_pool2d(x, 2)
+    return x
+
+
+def budget_progress(step: int, steps: int, started: float, budget_s: float | None) -> float:
+    """Training progress in [0, 1+): the larger of the step fraction and the time-budget fraction."""
+    return max(step / steps, (time.time() - started) / budget_s if budget_s else 0.0)
+
+
 class Judge(nn.Module):
     """A stride-2 stem, conv blocks each followed by 2x pooling, global average pool, features, head."""
 
     def __init__(self, cfg: JudgeConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        chans = (3, *cfg.channels)
-        self.blocks = nn.ModuleList(_block(a, b, 2 if i == 0 else 1) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])))
-        self.feature = nn.Linear(chans[-1], cfg.feature_dim)
+        self.blocks = conv_blocks(cfg.channels)
+        self.feature = nn.Linear(cfg.channels[-1], cfg.feature_dim)
         self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
         self.style_head = nn.Linear(cfg.feature_dim, len(cfg.styles)) if cfg.styles else None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] -> features [B, feature_dim]."""
-        x = images * 2 - 1
-        if x.shape[-1] != self.cfg.image_size:
-            x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if 0 < i < len(self.blocks) - 1:
-                x = F.avg_pool2d(x, 2)
+        x = trunk_maps(self.blocks, images, self.cfg.image_size)
         return F.silu(self.feature(x.mean(dim=(2, 3))))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -243,7 +259,7 @@ def train_judge(images: np.ndarray, ids: Sequence[str], *, styles: Sequence[str]
         perm = torch.randperm(n)
         total, correct, loss_sum, done = 0, 0, 0.0, False
         for i in range(0, n, batch):
-            progress = max(step / steps, (time.time() - t0) / budget if budget else 0.0)
+            progress = budget_progress(step, steps, t0, budget)
             if progress >= 1:
                 done = True
                 break

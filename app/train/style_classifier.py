@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.train.judge import lr_at, to_float
+from app.train.judge import budget_progress, conv_blocks, lr_at, to_float, trunk_maps
 
 WEIGHTS_NAME = "style.safetensors"
 CONFIG_NAME = "style.json"
@@ -43,29 +43,18 @@ class StyleConfig:
     image_size: int = 64
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
-
-
 class StyleClassifier(nn.Module):
     """Stem (stride 2), conv blocks with 2x pooling between them, mean + std pooling, a linear head."""
 
     def __init__(self, cfg: StyleConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        chans = (3, *cfg.channels)
-        self.blocks = nn.ModuleList(_block(a, b, 2 if i == 0 else 1) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])))
-        self.head = nn.Linear(2 * chans[-1], len(cfg.styles))
+        self.blocks = conv_blocks(cfg.channels)
+        self.head = nn.Linear(2 * cfg.channels[-1], len(cfg.styles))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] -> style logits [B, len(styles)]."""
-        x = images * 2 - 1
-        if x.shape[-1] != self.cfg.image_size:
-            x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if 0 < i < len(self.blocks) - 1:
-                x = F.avg_pool2d(x, 2)
+        x = trunk_maps(self.blocks, images, self.cfg.image_size)
         pooled = torch.cat([x.mean(dim=(2, 3)), x.flatten(2).std(dim=2)], dim=1)
         return self.head(pooled)
 
@@ -150,7 +139,7 @@ def fit(images: np.ndarray, styles: Sequence[str], *, cfg: StyleConfig | None = 
         perm = torch.randperm(n, generator=gen)
         correct, total, loss_sum, done = 0, 0, 0.0, False
         for i in range(0, n, batch):
-            progress = max(step / steps, (time.time() - t0) / budget if budget else 0.0)
+            progress = budget_progress(step, steps, t0, budget)
             if progress >= 1:
                 done = True
                 break
