@@ -41,3 +41,15 @@ def test_files_over_the_cap_are_too_large(tiny_models, tmp_path: Path) -> None:
     with TestClient(create_app(settings, models=tiny_models)) as c:
         res = post(c, a1111_png(A1111_TEXT) + b"\0" * 2048)
     assert res.status_code == 413
+
+
+def test_the_route_is_behind_the_token_and_the_origin_rule(tiny_models, tmp_path: Path) -> None:
+    from tests.api.test_guard import real_settings
+
+    app = create_app(real_settings(tmp_path, host="0.0.0.0", token="s3cret"), models=tiny_models)
+    files = {"file": ("x.png", a1111_png(A1111_TEXT), "image/png")}
+    with TestClient(app, base_url="http://10.0.0.5:7860") as c:
+        assert c.post("/api/png-settings", files=files).status_code == 401
+        assert c.post("/api/png-settings?token=s3cret", files=files,
+                      headers={"origin": "http://evil.example"}).status_code == 403
+        assert c.post("/api/png-settings?token=s3cret", files=files).status_code == 200
