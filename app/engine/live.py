@@ -54,6 +54,17 @@ class LiveState:
             self._pending.update(fields)
             return merged
 
+    def states_with(self, change: LiveUpdate) -> list[LiveParams]:
+        """The values the run would go through if `change` were queued now: the next step's, then
+        after each replayed entry still to come (for the caps an update is checked against)."""
+        with self._lock:
+            state = apply_change(self._latest(), change.model_dump(exclude_none=True))
+            states = [state]
+            for step in sorted(s for s in self._plan if self._step is None or s > self._step):
+                state = apply_change(state, self._plan[step])
+                states.append(state)
+            return states
+
     def advance(self, step: int) -> None:
         """A step boundary: `step` steps are done. The first call replays (and records) the plan's
         entries before `step` (a fork's inherited schedule); every call then applies the plan's entry

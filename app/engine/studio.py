@@ -11,7 +11,7 @@ import torch
 
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
-from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
+from app.engine.limits import LimitError, check_diffusion, check_gan, check_live, check_update
 from app.engine.live import LiveState
 from app.engine.worker import Worker
 from app.measured import studio_figures
@@ -136,9 +136,12 @@ class Studio:
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
         try:
-            check_update(job.live.latest(), change, self.settings, getattr(job.params, "batch", 1))
+            for state in job.live.states_with(change):
+                check_live(state, self.settings, getattr(job.params, "batch", 1))
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        except ValueError:
+            raise StudioError("bad_request", "that update is not valid for this run") from None
         try:
             return job.live.update(change)
         except ValueError:

@@ -36,6 +36,7 @@ class ChangingSink:
         self.at_step = at_step
         self.change = change
         self.changed_run: str | None = None
+        self.reached = threading.Event()  # set when the run is held at `at_step`
         self.events: list[dict] = []
         self.done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -45,6 +46,7 @@ class ChangingSink:
             self.events.append(event)
             flag = self.done.setdefault(event.get("run_id", ""), threading.Event())
         if event["type"] == "step" and event["index"] == self.at_step and self.changed_run is None:
+            self.reached.set()
             self.ready.wait()
             assert self.studio is not None
             self.changed_run = event["run_id"]
@@ -113,22 +115,6 @@ def test_live_change_is_recorded_and_the_replay_is_bit_exact(studio: Studio) -> 
     sink.wait_done(plain)
     c = studio.history.step(plain, 60)
     assert c is not None and not torch.equal(a.latent, c.latent)
-
-
-def test_queued_changes_wait_for_a_step_boundary(studio: Studio) -> None:
-    """An update before the run starts is a change at its first step; several before one boundary
-    are one entry."""
-    ready = threading.Event()
-    sink = ChangingSink(ready, at_step=3, change=LiveUpdate(eta=0.5, cfg_scale=2.0))
-    sink.studio = studio
-    params = DiffusionParams(**{**CAT, "steps": 8, "sampler": "euler_a"})
-    run = studio.generate(params, sink, "page")
-    studio.update(run, LiveUpdate(cfg_scale=7.0))  # queued or running: takes effect at a boundary
-    ready.set()
-    done = sink.wait_done(run)
-    entries = done["schedule"]
-    assert entries[-1] == {"step": 3, "changes": {"eta": 0.5, "cfg_scale": 2.0}}
-    assert len(entries) == 2 and entries[0]["changes"] == {"cfg_scale": 7.0} and entries[0]["step"] < 3
 
 
 def test_fork_records_lineage_and_replays_from_scratch(client: TestClient) -> None:
@@ -205,3 +191,22 @@ def test_a_schedule_over_the_cutout_cap_is_too_large(studio: Studio) -> None:
     with pytest.raises(StudioError) as exc:
         studio.generate(params, ChangingSink(threading.Event(), 99, LiveUpdate()), "page")
     assert exc.value.code == "too_large" and "schedule[0] (step 5)" in exc.value.message
+
+
+def test_an_update_is_checked_against_the_changes_still_to_replay(studio: Studio) -> None:
+    """Cutouts within the cap now but over it once a replayed entry adds its own: refused."""
+    params = DiffusionParams(**{**GOOD, "steps": 30, "clip_guidance_scale": 1.0, "cutn_overview": "[4]*1000",
+                                "schedule": [{"step": 25, "changes": {"cutn_inner": "[40]*1000"}}]})
+    ready = threading.Event()
+    sink = ChangingSink(ready, 1, LiveUpdate(cfg_scale=3.0))
+    sink.studio = studio
+    run = studio.generate(params, sink, "page")
+    assert sink.reached.wait(300)  # the run is held after its first step
+    with pytest.raises(StudioError) as exc:
+        studio.update(run, LiveUpdate(cutn_overview="[30]*1000"))
+    assert exc.value.code == "too_large" and "cutouts" in exc.value.message
+    assert studio.update(run, LiveUpdate(cutn_overview="[8]*1000")).cutn_overview == "[8]*1000"
+    ready.set()
+    done = sink.wait_done(run)
+    assert done["schedule"] == [{"step": 1, "changes": {"cutn_overview": "[8]*1000", "cfg_scale": 3.0}},
+                                {"step": 25, "changes": {"cutn_inner": "[40]*1000"}}]
