@@ -190,3 +190,14 @@ def test_an_old_gallery_database_is_migrated(tmp_path: Path) -> None:
     version = again._db.execute("PRAGMA user_version").fetchone()[0]
     again.close()
     assert version == SCHEMA_VERSION == 1
+
+
+def test_a_gan_png_restores_the_gan_panel(tmp_path: Path) -> None:
+    g = Gallery(tmp_path)
+    image_id = g.add(Image.new("RGB", (16, 16)), ImageRecord(
+        engine="gan", params={"prompt": "red heart", "truncation_psi": 0.5, "search_steps": 0, "grid": 1,
+                              "save": True, "junk": 1}, seed=9))
+    got = settings_from_chunks(text_chunks(g.path_for(image_id).read_bytes()))
+    g.close()
+    assert got["engine"] == "gan" and got["seed"] == 9 and got["schedule"] == []
+    assert got["params"]["truncation_psi"] == 0.5 and "junk" not in got["params"]
