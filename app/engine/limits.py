@@ -40,6 +40,11 @@ def check_diffusion(p: DiffusionParams, settings: Settings) -> None:
         if len(text) > settings.max_prompt_chars:
             raise LimitError(f"{name} has {len(text)} characters; the limit is {settings.max_prompt_chars}")
     check_live(p, settings, p.batch)
+    for n, state in enumerate(p.live_states()):
+        try:
+            check_live(state, settings, p.batch)
+        except LimitError as exc:
+            raise LimitError(f"schedule[{n}] (step {p.schedule[n].step}): {exc}") from None
 
 
 def check_update(current: LiveParams, change: LiveUpdate, settings: Settings, batch: int = 1) -> None:

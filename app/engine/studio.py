@@ -11,11 +11,20 @@ import torch
 
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
-from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
+from app.engine.limits import LimitError, check_diffusion, check_gan, check_live, check_update
 from app.engine.live import LiveState
 from app.engine.worker import Worker
 from app.measured import studio_figures
-from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
+from app.params import (
+    DiffusionParams,
+    GanParams,
+    LiveParams,
+    LiveUpdate,
+    ScheduleEntry,
+    apply_change,
+    dump_schedule,
+    live_diff,
+)
 from app.registry import Models
 from app.settings import Settings
 from app.store.gallery import Gallery
@@ -28,6 +37,16 @@ class StudioError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def fork_schedule(start: LiveParams, inherited: list[ScheduleEntry], step: int, fork: LiveParams) -> list[dict]:
+    """A fork's replay schedule: the parent's entries before `step`, then whatever the fork's values
+    at `step` change from the parent's values there."""
+    at_step = start
+    for entry in inherited:
+        at_step = apply_change(at_step, entry.changes)
+    diff = live_diff(at_step, fork)
+    return dump_schedule(inherited) + ([{"step": step, "changes": diff}] if diff else [])
 
 
 class Studio:
@@ -99,7 +118,7 @@ class Studio:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
-        live = LiveState(params.live())
+        live = LiveState(params.live(), params.schedule)
         return self._queue(Job("diffusion", params, sink, client_id, live=live))
 
     def generate_gan(self, params: GanParams, sink: Sink, client_id: str) -> str:
@@ -117,9 +136,12 @@ class Studio:
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
         try:
-            check_update(job.live.params(), change, self.settings, getattr(job.params, "batch", 1))
+            for state in job.live.states_with(change):
+                check_live(state, self.settings, getattr(job.params, "batch", 1))
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        except ValueError:
+            raise StudioError("bad_request", "that update is not valid for this run") from None
         try:
             return job.live.update(change)
         except ValueError:
@@ -127,7 +149,9 @@ class Studio:
 
     def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None) -> str:
         """Fork: a new run continues from `step` of `run_id` with that run's current live params,
-        changed by `change` for the fork only."""
+        changed by `change` for the fork only. The fork keeps the parent's starting values and
+        schedule before `step`, plus one entry at `step` for whatever differs there, so it replays
+        from scratch."""
         parent = self._job(run_id)
         if parent.engine != "diffusion" or parent.live is None:
             raise StudioError("bad_request", "only diffusion runs can be rewound")
@@ -136,15 +160,20 @@ class Studio:
             raise StudioError("bad_request", f"step must be below {params.steps}")
         if step > 0 and self.history.step(run_id, step) is None:
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept (not reached yet, or evicted)")
-        current = parent.live.params()
+        current = parent.live.latest()
         if change is not None:
             try:
                 check_update(current, change, self.settings, params.batch)
             except LimitError as exc:
                 raise StudioError("too_large", str(exc)) from None
             current = current.model_copy(update=change.model_dump(exclude_none=True))
-        params = params.model_copy(update=current.model_dump())
-        live = LiveState(current)
+        try:
+            at = max(step, params.skip_steps)  # a fork from step 0 starts where the parent started
+            schedule = fork_schedule(params.live(), parent.live.schedule(before=at), at, current)
+            params = DiffusionParams.model_validate({**params.model_dump(), "schedule": schedule})
+        except ValueError as exc:
+            raise StudioError("too_large", f"the fork cannot be recorded: {exc}") from None
+        live = LiveState(params.live(), params.schedule)
         return self._queue(Job("diffusion", params, sink, client_id, live=live, parent=run_id, from_step=step))
 
     def cancel(self, run_id: str) -> None:

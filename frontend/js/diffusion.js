@@ -1,9 +1,10 @@
 // The Diffusion panel: controls, live image, progress, timeline scrubber with forks, plot.
 import { ControlSet, el } from './controls.js';
-import { uploadInitImage } from './api.js';
+import { uploadInitImage, withToken } from './api.js';
 import { drawPlot } from './plot.js';
 import { mimeFor, FrameType } from './protocol.js';
 import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
+import { imageAsUpload, scheduleCount, scheduleText, showNotice } from './restore.js';
 import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 
 const UPDATE_DEBOUNCE_MS = 60;
@@ -23,6 +24,8 @@ export class DiffusionPanel {
     this.follow = true; // show the newest step as it arrives
     this.scrubStep = 0;
     this.initImage = null;
+    this.initUi = null; // the init image control's file input, preview and status
+    this.schedule = []; // restored live changes that the next Generate replays
     this.pendingUpdate = {};
     this.updateTimer = null;
     this.previewTimer = null;
@@ -33,6 +36,11 @@ export class DiffusionPanel {
     this.scrub.addEventListener('input', () => this.#scrubTo(Number(this.scrub.value)));
     $('d-live').addEventListener('click', () => this.#setFollow(true));
     $('d-fork').addEventListener('click', () => this.fork());
+    $('d-to-init').addEventListener('click', () => {
+      const run = this.runs.get(this.viewed);
+      if (run?.finalUrl) this.useAsInit(withToken(run.finalUrl), `the final image of run ${run.id}`);
+    });
+    $('replay-clear').addEventListener('click', () => this.setSchedule([]));
     this.#setFollow(true);
   }
 
@@ -58,6 +66,12 @@ export class DiffusionPanel {
       return false;
     }
     const params = diffusionParams(this.controls.values(), prompt, negative, this.initImage);
+    const schedule = this.schedule.filter((e) => e.step < params.steps && e.step >= (params.skip_steps || 0));
+    if (schedule.length < this.schedule.length) {
+      const left = this.schedule.length - schedule.length;
+      showError(`${left} replayed change${left === 1 ? '' : 's'} fall outside steps ${params.skip_steps || 0}-${params.steps - 1} and were left out`);
+    }
+    if (schedule.length) params.schedule = schedule;
     if (!this.socket.send({ type: 'generate', params })) {
       showError('Not connected to the server.');
       return false;
@@ -86,9 +100,55 @@ export class DiffusionPanel {
     this.socket.send({ type: 'rewind', run_id: owner.id, step, params: this.#liveValues() });
   }
 
-  /** Restore the controls from a gallery item's params. */
-  applySettings(params, seed) {
-    this.controls.set({ ...params, seed: seed ?? params.seed ?? null });
+  /** Restore the controls from recorded params (the starting values), and the schedule of live
+   *  changes the next Generate replays. `withInit`: the record decides the init image too. */
+  applySettings(params, seed, schedule = [], withInit = false) {
+    // eta null is the sampler's own (euler_a 1, ddim 0): the same number here replays the same run
+    const eta = params.eta ?? SAMPLER_ETA[params.sampler] ?? 0;
+    this.controls.set({ ...params, eta, seed: seed ?? params.seed ?? null });
+    if (params.steps !== undefined) this.controls.setRange('skip_steps', { max: params.steps });
+    this.setSchedule(schedule);
+    if (withInit) {
+      if (params.init_image) this.setInitImage(params.init_image, null, `id ${params.init_image} (restored)`);
+      else this.setInitImage(null);
+    }
+  }
+
+  /** The schedule the next Generate replays, shown above the panels with a way to drop it. */
+  setSchedule(schedule) {
+    this.schedule = Array.isArray(schedule) ? schedule.map((e) => ({ step: e.step, changes: { ...e.changes } })) : [];
+    $('replay').hidden = this.schedule.length === 0;
+    $('replay-text').textContent = this.schedule.length
+      ? `${scheduleCount(this.schedule)}: ${scheduleText(this.schedule)}` : '';
+  }
+
+  /** Show `id` as the init image (null clears it); `previewUrl` may be null when only the id is known. */
+  setInitImage(id, previewUrl = null, label = null) {
+    const { file, preview, status } = this.initUi;
+    this.initImage = id;
+    file.value = '';
+    if (previewUrl) preview.src = previewUrl;
+    preview.hidden = !id || !previewUrl;
+    status.textContent = id ? (label ?? `id ${id}`) : 'none';
+  }
+
+  /** A finished image (gallery or final) becomes the init image; a start step of 0 would drown it
+   *  in noise, so it is set to half the steps then. */
+  async useAsInit(url, label) {
+    try {
+      const file = await imageAsUpload(url);
+      const id = await uploadInitImage(file);
+      this.setInitImage(id, URL.createObjectURL(file), `from ${label}`);
+      const notes = [];
+      if (!this.controls.get('skip_steps')) {
+        const start = Math.floor(this.controls.get('steps') / 2);
+        this.controls.set({ skip_steps: start });
+        notes.push(`skip_steps set to ${start} of ${this.controls.get('steps')}: the higher, the more of the image stays`);
+      }
+      showNotice('Init image set', [`from ${label}`], notes);
+    } catch (err) {
+      showError(`send to init image: ${err.message}`);
+    }
   }
 
   onEvent(ev) {
@@ -168,6 +228,7 @@ export class DiffusionPanel {
     $('d-stat-div').textContent = fmtScore(run.diversity);
     setProgress($('d-progress'), run.index, total);
     $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
+    $('d-to-init').disabled = !(run.status === 'done' && run.finalUrl);
 
     let frame;
     if (this.follow) {
@@ -191,7 +252,8 @@ export class DiffusionPanel {
   #groupsWithInitImage() {
     const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', id: 'd-init-file' });
     const preview = el('img', { class: 'init-preview', alt: 'init image', hidden: true });
-    const status = el('span', { class: 'mono', text: 'none' });
+    const status = el('span', { class: 'mono', id: 'd-init-status', text: 'none' });
+    this.initUi = { file, preview, status };
     const clear = el('button', { type: 'button', text: 'clear' });
     file.addEventListener('change', async () => {
       const chosen = file.files?.[0];

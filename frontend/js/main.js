@@ -4,11 +4,12 @@
 //   specs.js     control specs and message params           controls.js  specs -> inputs
 //   diffusion.js / gan.js / gallery.js  the three areas      plot.js, ui.js  drawing and DOM helpers
 //   compare.js   the side-by-side table (live and measured figures)
-import { fetchInfo } from './api.js';
+import { fetchInfo, galleryImageUrl } from './api.js';
 import { CompareView } from './compare.js';
 import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
 import { GanPanel } from './gan.js';
+import { Restorer } from './restore.js';
 import { RunStore } from './runs.js';
 import { $, showError } from './ui.js';
 import { Socket } from './ws.js';
@@ -48,16 +49,13 @@ const socket = new Socket({
 
 diffusion = new DiffusionPanel(socket, runs);
 gan = new GanPanel(socket, runs, promptText);
-const gallery = new GalleryView((item) => {
-  const params = item.params || {};
-  if (typeof params.prompt === 'string') $('prompt').value = params.prompt;
-  if (item.engine === 'gan') {
-    gan.applySettings(params, item.seed);
-  } else {
-    $('negative_prompt').value = params.negative_prompt ?? '';
-    diffusion.applySettings(params, item.seed);
-  }
-});
+const restorer = new Restorer({ diffusion, gan });
+restorer.install($('open-png-file'));
+$('open-png').addEventListener('click', () => $('open-png-file').click());
+const gallery = new GalleryView(
+  (item) => restorer.apply({ ...item, source: 'gallery' }, `gallery image ${item.id}`),
+  (item) => diffusion.useAsInit(galleryImageUrl(item), `gallery image ${item.id}`),
+);
 
 const compare = new CompareView($('compare'), $('compare-caption'));
 const newestDone = (engine) => runs.list(engine).filter((r) => r.status === 'done').at(-1) ?? null;
@@ -129,4 +127,4 @@ async function loadInfo() {
 socket.connect();
 loadInfo();
 gallery.refresh();
-window.noisescope = { socket, runs, diffusion, gan, gallery, compare };
+window.noisescope = { socket, runs, diffusion, gan, gallery, compare, restorer };
