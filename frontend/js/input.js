@@ -17,22 +17,17 @@ export function seedProblem(text, badInput = false, label = 'seed') {
   return Number.isInteger(n) && n >= 0 && n <= MAX_SEED ? null : `${label}: ${SEED_RULE}`;
 }
 
-/** The shortcuts listed on the page (index.html) and bound here. */
-export const SHORTCUTS = [
-  ['Enter', 'generate (in a prompt box)'],
-  ['Shift+Enter', 'new line in a prompt box (sent as a space)'],
-  ['Esc', 'cancel the run on screen'],
-];
-
 /**
- * Enter in a prompt box generates, Shift+Enter makes a new line, Esc anywhere cancels.
+ * Enter in a prompt box generates, Shift+Enter makes a new line, Esc anywhere cancels (listed in
+ * index.html's #shortcuts).
  * @param {HTMLElement[]} boxes  the prompt textareas
  * @param {{generate: () => void, cancel: () => void}} actions
  */
 export function bindShortcuts(doc, boxes, actions) {
   for (const box of boxes) {
     box.addEventListener('keydown', (e) => {
-      if (e.key !== 'Enter' || e.shiftKey || e.altKey || e.isComposing) return;
+      // a handler that claimed the key first (an open suggestion list) keeps it
+      if (e.key !== 'Enter' || e.shiftKey || e.altKey || e.isComposing || e.defaultPrevented) return;
       e.preventDefault();
       actions.generate();
     });

@@ -36,6 +36,7 @@ const socket = new Socket({
       wasClosed = false;
       clearErrors(); // what went wrong before the reconnect is stale
     }
+    if (diffusion) refreshButtons();
   },
   onEvent(ev) {
     if (ev.engine && ev.run_id) engineOf.set(ev.run_id, ev.engine);
