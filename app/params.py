@@ -6,6 +6,7 @@ those two pure grammar modules."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +21,14 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState range, which the GAN's seed_to_w use
 def _parses(text: str) -> str:
     parse_schedule(text)  # ValueError -> a validation error naming the field
     return text
+
+
+_LINE_BREAK = re.compile(r"\s*[\r\n\v\f\x85\u2028\u2029]\s*")
+
+
+def one_line(text: str) -> str:
+    """A prompt as it is run and saved: each line break (with the spaces around it) becomes one space."""
+    return _LINE_BREAK.sub(" ", text).strip()
 
 
 Schedule = Annotated[str, Field(max_length=200, pattern=r"^[\[\]0-9.*+ ]*$"), AfterValidator(_parses)]
@@ -129,7 +138,8 @@ class DiffusionParams(LiveParams):
     @field_validator("prompt")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
+        v = one_line(v)
+        if not v:
             raise ValueError("prompt is empty")
         parse_prompt(v)  # "|", "x:1e999", 17 parts: refused here, not in the worker
         return v
@@ -155,6 +165,11 @@ class DiffusionParams(LiveParams):
             states.append(current)
         return states
 
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_one_line(cls, v: str) -> str:
+        return one_line(v)
+
 
 class GanParams(StrictModel):
     """A GAN render: a seed, a prompt (text condition or CLIP search target) and w-space sliders."""
@@ -172,6 +187,11 @@ class GanParams(StrictModel):
     search_cutn: int = Field(8, ge=1, le=64)
     grid: int = Field(1, ge=1, le=16, description="Render this many seeds (seed, seed+1, ...) as a grid")
     save: bool = Field(True, description="Keep the result in the gallery (slider drags send false)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        return one_line(v)
 
     @model_validator(mode="after")
     def _seeds_in_range(self) -> GanParams:

@@ -38,3 +38,5 @@ class Job:
     parent: str | None = None
     from_step: int = 0
     run_id: str = field(default_factory=new_run_id)
+    ref: str | None = None  # the client's label for the message that queued it, echoed in `queued`
+    position: int = -1  # place in the waiting queue last told to the client

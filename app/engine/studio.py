@@ -104,24 +104,28 @@ class Studio:
     def _queue(self, job: Job, *, replace_stale: bool = False) -> str:
         from app.engine.worker import QueueFull
 
-        try:
-            position = self.worker.submit(job, replace_stale=replace_stale)
-        except QueueFull as exc:
-            raise StudioError("busy", str(exc)) from None
+        def queued(position: int) -> None:
+            ev = {"type": "queued", "run_id": job.run_id, "engine": job.engine, "position": position,
+                  "parent": job.parent, "from_step": job.from_step}
+            job.sink.send({**ev, "ref": job.ref} if job.ref is not None else ev)
+
         self._remember(job)
-        job.sink.send({"type": "queued", "run_id": job.run_id, "engine": job.engine, "position": position,
-                       "parent": job.parent, "from_step": job.from_step})
+        try:
+            self.worker.submit(job, replace_stale=replace_stale, on_queued=queued)
+        except QueueFull as exc:
+            self._jobs.pop(job.run_id, None)
+            raise StudioError("busy", str(exc)) from None
         return job.run_id
 
-    def generate(self, params: DiffusionParams, sink: Sink, client_id: str) -> str:
+    def generate(self, params: DiffusionParams, sink: Sink, client_id: str, ref: str | None = None) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         live = LiveState(params.live(), params.schedule)
-        return self._queue(Job("diffusion", params, sink, client_id, live=live))
+        return self._queue(Job("diffusion", params, sink, client_id, live=live, ref=ref))
 
-    def generate_gan(self, params: GanParams, sink: Sink, client_id: str) -> str:
+    def generate_gan(self, params: GanParams, sink: Sink, client_id: str, ref: str | None = None) -> str:
         if self.gan is None:
             raise StudioError("no_model", "no GAN model loaded")
         try:
@@ -129,7 +133,7 @@ class Studio:
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         live = LiveState(LiveParams())
-        return self._queue(Job("gan", params, sink, client_id, live=live), replace_stale=True)
+        return self._queue(Job("gan", params, sink, client_id, live=live, ref=ref), replace_stale=True)
 
     def update(self, run_id: str, change: LiveUpdate) -> LiveParams:
         job = self._job(run_id)
@@ -147,7 +151,8 @@ class Studio:
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
 
-    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None) -> str:
+    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None,
+               ref: str | None = None) -> str:
         """Fork: a new run continues from `step` of `run_id` with that run's current live params,
         changed by `change` for the fork only. The fork keeps the parent's starting values and
         schedule before `step`, plus one entry at `step` for whatever differs there, so it replays
@@ -174,7 +179,8 @@ class Studio:
         except ValueError as exc:
             raise StudioError("too_large", f"the fork cannot be recorded: {exc}") from None
         live = LiveState(params.live(), params.schedule)
-        return self._queue(Job("diffusion", params, sink, client_id, live=live, parent=run_id, from_step=step))
+        return self._queue(Job("diffusion", params, sink, client_id, live=live, parent=run_id, from_step=step,
+                                ref=ref))
 
     def cancel(self, run_id: str) -> None:
         if not self.worker.cancel(run_id):

@@ -78,10 +78,11 @@ export async function readPngSettings(file) {
 }
 
 export class Restorer {
-  /** @param {{diffusion: object, gan: object}} panels */
-  constructor({ diffusion, gan }) {
+  /** @param {{diffusion: object, gan: object, onApplied?: () => void}} panels */
+  constructor({ diffusion, gan, onApplied }) {
     this.diffusion = diffusion;
     this.gan = gan;
+    this.onApplied = onApplied;
   }
 
   /** Put `data` ({engine, params, seed, schedule, lineage, notes, source}) into the controls. */
@@ -96,6 +97,7 @@ export class Restorer {
     }
     const engine = data.engine === 'gan' ? 'GAN' : 'Diffusion';
     showNotice(`${engine} settings restored from ${from}`, describeRestore(data), data.notes || []);
+    this.onApplied?.();
   }
 
   /** Read a PNG's settings and restore them; any failure is said, nothing half-applied. */
