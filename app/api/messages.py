@@ -73,7 +73,7 @@ def validation_text(exc: ValidationError, limit: int = 5) -> str:
     """'seed: must be a whole number ...; width: must be a multiple of 8' (at most `limit` parts)."""
     parts = []
     for err in exc.errors()[:limit]:
-        loc = [str(p) for p in err.get("loc", ()) if p not in _HIDDEN_LOC and not isinstance(p, int)]
+        loc = [str(p) for p in err.get("loc", ()) if p not in _HIDDEN_LOC]  # list indices kept: schedule.0.step
         field = loc[-1] if loc else ""
         what = _what(err, field)
         if err.get("type") == "union_tag_invalid" and not loc:
