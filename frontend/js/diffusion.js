@@ -1,8 +1,9 @@
 // The Diffusion panel: controls, live image, progress, timeline scrubber with forks, plot.
 import { ControlSet, el } from './controls.js';
 import { uploadInitImage } from './api.js';
-import { drawPlot } from './plot.js';
+import { CLIP_SCORE_TITLE, drawPlot } from './plot.js';
 import { mimeFor, FrameType } from './protocol.js';
+import { nearestSize, sizeOptions, sizeWarning } from './sizes.js';
 import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
 import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 
@@ -33,6 +34,10 @@ export class DiffusionPanel {
     this.scrub.addEventListener('input', () => this.#scrubTo(Number(this.scrub.value)));
     $('d-live').addEventListener('click', () => this.#setFollow(true));
     $('d-fork').addEventListener('click', () => this.fork());
+    this.sizes = null; // /api/info `sizes` of the loaded model
+    this.sizeNote = el('p', { class: 'size-warning', id: 'd-size-warning', role: 'status', hidden: true });
+    this.controls.node('height')?.after(this.sizeNote);
+    $('d-plot').title = CLIP_SCORE_TITLE;
     this.#setFollow(true);
   }
 
@@ -49,6 +54,19 @@ export class DiffusionPanel {
     }
     const defaults = info?.defaults?.diffusion ?? info?.default_params?.diffusion ?? info?.defaults;
     if (defaults && typeof defaults === 'object') this.controls.set(defaults);
+    if (info?.sizes?.options?.length) {
+      this.sizes = info.sizes;
+      for (const key of ['width', 'height']) {
+        this.controls.setOptions(key, sizeOptions(info.sizes), nearestSize(info.sizes, defaults?.[key] ?? info.sizes.native));
+      }
+    }
+    this.#showSizeWarning();
+  }
+
+  #showSizeWarning() {
+    const text = sizeWarning(this.sizes, this.controls.get('width'), this.controls.get('height'));
+    this.sizeNote.textContent = text;
+    this.sizeNote.hidden = !text;
   }
 
   /** Send a `generate`; false when the prompt is missing or the socket is down. */
@@ -89,6 +107,7 @@ export class DiffusionPanel {
   /** Restore the controls from a gallery item's params. */
   applySettings(params, seed) {
     this.controls.set({ ...params, seed: seed ?? params.seed ?? null });
+    this.#showSizeWarning();
   }
 
   onEvent(ev) {
@@ -184,15 +203,24 @@ export class DiffusionPanel {
       $('d-placeholder').hidden = true;
     } else if (run.status === 'done' && run.finalUrl) {
       showImage(this.img, run.finalUrl, run.width);
+      $('d-placeholder').hidden = true;
+    } else {
+      // nothing of this run to show yet: never leave the previous run's picture beside its step count
+      this.img.hidden = true;
+      this.img.removeAttribute('src');
+      const placeholder = $('d-placeholder');
+      placeholder.textContent = run.active ? `Waiting for step 1 of ${total || '…'}…` : 'No image for this step.';
+      placeholder.hidden = false;
     }
     drawPlot($('d-plot'), this.runs.series(run.id), total, step);
   }
 
   #groupsWithInitImage() {
-    const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', id: 'd-init-file' });
+    const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', id: 'd-init-file',
+                               title: 'img2img: start from this picture (A1111 “init image”)' });
     const preview = el('img', { class: 'init-preview', alt: 'init image', hidden: true });
     const status = el('span', { class: 'mono', text: 'none' });
-    const clear = el('button', { type: 'button', text: 'clear' });
+    const clear = el('button', { type: 'button', text: 'clear', 'aria-label': 'clear init image' });
     file.addEventListener('change', async () => {
       const chosen = file.files?.[0];
       if (!chosen) return;
@@ -214,7 +242,7 @@ export class DiffusionPanel {
       preview.hidden = true;
       status.textContent = 'none';
     });
-    const extra = el('div', { class: 'ctl' }, el('div', { class: 'head', text: 'init image' }), file,
+    const extra = el('div', { class: 'ctl' }, el('label', { class: 'head', for: 'd-init-file', text: 'init image' }), file,
       el('div', { class: 'row' }, preview, status, clear));
     return DIFFUSION_GROUPS.map((g) => (g.legend === 'Init image' ? { ...g, extra } : g));
   }
@@ -225,6 +253,7 @@ export class DiffusionPanel {
   }
 
   #changed(key, value, spec) {
+    if (key === 'width' || key === 'height') this.#showSizeWarning();
     if (key === 'steps') this.controls.setRange('skip_steps', { max: value });
     // Each sampler's customary eta: ancestral Euler adds full noise, DDIM none.
     if (key === 'sampler' && value in SAMPLER_ETA) this.controls.set({ eta: SAMPLER_ETA[value] });

@@ -9,6 +9,7 @@ import { CompareView } from './compare.js';
 import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
 import { GanPanel } from './gan.js';
+import { PromptHints } from './prompt_hints.js';
 import { RunStore } from './runs.js';
 import { $, showError } from './ui.js';
 import { Socket } from './ws.js';
@@ -126,6 +127,8 @@ async function loadInfo() {
   }
 }
 
+new PromptHints($('prompt'), 'prompt');
+new PromptHints($('negative_prompt'), 'negative prompt');
 socket.connect();
 loadInfo();
 gallery.refresh();
