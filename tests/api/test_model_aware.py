@@ -52,6 +52,11 @@ def test_tokenize_marks_words_split_into_letters(client: TestClient) -> None:
     assert body["max_tokens"] == 77 and body["truncated"] is False
 
 
+def test_tokenize_refuses_another_sites_origin(client: TestClient) -> None:
+    res = client.post("/api/tokenize", json={"text": "a"}, headers={"Origin": "http://evil.example"})
+    assert res.status_code == 403
+
+
 def test_tokenize_and_vocab_refuse_bad_input(client: TestClient) -> None:
     assert client.post("/api/tokenize", json={"text": "x" * 5000}).status_code == 413
     assert client.post("/api/tokenize", json={"words": ["x"]}).status_code == 422
@@ -89,3 +94,20 @@ def test_vocab_routes_need_the_token(tiny_models, tmp_path) -> None:
         assert c.post("/api/tokenize", json={"text": "a"}).status_code == 401
         ok = c.get("/api/vocab", params={"prefix": "a"}, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+def test_shipped_model_offers_sizes_around_64_px() -> None:
+    """Issue 17: the menu offered 8-1024 px for the embedded 64 px model."""
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[2] / "models" / "diffusion"
+    if not (root / "unet" / "config.json").is_file():
+        pytest.skip("no shipped diffusion model")
+    unet, vae = (json.loads((root / part / "config.json").read_text()) for part in ("unet", "vae"))
+    scale = 2 ** (len(vae["block_out_channels"]) - 1)
+    sizes = size_range(unet, vae, scale, 1024 * 1024)
+    assert (sizes.native, sizes.min, sizes.max) == (64, 32, 256)
+    assert 8 not in sizes.options() and 16 not in sizes.options() and 1024 not in sizes.options()

@@ -67,7 +67,7 @@ NAMELESS_OR_REPEATED = """() => {
 
 def test_phone_and_desktop_layout(server: str, page, tmp_path: Path) -> None:  # noqa: F811
     errors = open_page(page, server)
-    for width in (390, 1440):
+    for width in (390, 1440, 360, 2560):
         page.set_viewport_size({"width": width, "height": 900})
         page.wait_for_function(NO_SIDEWAYS)
         if width == 390:
@@ -79,9 +79,10 @@ def test_phone_and_desktop_layout(server: str, page, tmp_path: Path) -> None:  #
             page.locator(sel).scroll_into_view_if_needed()
             assert page.evaluate(IN_VIEW, sel), f"{sel} is clipped at {width} px"
         page.locator("#d-fork").click(trial=True)  # visible, enabled and not covered
-        shot = Path(os.environ.get("NOISESCOPE_SCREENSHOTS", tmp_path)) / f"studio-{width}.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
+        if width in (390, 1440):  # the issue's two widths; NOISESCOPE_SCREENSHOTS=dir keeps them
+            shot = Path(os.environ.get("NOISESCOPE_SCREENSHOTS", tmp_path)) / f"studio-{width}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
         if width == 390:
             columns = page.eval_on_selector("#gallery", "g => getComputedStyle(g).gridTemplateColumns.split(' ').length")
             assert columns == 2, "a phone shows the gallery in two columns, not one tall column"
