@@ -49,12 +49,16 @@ def test_open_clip_style_tokenizer() -> None:
         encoder = {"cat</w>": 5, "car</w>": 3, "c": 0, "a": 1, "t</w>": 2}
         context_length = 77
 
+        def encode(self, text: str) -> list[int]:
+            return [0] * sum(len(self.bpe(w).split(" ")) for w in text.lower().split())
+
         def bpe(self, word: str) -> str:
             return "cat</w>" if word == "cat" else " ".join([*word[:-1], word[-1] + "</w>"])
 
     vocab = WordVocab(Simple())
     assert vocab.complete("c", 5) == ["car", "cat"]  # lower token id first
     assert vocab.word("Cat").status == "known" and vocab.word("dog").status == "letters"
+    assert vocab.count("cat dog") == 4
 
 
 def test_prompt_words_drop_weights_and_bars() -> None:

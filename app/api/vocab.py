@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import SettingsDep, StudioDep, require_token
 from app.clip.vocab import WordVocab, prompt_words
+from app.diffusion.prompts import parse_prompt
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 MAX_PREFIX = 40
@@ -45,7 +46,8 @@ def vocab(studio: StudioDep,
 @router.post("/tokenize")
 def tokenize(studio: StudioDep, settings: SettingsDep, body: TokenizeRequest) -> dict[str, Any]:
     """Each word of a prompt with the pieces the tokenizer makes of it; `marked` words split into letters
-    or into 3 or more pieces (the model reads them as fragments, not as the word)."""
+    or into 3 or more pieces (the model reads them as fragments, not as the word). `parts`: the tokens of
+    each weighted part; CLIP reads `max_tokens - 2` of them and drops the rest."""
     if len(body.text) > settings.max_prompt_chars:
         raise HTTPException(413, f"the text has {len(body.text)} characters; the limit is {settings.max_prompt_chars}")
     words = studio_vocab(studio)
@@ -57,4 +59,8 @@ def tokenize(studio: StudioDep, settings: SettingsDep, body: TokenizeRequest) ->
         if key not in seen:
             seen[key] = words.word(text).as_dict()
         out.append({**seen[key], "text": text})
-    return {"words": out, "max_tokens": words.max_tokens, "truncated": len(found) > MAX_WORDS}
+    try:
+        parts = [{"text": text[:80], "tokens": words.count(text)} for text, _ in parse_prompt(body.text)]
+    except ValueError:  # no text, or a bad weight: generate explains that; here there is nothing to count
+        parts = []
+    return {"words": out, "parts": parts, "max_tokens": words.max_tokens, "truncated": len(found) > MAX_WORDS}

@@ -69,6 +69,12 @@ class WordVocab:
             return self.tokenizer.bpe(word.lower()).split(" ")
         return list(self.tokenizer.tokenize(word))
 
+    def count(self, text: str) -> int:
+        """Tokens of `text` without the start and end tokens (CLIP reads max_tokens - 2 of them)."""
+        if hasattr(self.tokenizer, "bpe"):  # open_clip: its encode() splits and cleans like CLIP
+            return len(self.tokenizer.encode(text))
+        return len(self.tokenizer.tokenize(text))
+
     def word(self, text: str) -> WordPieces:
         pieces = self.pieces(text)
         return WordPieces(text, pieces, classify(pieces))

@@ -25,6 +25,14 @@ export function completeWord(text, caret, word) {
   return { text: next, caret: start + word.length + 1 };
 }
 
+/** A note for weighted parts longer than CLIP reads (it keeps max_tokens - 2 and drops the rest). */
+export function lengthNote(parts, maxTokens) {
+  const room = (maxTokens || 77) - 2;
+  const long = (parts || []).filter((p) => p.tokens > room);
+  if (!long.length) return '';
+  return long.map((p) => `“${p.text}” is ${p.tokens} tokens; the model reads the first ${room}.`).join(' ');
+}
+
 /** The hint line's content: marked words, most informative first. */
 export function hintSummary(words) {
   const marked = [];
@@ -101,17 +109,18 @@ export class PromptHints {
           ? get(`/api/vocab?prefix=${encodeURIComponent(prefix)}&limit=8`) : Promise.resolve({ words: [] }),
       ]);
       if (seq !== this.seq) return;
-      this.#renderHints(tok.words || []);
+      this.#renderHints(tok.words || [], lengthNote(tok.parts, tok.max_tokens));
       this.#renderSuggestions(voc.words || []);
     } catch {
       if (seq === this.seq) this.hint.textContent = ''; // hints are optional: stay quiet when unavailable
     }
   }
 
-  #renderHints(words) {
+  #renderHints(words, note) {
     const marked = hintSummary(words);
     this.hint.replaceChildren();
     this.hint.dataset.marked = String(marked.length);
+    if (note) this.hint.append(note, marked.length ? ' ' : '');
     if (!marked.length) return;
     this.hint.append(`The model does not know ${marked.length === 1 ? 'this word' : 'these words'} (it reads pieces): `);
     marked.forEach((w, i) => {

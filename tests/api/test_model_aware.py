@@ -50,6 +50,7 @@ def test_tokenize_marks_words_split_into_letters(client: TestClient) -> None:
     assert a["status"] == "known" and not a["marked"]  # the tiny tokenizer knows single letters only
     assert light["status"] == "letters" and light["marked"] and len(light["pieces"]) == 10
     assert body["max_tokens"] == 77 and body["truncated"] is False
+    assert body["parts"] == [{"text": "a lighthouse", "tokens": 11}, {"text": "storm", "tokens": 5}]
 
 
 def test_tokenize_refuses_another_sites_origin(client: TestClient) -> None:

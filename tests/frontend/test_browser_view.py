@@ -175,6 +175,8 @@ def test_prompt_marks_unknown_words_and_completes(server_words: str, page) -> No
     assert page.input_value("#prompt") == f"red {first} "
     page.wait_for_function("() => document.getElementById('prompt-suggestions').hidden")
     assert page.evaluate("() => document.activeElement.id") == "prompt"
+    page.fill("#prompt", "red " + "abcdefghij" * 8)  # one part longer than the 75 tokens CLIP reads
+    page.wait_for_function("() => /reads the first 75/.test(document.getElementById('prompt-hints').innerText)")
     # nothing is marked when every word is known; the placeholder is made of known words
     page.fill("#prompt", "red heart")
     page.wait_for_function("() => document.getElementById('prompt-hints').dataset.marked === '0'")

@@ -1,7 +1,7 @@
 // Driven by test_view_logic.py: the plot's scales, the size menus and the prompt hints' text helpers.
 import assert from 'node:assert/strict';
 import { logTicks, niceTicks, plotModel, plotSummary, tickLabel } from '../../frontend/js/plot.js';
-import { completeWord, hintSummary, wordAt } from '../../frontend/js/prompt_hints.js';
+import { completeWord, hintSummary, lengthNote, wordAt } from '../../frontend/js/prompt_hints.js';
 import { nearestSize, sizeOptions, sizeWarning } from '../../frontend/js/sizes.js';
 
 // ---- plot scales ------------------------------------------------------------------------------
@@ -53,5 +53,9 @@ const words = [
   { text: 'storm', status: 'split', marked: true, pieces: ['s', 'to', 'rm</w>'] },
 ];
 assert.deepEqual(hintSummary(words).map((w) => w.text), ['Lighthouse', 'storm']);
+
+assert.equal(lengthNote([{ text: 'a cat', tokens: 2 }], 77), '');
+assert.equal(lengthNote([{ text: 'long', tokens: 80 }], 77), '“long” is 80 tokens; the model reads the first 75.');
+assert.equal(lengthNote(undefined, undefined), '');
 
 process.stdout.write(JSON.stringify({ ok: true }));
