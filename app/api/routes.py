@@ -48,6 +48,7 @@ def info(studio: StudioDep, settings: SettingsDep) -> dict[str, Any]:
         **studio.models.info(),
         "gan": None if gan is None else gan.info(),
         "measured": studio.measured,
+        "sizes": studio.sizes.info(),
         "samplers": ["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m"],
         "defaults": {"diffusion": DiffusionParams.model_construct(prompt="").model_dump(exclude={"prompt"}),
                      "live": LiveParams().model_dump(), "gan": GanParams().model_dump()},

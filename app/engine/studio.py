@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from app.diffusion.sizes import model_sizes
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_live, check_update
@@ -70,6 +71,8 @@ class Studio:
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
         self.worker = Worker(self._dispatch, settings.queue_size, init=init)
         self.measured = studio_figures(settings.evaluation, models.names)
+        d = models.diffusion
+        self.sizes = model_sizes(d.unet, d.vae, d.vae_scale, settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
@@ -122,6 +125,9 @@ class Studio:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        for name in ("width", "height"):
+            if problem := self.sizes.problem(name, getattr(params, name)):
+                raise StudioError("bad_request", f"params.{name}: {problem}")
         live = LiveState(params.live(), params.schedule)
         return self._queue(Job("diffusion", params, sink, client_id, live=live, ref=ref))
 
