@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import SettingsDep, StudioDep, require_token
+from app.api.errors import errors
 from app.clip.vocab import WordVocab, prompt_words
 from app.diffusion.prompts import parse_prompt
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=errors(400, 401))
 MAX_PREFIX = 40
 MAX_WORDS = 200  # words looked up per request; a prompt is capped in characters anyway
 
@@ -34,7 +35,7 @@ class TokenizeRequest(BaseModel):
     text: str = Field(max_length=20_000)
 
 
-@router.get("/vocab")
+@router.get("/vocab", responses=errors(422))
 def vocab(studio: StudioDep,
           prefix: Annotated[str, Query(min_length=1, max_length=MAX_PREFIX, description="the start of a word")],
           limit: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def vocab(studio: StudioDep,
     return {"prefix": prefix, "words": words.complete(prefix.strip(), limit), "vocab_words": len(words)}
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", responses=errors(403, 413, 422))
 def tokenize(studio: StudioDep, settings: SettingsDep, body: TokenizeRequest) -> dict[str, Any]:
     """Each word of a prompt with the pieces the tokenizer makes of it; `marked` words split into letters
     or into 3 or more pieces (the model reads them as fragments, not as the word). `parts`: the tokens of

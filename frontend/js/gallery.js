@@ -72,9 +72,10 @@ export class GalleryView {
     const img = el('img', { src: galleryImageUrl(item), alt: prompt, loading: 'lazy', width: item.width, height: item.height });
     if (item.width && item.width < 256) img.classList.add('pixelated');
     const use = el('button', { type: 'button', text: 'use these settings',
-                               'aria-label': `use the settings of image ${i + 1}: ${prompt.slice(0, 80)}` });
+                               'aria-label': `use these settings of image ${i + 1}: ${prompt.slice(0, 80)}` });
     use.addEventListener('click', () => this.onUse(item));
-    const toInit = el('button', { type: 'button', text: 'send to init image', class: 'to-init' });
+    const toInit = el('button', { type: 'button', text: 'send to init image', class: 'to-init',
+                                  'aria-label': `send to init image: image ${i + 1}, ${prompt.slice(0, 80)}` });
     toInit.addEventListener('click', () => this.onInit?.(item));
     const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
     const card = el('article', { class: 'card', 'data-id': item.id },

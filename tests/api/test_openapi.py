@@ -18,6 +18,8 @@ EXPECTED = {
     ("get", "/api/info"): {400, 401},
     ("post", "/api/uploads"): {400, 401, 403, 413, 415},
     ("post", "/api/png-settings"): {400, 401, 403, 413, 415},
+    ("get", "/api/vocab"): {400, 401, 422},
+    ("post", "/api/tokenize"): {400, 401, 403, 413, 422},
     ("get", "/api/gallery"): {400, 401, 422},
     ("get", "/api/gallery/{image_id}.png"): {400, 401, 404, 422},
     ("get", PLOT_URL): {400, 401, 404},

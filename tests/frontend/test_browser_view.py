@@ -148,8 +148,10 @@ def test_sizes_viewer_and_one_clip_score(server: str, page) -> None:  # noqa: F8
     run_once(page, "cat face", 4)
     seen = page.evaluate("() => window.__viewer")
     assert [s[0] for s in seen] == ["queued", "started"]
-    for _, hidden, text, _label in seen:
-        assert hidden and text.startswith("Waiting for step 1"), seen
+    # queued: still the previous run, picture and its own step count together (the queue lists the new one)
+    assert seen[0][1] is False and seen[0][3] == "step 6/6", seen
+    # started: the previous picture leaves before the first frame of the new run
+    assert seen[1][1] is True and seen[1][2].startswith("Waiting for step 1 of 4") and seen[1][3] == "step 0/4", seen
     assert page.is_visible("#d-image") and page.is_hidden("#d-placeholder")
     assert not errors, errors
 
