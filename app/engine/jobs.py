@@ -33,7 +33,8 @@ class Job:
     engine: EngineName
     params: BaseModel
     sink: Sink
-    client_id: str
+    client_id: str  # the connection: its runs stop when it closes
+    owner: str  # who may update, preview, fork or cancel the run (a hash of the page's secret)
     live: LiveState | None = None
     parent: str | None = None
     from_step: int = 0

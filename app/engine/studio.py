@@ -3,6 +3,7 @@ the runners and an index of recent jobs (for update / rewind / cancel by run id)
 
 from __future__ import annotations
 
+import hmac
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,9 +77,11 @@ class Studio:
         while len(self._jobs) > KEEP_JOBS:
             self._jobs.popitem(last=False)
 
-    def _job(self, run_id: str) -> Job:
+    def _job(self, run_id: str, owner: str) -> Job:
+        """The run `run_id` if `owner` started it. Anyone else's run is answered exactly like an
+        unknown one, so run ids published in the gallery are no handle on other pages' runs."""
         job = self._jobs.get(run_id)
-        if job is None:
+        if job is None or not hmac.compare_digest(job.owner, owner):
             raise StudioError("not_found", f"no run {run_id!r}")
         return job
 
@@ -94,15 +97,15 @@ class Studio:
                        "parent": job.parent, "from_step": job.from_step})
         return job.run_id
 
-    def generate(self, params: DiffusionParams, sink: Sink, client_id: str) -> str:
+    def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         live = LiveState(params.live())
-        return self._queue(Job("diffusion", params, sink, client_id, live=live))
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live))
 
-    def generate_gan(self, params: GanParams, sink: Sink, client_id: str) -> str:
+    def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str) -> str:
         if self.gan is None:
             raise StudioError("no_model", "no GAN model loaded")
         try:
@@ -110,10 +113,10 @@ class Studio:
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         live = LiveState(LiveParams())
-        return self._queue(Job("gan", params, sink, client_id, live=live), replace_stale=True)
+        return self._queue(Job("gan", params, sink, client_id, owner, live=live), replace_stale=True)
 
-    def update(self, run_id: str, change: LiveUpdate) -> LiveParams:
-        job = self._job(run_id)
+    def update(self, run_id: str, change: LiveUpdate, owner: str) -> LiveParams:
+        job = self._job(run_id, owner)
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
         try:
@@ -125,10 +128,11 @@ class Studio:
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
 
-    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None) -> str:
+    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, owner: str,
+               change: LiveUpdate | None = None) -> str:
         """Fork: a new run continues from `step` of `run_id` with that run's current live params,
-        changed by `change` for the fork only."""
-        parent = self._job(run_id)
+        changed by `change` for the fork only. The fork belongs to the parent's owner."""
+        parent = self._job(run_id, owner)
         if parent.engine != "diffusion" or parent.live is None:
             raise StudioError("bad_request", "only diffusion runs can be rewound")
         params: DiffusionParams = parent.params  # type: ignore[assignment]
@@ -145,14 +149,16 @@ class Studio:
             current = current.model_copy(update=change.model_dump(exclude_none=True))
         params = params.model_copy(update=current.model_dump())
         live = LiveState(current)
-        return self._queue(Job("diffusion", params, sink, client_id, live=live, parent=run_id, from_step=step))
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
+                               from_step=step))
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, owner: str) -> None:
+        self._job(run_id, owner)
         if not self.worker.cancel(run_id):
             raise StudioError("not_found", f"run {run_id!r} is not queued or running")
 
-    def preview(self, run_id: str, step: int, sink: Sink) -> None:
-        if self._job(run_id).engine != "diffusion" or not self.diffusion.timeline_preview(sink, run_id, step):
+    def preview(self, run_id: str, step: int, sink: Sink, owner: str) -> None:
+        if self._job(run_id, owner).engine != "diffusion" or not self.diffusion.timeline_preview(sink, run_id, step):
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept")
 
     def disconnect(self, client_id: str) -> None:
