@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from app.engine import budget
+from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
@@ -52,6 +54,7 @@ class Studio:
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
         self.worker = Worker(self._dispatch, settings.queue_size, init=init)
         self.measured = studio_figures(settings.evaluation, models.names)
+        self.calibration: budget.Calibration = models.calibration or calibrate(models.diffusion)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
@@ -97,11 +100,33 @@ class Studio:
                        "parent": job.parent, "from_step": job.from_step})
         return job.run_id
 
+    def estimate(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None
+                 ) -> budget.Estimate:
+        """The budget's estimate of sampling `params` from step `first` with `live` on this device."""
+        return budget.estimate(params, self.calibration, has_clip=self.models.diffusion.clip is not None, live=live,
+                               first=first, history_bytes=self.settings.history_bytes)
+
+    def _within_budget(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None,
+                       was: budget.Estimate | None = None) -> None:
+        """Refuse (too_large) a job over the compute budget or the available memory. With `was` (the
+        cost before a live change), only a change that raises the cost is checked."""
+        est = self.estimate(params, live, first)
+        if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
+            return
+        available = available_memory(self.models.device)
+        try:
+            budget.check(est, params, budget_s=self.settings.job_seconds(self.models.device.type),
+                         available_bytes=None if available is None else available * self.settings.memory_fraction,
+                         live=live)
+        except budget.BudgetError as exc:
+            raise StudioError("too_large", str(exc)) from None
+
     def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        self._within_budget(params)
         live = LiveState(params.live())
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live))
 
@@ -119,11 +144,16 @@ class Studio:
         job = self._job(run_id, owner)
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
+        current = job.live.params()
         try:
-            check_update(job.live.params(), change, self.settings, getattr(job.params, "batch", 1))
+            check_update(current, change, self.settings, getattr(job.params, "batch", 1))
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         try:
+            changed = LiveParams.model_validate({**current.model_dump(), **change.model_dump(exclude_none=True)})
+            params: DiffusionParams = job.params  # type: ignore[assignment]
+            first = job.from_step or None
+            self._within_budget(params, changed, first, was=self.estimate(params, current, first))
             return job.live.update(change)
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
@@ -148,6 +178,7 @@ class Studio:
                 raise StudioError("too_large", str(exc)) from None
             current = current.model_copy(update=change.model_dump(exclude_none=True))
         params = params.model_copy(update=current.model_dump())
+        self._within_budget(params, first=step or None)
         live = LiveState(current)
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
                                from_step=step))
