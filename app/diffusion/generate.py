@@ -135,7 +135,8 @@ def _score_fn(models: DiffusionModels, target: ClipTarget | None) -> Callable[[T
 
 def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
              on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
-             init_image: Image.Image | None = None, start_denoised: Tensor | None = None) -> Tensor:
+             init_image: Image.Image | None = None, start_denoised: Tensor | None = None,
+             check: Callable[[], None] | None = None) -> Tensor:
     """Sample one batch; returns the final latent [batch, C, h, w].
 
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
@@ -148,6 +149,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
       too, or the multistep history restarts (the tail then differs slightly).
     - img2img: `init_image` is encoded, noised to the sigma of step `skip_steps`, and sampled from
       there. skip_steps without an init image starts from noise at that level (Disco's behaviour).
+    - `check()` raises to cancel inside a step too: between the parts of a guided step (UNet, decode,
+      each loss term and CLIP call, the backward pass), see guidance.clip_guided.
     Image j of a batch uses seed + j.
     """
     if params.skip_steps >= params.steps:
@@ -183,7 +186,7 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
         denoiser = cfg_denoiser(models.denoiser, cond, lambda: live().cfg_scale)
         target = clip_target(models.clip, prompts) if models.clip is not None else None
         denoiser = clip_guided(denoiser, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
-                               models.clip, target)
+                               models.clip, target, check or (lambda: None))
         score = _score_fn(models, target)
 
         # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
