@@ -16,6 +16,7 @@ from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
 from app.engine.live import LiveState
+from app.engine.memory import freeze_loaded, release_memory
 from app.engine.worker import Worker
 from app.measured import studio_figures
 from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
@@ -52,12 +53,14 @@ class Studio:
             from app.engine.gan_runner import GanRunner
 
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
-        self.worker = Worker(self._dispatch, settings.queue_size, init=init)
+        self.worker = Worker(self._dispatch, settings.queue_size, init=init,
+                             after=lambda: release_memory(models.device))
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = models.calibration or calibrate(models.diffusion)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
+        freeze_loaded()  # so the collection after each job (release_memory) skips the models
         self.worker.start()
 
     def stop(self) -> None:

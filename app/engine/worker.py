@@ -24,9 +24,11 @@ class QueueFull(Exception):
 
 
 class Worker:
-    def __init__(self, run: Callable[[Job], None], max_queue: int, init: Callable[[], None] | None = None) -> None:
+    def __init__(self, run: Callable[[Job], None], max_queue: int, init: Callable[[], None] | None = None,
+                 after: Callable[[], None] | None = None) -> None:
         self._run = run
         self._init = init
+        self._after = after  # after every job, finished, cancelled or failed: give its memory back
         self._max_queue = max_queue
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -107,3 +109,9 @@ class Worker:
             finally:
                 with self._cond:
                     self._current = None
+                del job  # the job's tensors go with it, before the memory is given back
+                if self._after is not None:
+                    try:
+                        self._after()
+                    except Exception:
+                        log.exception("releasing memory after a run failed")
