@@ -5,6 +5,7 @@ decoder and CLIP image tower, measured once on this device at start-up by app.en
 Per step and image of the batch:
 
     UNet        unet_s x latent pixels x branches        branches = 1 + CFG (n prompts + 1 with CFG on)
+                (+ a fixed cost per call, the whole batch and its branches in one call; the same for decodes)
     guidance    + 2 x UNet (backward) + 3 x decode + 3 x CLIP x cutouts   when CLIP / tv / range / sat is on
     previews    + CLIP (the step's score) on preview steps, + decode on full-decode steps
 
@@ -25,6 +26,7 @@ from app.params import DiffusionParams, LiveParams
 
 GRAD_FACTOR = 3.0  # forward + backward (about twice the forward) of a differentiated pass
 NO_GRAD_PEAK = 3.0  # live activations in a no-grad pass, in units of its largest one
+OVERHEAD = 1.3  # allocator slack and temporaries the module outputs miss (bench/bench_memory.py: 1.1-1.5x)
 GIB = 1024**3
 
 
@@ -47,6 +49,8 @@ class Calibration:
     latent_channels: int = 4
     vae_scale: int = 8
     device: str = "cpu"
+    unet_s_fixed: float = 0.0  # per UNet call, whatever its size (launch and Python overhead)
+    decode_s_fixed: float = 0.0  # per VAE decode call
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,8 @@ def estimate(params: DiffusionParams, cal: Calibration, *, has_clip: bool, live:
     latent_px = (params.width // cal.vae_scale) * (params.height // cal.vae_scale)
     image_px = params.width * params.height
     n_branch = branches(params.prompt, live.cfg_scale)
-    unet = cal.unet_s_per_px * latent_px * batch * n_branch
-    decode = cal.decode_s_per_px * image_px * batch
+    unet = cal.unet_s_fixed + cal.unet_s_per_px * latent_px * batch * n_branch
+    decode = cal.decode_s_fixed + cal.decode_s_per_px * image_px * batch
     clip = cal.clip_s_per_image * batch
     is_guided = guided(live, has_clip)
     use_cuts = live.clip_guidance_scale > 0 and has_clip
@@ -113,7 +117,7 @@ def estimate(params: DiffusionParams, cal: Calibration, *, has_clip: bool, live:
         peak = NO_GRAD_PEAK * batch * max(cal.unet_peak_bytes_per_px * latent_px * n_branch,
                                           cal.decode_peak_bytes_per_px * image_px)
     # the decode of the final image (no grad) follows the sampling, it does not add to it
-    peak = max(peak, NO_GRAD_PEAK * batch * cal.decode_peak_bytes_per_px * image_px)
+    peak = OVERHEAD * max(peak, NO_GRAD_PEAK * batch * cal.decode_peak_bytes_per_px * image_px)
     latent_bytes = 4 * cal.latent_channels * latent_px * batch
     kept = 2 * latent_bytes * (params.steps - first)  # latent + x0 estimate per step
     peak += min(kept, history_bytes) if history_bytes is not None else kept

@@ -36,6 +36,15 @@ def test_unet_cost_is_pixels_times_batch_times_steps_times_cfg_passes() -> None:
     assert estimate(params(), CAL, has_clip=True, first=15).parts["unet"] == pytest.approx(one / 4)
 
 
+def test_a_fixed_cost_per_call_counts_once_per_step() -> None:
+    from dataclasses import replace
+
+    fixed = replace(CAL, unet_s_fixed=0.5, decode_s_fixed=0.25)
+    for kw in ({}, {"batch": 3}, {"width": 128}):
+        extra = estimate(params(**kw), fixed, has_clip=True).parts["unet"] - unet_seconds(**kw)
+        assert extra == pytest.approx(0.5 * 20)  # one call a step, whatever the batch and size
+
+
 def test_branches_follow_the_cfg_denoiser() -> None:
     assert branches("a fox", 0.0) == 1
     assert branches("a fox", 1.0) == 1
@@ -101,3 +110,12 @@ def test_live_params_default_is_the_params_own() -> None:
     p = params(tv_scale=1.0)
     assert estimate(p, CAL, has_clip=True).seconds == estimate(p, CAL, has_clip=True, live=p.live()).seconds
     assert estimate(p, CAL, has_clip=True, live=LiveParams()).parts["guidance"] == 0
+
+
+def test_calibration_line_through_two_timings() -> None:
+    from app.engine.calibrate import _line
+
+    fixed, slope = _line((256, 0.10), (1024, 0.25))
+    assert slope == pytest.approx(0.15 / 768) and fixed == pytest.approx(0.25 - 1024 * 0.15 / 768)
+    fixed, slope = _line((256, 0.30), (1024, 0.20))  # noise: the big call timed faster
+    assert slope == pytest.approx(0.20 / 1024 / 4) and fixed == pytest.approx(0.15)
