@@ -38,4 +38,5 @@ class Job:
     live: LiveState | None = None
     parent: str | None = None
     from_step: int = 0
+    peak_bytes: float = 0.0  # the budget's estimate of its peak memory (app.engine.budget)
     run_id: str = field(default_factory=new_run_id)

@@ -110,28 +110,34 @@ class Studio:
                                first=first, history_bytes=self.settings.history_bytes)
 
     def _within_budget(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None,
-                       was: budget.Estimate | None = None) -> None:
-        """Refuse (too_large) a job over the compute budget or the available memory. With `was` (the
-        cost before a live change), only a change that raises the cost is checked."""
+                       was: budget.Estimate | None = None) -> float:
+        """Refuse (too_large) a job over the compute budget or the available memory; returns its
+        estimated peak bytes. With `was` (the cost before a live change), only a change that raises
+        the cost is checked. The run on the worker now gives its memory back before a later job (or
+        a change to itself) needs it, so its estimated peak counts as available."""
         est = self.estimate(params, live, first)
         if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
-            return
+            return est.peak_bytes
         available = available_memory(self.models.device)
+        running = self.worker.running
+        if available is not None and running is not None:
+            available += running.peak_bytes
         try:
             budget.check(est, params, budget_s=self.settings.job_seconds(self.models.device.type),
                          available_bytes=None if available is None else available * self.settings.memory_fraction,
                          live=live)
         except budget.BudgetError as exc:
             raise StudioError("too_large", str(exc)) from None
+        return est.peak_bytes
 
     def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
-        self._within_budget(params)
+        peak = self._within_budget(params)
         live = LiveState(params.live())
-        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live))
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, peak_bytes=peak))
 
     def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str) -> str:
         if self.gan is None:
@@ -156,8 +162,10 @@ class Studio:
             changed = LiveParams.model_validate({**current.model_dump(), **change.model_dump(exclude_none=True)})
             params: DiffusionParams = job.params  # type: ignore[assignment]
             first = job.from_step or None
-            self._within_budget(params, changed, first, was=self.estimate(params, current, first))
-            return job.live.update(change)
+            peak = self._within_budget(params, changed, first, was=self.estimate(params, current, first))
+            updated = job.live.update(change)
+            job.peak_bytes = peak
+            return updated
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
 
@@ -181,10 +189,10 @@ class Studio:
                 raise StudioError("too_large", str(exc)) from None
             current = current.model_copy(update=change.model_dump(exclude_none=True))
         params = params.model_copy(update=current.model_dump())
-        self._within_budget(params, first=step or None)
+        peak = self._within_budget(params, first=step or None)
         live = LiveState(current)
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
-                               from_step=step))
+                               from_step=step, peak_bytes=peak))
 
     def cancel(self, run_id: str, owner: str) -> None:
         self._job(run_id, owner)

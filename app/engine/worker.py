@@ -39,6 +39,12 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> Job | None:
+        """The job the worker is running now, if any."""
+        with self._cond:
+            return self._current
+
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True

@@ -87,3 +87,24 @@ def test_budget_settings_from_the_environment(monkeypatch) -> None:
     assert s.job_seconds("cpu") == 120 and s.memory_fraction == 0.5
     monkeypatch.delenv("NOISESCOPE_MAX_JOB_SECONDS")
     assert Settings().job_seconds("cpu") == 900 and Settings().job_seconds("cuda") == 300
+
+
+def test_the_running_jobs_memory_counts_as_available(tiny_models: Models, tmp_path: Path, monkeypatch) -> None:
+    """While a run holds its memory, the next job is checked against what will be free once that
+    run has given its memory back."""
+    heavy = {**BASE, "steps": 400}
+    app = create_app(make_settings(tmp_path, memory_fraction=1.0), models=tiny_models)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        studio = app.state.studio
+        peak = studio.estimate(DiffusionParams(**heavy)).peak_bytes
+        monkeypatch.setattr("app.engine.studio.available_memory",
+                            lambda device: 0.6 * peak if studio.worker.running is not None else 2 * peak)
+        reader = WsReader(ws)
+        ws.send_json({"type": "generate", "params": heavy})
+        first = reader.until("queued")["run_id"]
+        reader.until("step", first)
+        ws.send_json({"type": "generate", "params": heavy})  # 0.6 P free now, 1.6 P once the first is done
+        second = reader.until("queued")["run_id"]
+        for run_id in (second, first):
+            ws.send_json({"type": "cancel", "run_id": run_id})
+            reader.until("cancelled", run_id)
