@@ -101,4 +101,4 @@ def load_models(settings: Settings) -> Models:
 
     return Models(device, dtype, diffusion, clip, gan,
                   names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name}, demo=demo,
-                  calibration=calibrate(diffusion))
+                  calibration=calibrate(diffusion, cpu_threads=settings.cpu_threads))

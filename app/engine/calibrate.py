@@ -1,7 +1,7 @@
 """Measure the loaded models on this device once at start-up, for the budget (app.engine.budget).
 
-The UNet and the VAE decoder are timed on a 16x16 and a 32x32 latent (after a warm-up; the faster
-of two calls counts), which gives a fixed cost per call and a cost per pixel: scaling one small
+The UNet and the VAE decoder are timed on a 16x16 and a 32x32 latent (after a warm-up; the fastest
+of three calls counts), which gives a fixed cost per call and a cost per pixel: scaling one small
 call by pixels alone overstated a 1024x1024 step ~7x, since a small call is mostly overhead. CLIP's
 image tower is timed once per image. Activation sizes are read by forward hooks during the
 warm-up: the sum of every leaf module's output approximates what a backward pass keeps; the
@@ -51,7 +51,7 @@ def _activations(module: torch.nn.Module, call: Callable[[], object]) -> tuple[f
     return total, largest
 
 
-def _timed(call: Callable[[], object], device: torch.device, repeats: int = 2, warm: bool = False) -> float:
+def _timed(call: Callable[[], object], device: torch.device, repeats: int = 3, warm: bool = False) -> float:
     """The fastest of `repeats` calls (after one untimed call if `warm`): the least disturbed by other load."""
     if warm:
         call()
@@ -73,9 +73,20 @@ def _line(small: tuple[float, float], large: tuple[float, float]) -> tuple[float
     return max(0.0, t2 - slope * n2), slope
 
 
+def calibrate(models, latent_side: int = 16, cpu_threads: int = 0) -> Calibration:
+    """Costs of `models` (app.diffusion.generate.DiffusionModels) on their device; on a CPU with the
+    worker's torch thread count (`cpu_threads`, 0: torch's default), as the jobs will run."""
+    before = torch.get_num_threads()
+    if models.device.type == "cpu" and cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    try:
+        return _calibrate(models, latent_side)
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
-def calibrate(models, latent_side: int = 16) -> Calibration:
-    """Costs of `models` (app.diffusion.generate.DiffusionModels) on their device."""
+def _calibrate(models, latent_side: int) -> Calibration:
     device = models.device
     channels, scale = models.latent_channels, models.vae_scale
     latent_px = latent_side * latent_side

@@ -56,7 +56,8 @@ class Studio:
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
                              after=lambda: release_memory(models.device))
         self.measured = studio_figures(settings.evaluation, models.names)
-        self.calibration: budget.Calibration = models.calibration or calibrate(models.diffusion)
+        self.calibration: budget.Calibration = (
+            models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
