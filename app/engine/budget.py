@@ -26,7 +26,7 @@ from app.params import DiffusionParams, LiveParams
 
 GRAD_FACTOR = 3.0  # forward + backward (about twice the forward) of a differentiated pass
 NO_GRAD_PEAK = 3.0  # live activations in a no-grad pass, in units of its largest one
-OVERHEAD = 1.3  # allocator slack and temporaries the module outputs miss (bench/bench_memory.py: 1.1-1.5x)
+OVERHEAD = 1.3  # allocator slack and temporaries the module outputs miss (bench/bench_memory.py: ~1.25x)
 GIB = 1024**3
 
 

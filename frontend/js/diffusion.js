@@ -132,7 +132,8 @@ export class DiffusionPanel {
         if (ev.index !== undefined) run.index = ev.index;
         break;
       case 'error':
-        if (run) run.status = 'error';
+        // a refused update or fork (too_large, bad_request) answers a message; the run goes on
+        if (run && !['too_large', 'bad_request'].includes(ev.code)) run.status = 'error';
         break;
       default:
         return;
