@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api import docs, routes, ws
+from app.api import docs, pngsettings, routes, ws
 from app.api.guard import SECURITY_HEADERS, Guard, redact_uvicorn_logs
 from app.registry import Models, load_models
 from app.settings import Settings
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
 
     app.include_router(routes.router)
     app.include_router(routes.api)
+    app.include_router(pngsettings.router)
     app.include_router(ws.router)
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=routes.FRONTEND), name="static")

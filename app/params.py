@@ -6,6 +6,7 @@ those two pure grammar modules."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +21,14 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState range, which the GAN's seed_to_w use
 def _parses(text: str) -> str:
     parse_schedule(text)  # ValueError -> a validation error naming the field
     return text
+
+
+_LINE_BREAK = re.compile(r"\s*[\r\n\v\f\x85\u2028\u2029]\s*")
+
+
+def one_line(text: str) -> str:
+    """A prompt as it is run and saved: each line break (with the spaces around it) becomes one space."""
+    return _LINE_BREAK.sub(" ", text).strip()
 
 
 Schedule = Annotated[str, Field(max_length=200, pattern=r"^[\[\]0-9.*+ ]*$"), AfterValidator(_parses)]
@@ -69,6 +78,41 @@ class LiveUpdate(StrictModel):
     full_decode_every: int | None = Field(None, ge=1, le=1000)
 
 
+MAX_SCHEDULE_ENTRIES = 1000
+
+
+class ScheduleEntry(StrictModel):
+    """One recorded live change: `changes` take effect once `step` steps are done (they shape step
+    `step + 1` onwards); step 0 changes the starting values."""
+
+    step: int = Field(..., ge=0, le=10000)
+    changes: LiveUpdate
+
+    @field_validator("changes")
+    @classmethod
+    def _not_empty(cls, v: LiveUpdate) -> LiveUpdate:
+        if not v.model_dump(exclude_none=True):
+            raise ValueError("a schedule entry must change at least one parameter")
+        return v
+
+
+def apply_change(current: LiveParams, change: LiveUpdate | dict) -> LiveParams:
+    """`current` with the fields of `change` set, validated as a whole (ValueError when refused)."""
+    fields = change.model_dump(exclude_none=True) if isinstance(change, LiveUpdate) else change
+    return LiveParams.model_validate({**current.model_dump(), **fields})
+
+
+def dump_schedule(entries: list[ScheduleEntry]) -> list[dict]:
+    """JSON form of a schedule: [{"step", "changes": {only the fields changed}}]."""
+    return [e.model_dump(exclude_none=True) for e in entries]
+
+
+def live_diff(before: LiveParams, after: LiveParams) -> dict:
+    """The fields whose values differ (after's values): what one schedule entry records."""
+    old, new = before.model_dump(), after.model_dump()
+    return {k: v for k, v in new.items() if v != old[k] and v is not None}
+
+
 class DiffusionParams(LiveParams):
     """Everything that defines a diffusion image; with the same seed it is reproducible."""
 
@@ -83,6 +127,9 @@ class DiffusionParams(LiveParams):
     batch: int = Field(1, ge=1, le=64)
     init_image: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="id from /api/uploads")
     skip_steps: int = Field(0, ge=0, le=10000)
+    schedule: list[ScheduleEntry] = Field(
+        default_factory=list, max_length=MAX_SCHEDULE_ENTRIES,
+        description="live changes to replay: [{step, changes}], steps increasing, skip_steps <= step < steps")
 
     def live(self) -> LiveParams:
         """The live part of these parameters, as a run starts with them."""
@@ -91,10 +138,37 @@ class DiffusionParams(LiveParams):
     @field_validator("prompt")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
+        v = one_line(v)
+        if not v:
             raise ValueError("prompt is empty")
         parse_prompt(v)  # "|", "x:1e999", 17 parts: refused here, not in the worker
         return v
+
+    @model_validator(mode="after")
+    def _schedule_in_range(self) -> DiffusionParams:
+        previous = -1
+        for n, entry in enumerate(self.schedule):
+            where = f"schedule[{n}].step = {entry.step}"
+            if entry.step <= previous:
+                raise ValueError(f"{where}: steps must increase (one entry per step)")
+            if not self.skip_steps <= entry.step < self.steps:
+                raise ValueError(f"{where}: must be at least skip_steps ({self.skip_steps}) and below steps "
+                                 f"({self.steps})")
+            previous = entry.step
+        return self
+
+    def live_states(self) -> list[LiveParams]:
+        """The live parameters in force after each schedule entry, in order (for the limit checks)."""
+        states, current = [], self.live()
+        for entry in self.schedule:
+            current = apply_change(current, entry.changes)
+            states.append(current)
+        return states
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_one_line(cls, v: str) -> str:
+        return one_line(v)
 
 
 class GanParams(StrictModel):
@@ -113,6 +187,11 @@ class GanParams(StrictModel):
     search_cutn: int = Field(8, ge=1, le=64)
     grid: int = Field(1, ge=1, le=16, description="Render this many seeds (seed, seed+1, ...) as a grid")
     save: bool = Field(True, description="Keep the result in the gallery (slider drags send false)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        return one_line(v)
 
     @model_validator(mode="after")
     def _seeds_in_range(self) -> GanParams:

@@ -24,6 +24,7 @@ from app.params import DiffusionParams, GanParams, LiveUpdate, StrictModel
 MAGIC = 0x4E
 HEADER = struct.Struct(">BBH")
 MAX_META_BYTES = 0xFFFF
+MAX_REF_CHARS = 64  # a client's own label for a message, echoed in the `queued` or `error` answering it
 
 
 class FrameType(IntEnum):
@@ -55,15 +56,20 @@ def decode_frame(data: bytes) -> tuple[FrameType, dict[str, Any], bytes]:
 
 # ---- client -> server -------------------------------------------------------------------------
 
+Ref = Annotated[str | None, Field(max_length=MAX_REF_CHARS)]
+
+
 class GenerateDiffusion(StrictModel):
     type: Literal["generate"]
     engine: Literal["diffusion"] = "diffusion"
     params: DiffusionParams
+    ref: Ref = None
 
 
 class GenerateGan(StrictModel):
     type: Literal["generate_gan"]
     params: GanParams
+    ref: Ref = None
 
 
 class Update(StrictModel):
@@ -77,6 +83,7 @@ class Rewind(StrictModel):
     run_id: str = Field(..., max_length=64)
     step: int = Field(..., ge=0, le=10000)
     params: LiveUpdate | None = None  # applied to the fork only
+    ref: Ref = None
 
 
 class Cancel(StrictModel):
@@ -111,5 +118,6 @@ def event(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
 
 
-def error_event(code: str, message: str, run_id: str | None = None) -> str:
-    return event("error", code=code, message=message, run_id=run_id)
+def error_event(code: str, message: str, run_id: str | None = None, ref: str | None = None) -> str:
+    extra = {"ref": ref} if ref is not None else {}
+    return event("error", code=code, message=message, run_id=run_id, **extra)

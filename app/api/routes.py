@@ -11,6 +11,8 @@ from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image, UnidentifiedImageError
 
 from app.api.deps import SettingsDep, StudioDep, remember_token, require_token, supplied_token, token_ok
+from app.api.messages import size_text
+from app.engine.limits import pixels_text
 from app.measured import PLOT_URL, truncation_plot_path
 from app.params import DiffusionParams, GanParams, LiveParams
 from app.settings import REPO_ROOT
@@ -53,11 +55,11 @@ async def upload(studio: StudioDep, settings: SettingsDep, file: Annotated[Uploa
     """An init image: checked in bytes and pixels before decoding, stored as PNG under a fresh id."""
     data = await file.read(settings.max_init_image_bytes + 1)
     if len(data) > settings.max_init_image_bytes:
-        raise HTTPException(413, f"images are limited to {settings.max_init_image_bytes} bytes")
+        raise HTTPException(413, f"images are limited to {size_text(settings.max_init_image_bytes)}")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             if probe.width * probe.height > settings.max_pixels * 4:
-                raise HTTPException(413, f"images are limited to {settings.max_pixels * 4} pixels")
+                raise HTTPException(413, f"images are limited to {pixels_text(settings.max_pixels * 4)}")
             image = probe.convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise HTTPException(400, "that file is not an image Pillow can read") from None

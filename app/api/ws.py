@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import secrets
 import uuid
@@ -16,7 +17,9 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.deps import supplied_token, token_ok
+from app.api.messages import validation_text
 from app.api.protocol import (
+    MAX_REF_CHARS,
     Cancel,
     FrameType,
     GenerateDiffusion,
@@ -88,8 +91,8 @@ class Connection:
         else:
             self._call(self._push, frame)
 
-    def error(self, code: str, message: str, run_id: str | None = None) -> None:
-        self._push(error_event(code, message, run_id))
+    def error(self, code: str, message: str, run_id: str | None = None, ref: str | None = None) -> None:
+        self._push(error_event(code, message, run_id, ref))
 
     async def drain(self, ws: WebSocket) -> None:
         while True:
@@ -112,23 +115,25 @@ def owner_key(secret: str) -> str:
     return hashlib.sha256(b"noisescope-owner\0" + secret.encode()).hexdigest()
 
 
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("generate", "generate_gan", "update", "rewind",
-                                                                        "cancel", "preview", "hello"))
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts)
+def _ref_of(text: str) -> str | None:
+    """The client's `ref` of a message that failed validation, so its error still answers it."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    ref = raw.get("ref") if isinstance(raw, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= MAX_REF_CHARS else None
 
 
 def handle(studio: Studio, conn: Connection, text: str) -> None:
     try:
         msg = client_message.validate_json(text)
     except ValidationError as exc:
-        conn.error("bad_request", _validation_message(exc))
+        conn.error("bad_request", validation_text(exc), ref=_ref_of(text))
         return
     first, conn.spoken = not conn.spoken, True
     run_id = getattr(msg, "run_id", None)
+    ref = getattr(msg, "ref", None)
     try:
         if isinstance(msg, Hello):
             if not first:
@@ -136,23 +141,23 @@ def handle(studio: Studio, conn: Connection, text: str) -> None:
                 return
             conn.owner = owner_key(msg.owner)
         elif isinstance(msg, GenerateDiffusion):
-            studio.generate(msg.params, conn, conn.id, conn.owner)
+            studio.generate(msg.params, conn, conn.id, conn.owner, ref=ref)
         elif isinstance(msg, GenerateGan):
-            studio.generate_gan(msg.params, conn, conn.id, conn.owner)
+            studio.generate_gan(msg.params, conn, conn.id, conn.owner, ref=ref)
         elif isinstance(msg, Update):
             params = studio.update(msg.run_id, msg.params, conn.owner)
             conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})
         elif isinstance(msg, Rewind):
-            studio.rewind(msg.run_id, msg.step, conn, conn.id, conn.owner, msg.params)
+            studio.rewind(msg.run_id, msg.step, conn, conn.id, conn.owner, msg.params, ref=ref)
         elif isinstance(msg, Cancel):
             studio.cancel(msg.run_id, conn.owner)
         elif isinstance(msg, PreviewRequest):
             studio.preview(msg.run_id, msg.step, conn, conn.owner)
     except StudioError as exc:
-        conn.error(exc.code, exc.message, run_id)
+        conn.error(exc.code, exc.message, run_id, ref)
     except Exception:
         log.exception("failed to handle a %s message", type(msg).__name__)
-        conn.error("internal", "the server could not handle that message; see the server log", run_id)
+        conn.error("internal", "the server could not handle that message; see the server log", run_id, ref)
 
 
 @router.websocket("/ws")

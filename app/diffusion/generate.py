@@ -136,10 +136,12 @@ def _score_fn(models: DiffusionModels, target: ClipTarget | None) -> Callable[[T
 def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
              on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
              init_image: Image.Image | None = None, start_denoised: Tensor | None = None,
-             check: Callable[[], None] | None = None) -> Tensor:
+             on_boundary: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> Tensor:
     """Sample one batch; returns the final latent [batch, C, h, w].
 
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
+    - `on_boundary(n)` is called when n steps are done and before the next one starts (first with
+      the starting step, never after the last): where live changes take effect (app.engine.live).
     - `on_step` gets every step, one step late (step i once step i + 1 is queued on the device),
       with `latent` and `denoised` already copied to the CPU; raising from it cancels the run.
     - The per-step CLIP score follows the live `preview_every` (plus the last step), so fewer previews
@@ -206,7 +208,11 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
             held.append((d, preview, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if preview else None)))
             if len(held) == lag:
                 report(*held.pop(0))
+            if on_boundary is not None and index < params.steps:
+                on_boundary(index)
 
+        if on_boundary is not None:
+            on_boundary(first)
         x = run_sampler(params.sampler, denoiser, x, sigmas, callback=callback, start_index=first,
                         eta=lambda: sampler_eta(params.sampler, live().eta), noise=step_noise(seeds, shape, device),
                         old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))

@@ -16,7 +16,7 @@ from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
 from app.engine.live import LiveState, RunCancelled
 from app.engine.scores import image_scores
-from app.params import DiffusionParams
+from app.params import DiffusionParams, dump_schedule
 from app.store.gallery import Gallery, ImageRecord
 
 
@@ -35,7 +35,7 @@ class DiffusionRunner:
         if params.seed is None:
             params = params.model_copy(update={"seed": random.randrange(2**32)})
             job.params = params
-        live = job.live or LiveState(params.live())
+        live = job.live or LiveState(params.live(), params.schedule)
         start_latent = start_denoised = None
         if job.parent is not None and job.from_step > 0:
             record = self.history.step(job.parent, job.from_step)
@@ -77,7 +77,7 @@ class DiffusionRunner:
         try:
             latent = generate(self.models, params, live=live.params, on_step=on_step,
                               start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
-                              init_image=init_image, check=live.check)
+                              init_image=init_image, on_boundary=live.advance, check=live.check)
         except RunCancelled:
             job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
             return
@@ -85,13 +85,15 @@ class DiffusionRunner:
         elapsed = (time.perf_counter() - t0) * 1000
         score, spread = image_scores(self.models.clip, images, params.prompt)
         done_steps = params.steps - job.from_step
+        # The starting values plus every change at the step it took effect: a from-scratch replay.
+        schedule = dump_schedule(live.schedule())
+        lineage = None if job.parent is None else {"parent_run": job.parent, "from_step": job.from_step}
         record = ImageRecord(
-            engine="diffusion",
-            params={**params.model_dump(), **live.params().model_dump(), "parent": job.parent,
-                    "from_step": job.from_step},
+            engine="diffusion", params=params.model_dump(exclude={"schedule"}),
             seed=params.seed, clip_score=score, models=self.model_ids,
             timings={"total_ms": round(elapsed, 1), "steps": done_steps,
                      "ms_per_step": round(elapsed / max(1, done_steps), 2)},
+            schedule=schedule, lineage=lineage, run_id=job.run_id,
         )
         ids = [self.gallery.add(img, record) for img in images]
         final = images[0] if len(images) == 1 else grid(images)
@@ -101,7 +103,8 @@ class DiffusionRunner:
         self.encoder.submit(lambda: job.sink.image(meta, encode(final, "png"), "final")).result()
         job.sink.send({"type": "done", "run_id": job.run_id, "engine": "diffusion", "image_id": ids[0],
                        "image_ids": ids, "url": f"/api/gallery/{ids[0]}.png", "elapsed_ms": round(elapsed, 1),
-                       "clip_score": score, "diversity": spread, "seed": params.seed, "params": params.model_dump()})
+                       "clip_score": score, "diversity": spread, "seed": params.seed,
+                       "params": params.model_dump(exclude={"schedule"}), "schedule": schedule, "lineage": lineage})
 
     def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, full: bool, kind: str) -> None:
         image = to_pil(preview_rgb(self.models, denoised, full=full))

@@ -40,3 +40,5 @@ class Job:
     from_step: int = 0
     peak_bytes: float = 0.0  # the budget's estimate of its peak memory (app.engine.budget)
     run_id: str = field(default_factory=new_run_id)
+    ref: str | None = None  # the client's label for the message that queued it, echoed in `queued`
+    position: int = -1  # place in the waiting queue last told to the client

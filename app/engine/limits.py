@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from math import isqrt
+
 from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
 from app.settings import Settings
 
 
 class LimitError(ValueError):
     """A request that would exceed a server cap; the message says which and by how much."""
+
+
+def pixels_text(n: int) -> str:
+    """1048576 -> '1024 x 1024 pixels', 3000000 -> '3 megapixels'."""
+    side = isqrt(n)
+    if side * side == n:
+        return f"{side} x {side} pixels"
+    return f"{n / 1e6:.3g} megapixels"
 
 
 def _max_cutouts(p: LiveParams) -> int:
@@ -29,7 +39,9 @@ def check_live(p: LiveParams, settings: Settings, batch: int = 1) -> None:
 def check_diffusion(p: DiffusionParams, settings: Settings) -> None:
     pixels = p.width * p.height * p.batch
     if pixels > settings.max_pixels:
-        raise LimitError(f"width x height x batch = {pixels} pixels exceeds the limit of {settings.max_pixels}")
+        size = f"{p.width} x {p.height}" + (f" x {p.batch} images" if p.batch > 1 else "")
+        raise LimitError(f"{size} is more than the limit of {pixels_text(settings.max_pixels)} per run; "
+                         "choose a smaller size or batch")
     if p.batch > settings.max_batch:
         raise LimitError(f"batch {p.batch} exceeds the limit of {settings.max_batch}")
     if p.steps > settings.max_steps:
@@ -40,6 +52,11 @@ def check_diffusion(p: DiffusionParams, settings: Settings) -> None:
         if len(text) > settings.max_prompt_chars:
             raise LimitError(f"{name} has {len(text)} characters; the limit is {settings.max_prompt_chars}")
     check_live(p, settings, p.batch)
+    for n, state in enumerate(p.live_states()):
+        try:
+            check_live(state, settings, p.batch)
+        except LimitError as exc:
+            raise LimitError(f"schedule[{n}] (step {p.schedule[n].step}): {exc}") from None
 
 
 def check_update(current: LiveParams, change: LiveUpdate, settings: Settings, batch: int = 1) -> None:

@@ -14,12 +14,21 @@ from app.engine import budget
 from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
-from app.engine.limits import LimitError, check_diffusion, check_gan, check_update
+from app.engine.limits import LimitError, check_diffusion, check_gan, check_live, check_update
 from app.engine.live import LiveState
 from app.engine.memory import freeze_loaded, release_memory
 from app.engine.worker import Worker
 from app.measured import studio_figures
-from app.params import DiffusionParams, GanParams, LiveParams, LiveUpdate
+from app.params import (
+    DiffusionParams,
+    GanParams,
+    LiveParams,
+    LiveUpdate,
+    ScheduleEntry,
+    apply_change,
+    dump_schedule,
+    live_diff,
+)
 from app.registry import Models
 from app.settings import Settings
 from app.store.gallery import Gallery
@@ -32,6 +41,16 @@ class StudioError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def fork_schedule(start: LiveParams, inherited: list[ScheduleEntry], step: int, fork: LiveParams) -> list[dict]:
+    """A fork's replay schedule: the parent's entries before `step`, then whatever the fork's values
+    at `step` change from the parent's values there."""
+    at_step = start
+    for entry in inherited:
+        at_step = apply_change(at_step, entry.changes)
+    diff = live_diff(at_step, fork)
+    return dump_schedule(inherited) + ([{"step": step, "changes": diff}] if diff else [])
 
 
 class Studio:
@@ -95,13 +114,17 @@ class Studio:
     def _queue(self, job: Job, *, replace_stale: bool = False) -> str:
         from app.engine.worker import QueueFull
 
-        try:
-            position = self.worker.submit(job, replace_stale=replace_stale)
-        except QueueFull as exc:
-            raise StudioError("busy", str(exc)) from None
+        def queued(position: int) -> None:
+            ev = {"type": "queued", "run_id": job.run_id, "engine": job.engine, "position": position,
+                  "parent": job.parent, "from_step": job.from_step}
+            job.sink.send({**ev, "ref": job.ref} if job.ref is not None else ev)
+
         self._remember(job)
-        job.sink.send({"type": "queued", "run_id": job.run_id, "engine": job.engine, "position": position,
-                       "parent": job.parent, "from_step": job.from_step})
+        try:
+            self.worker.submit(job, replace_stale=replace_stale, on_queued=queued)
+        except QueueFull as exc:
+            self._jobs.pop(job.run_id, None)
+            raise StudioError("busy", str(exc)) from None
         return job.run_id
 
     def estimate(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None
@@ -110,13 +133,20 @@ class Studio:
         return budget.estimate(params, self.calibration, has_clip=self.models.diffusion.clip is not None, live=live,
                                first=first, history_bytes=self.settings.history_bytes)
 
-    def _within_budget(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None,
+    def costliest(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None
+                  ) -> budget.Estimate:
+        """The estimate of the most expensive of the live states a run goes through (its starting
+        values, then after each scheduled change), as if held for the whole run: an upper bound."""
+        return max((self.estimate(params, s, first) for s in states), key=lambda e: (e.seconds, e.peak_bytes))
+
+    def _within_budget(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
                        was: budget.Estimate | None = None) -> float:
         """Refuse (too_large) a job over the compute budget or the available memory; returns its
         estimated peak bytes. With `was` (the cost before a live change), only a change that raises
         the cost is checked. The run on the worker now gives its memory back before a later job (or
         a change to itself) needs it, so its estimated peak counts as available."""
-        est = self.estimate(params, live, first)
+        est, live = max(((self.estimate(params, s, first), s) for s in states),
+                        key=lambda pair: (pair[0].seconds, pair[0].peak_bytes))
         if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
             return est.peak_bytes
         available = available_memory(self.models.device)
@@ -131,16 +161,18 @@ class Studio:
             raise StudioError("too_large", str(exc)) from None
         return est.peak_bytes
 
-    def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str) -> str:
+    def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str,
+                 ref: str | None = None) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
-        peak = self._within_budget(params)
-        live = LiveState(params.live())
-        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, peak_bytes=peak))
+        live = LiveState(params.live(), params.schedule)
+        peak = self._within_budget(params, live.states_with(LiveUpdate()))
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))
 
-    def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str) -> str:
+    def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str,
+                     ref: str | None = None) -> str:
         if self.gan is None:
             raise StudioError("no_model", "no GAN model loaded")
         try:
@@ -148,22 +180,28 @@ class Studio:
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         live = LiveState(LiveParams())
-        return self._queue(Job("gan", params, sink, client_id, owner, live=live), replace_stale=True)
+        return self._queue(Job("gan", params, sink, client_id, owner, live=live, ref=ref), replace_stale=True)
 
     def update(self, run_id: str, change: LiveUpdate, owner: str) -> LiveParams:
         job = self._job(run_id, owner)
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
-        current = job.live.params()
         try:
-            check_update(current, change, self.settings, getattr(job.params, "batch", 1))
+            for state in job.live.states_with(change):
+                check_live(state, self.settings, getattr(job.params, "batch", 1))
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        except ValueError:
+            raise StudioError("bad_request", "that update is not valid for this run") from None
+        params: DiffusionParams = job.params  # type: ignore[assignment]
+        first = job.from_step or None
         try:
-            changed = LiveParams.model_validate({**current.model_dump(), **change.model_dump(exclude_none=True)})
-            params: DiffusionParams = job.params  # type: ignore[assignment]
-            first = job.from_step or None
-            peak = self._within_budget(params, changed, first, was=self.estimate(params, current, first))
+            states = job.live.states_with(change)
+        except ValueError:
+            raise StudioError("bad_request", "that update is not valid for this run") from None
+        was = self.costliest(params, job.live.states_with(LiveUpdate()), first)
+        peak = self._within_budget(params, states, first, was=was)
+        try:
             updated = job.live.update(change)
             job.peak_bytes = peak
             return updated
@@ -171,9 +209,11 @@ class Studio:
             raise StudioError("bad_request", "that update is not valid for this run") from None
 
     def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, owner: str,
-               change: LiveUpdate | None = None) -> str:
+               change: LiveUpdate | None = None, ref: str | None = None) -> str:
         """Fork: a new run continues from `step` of `run_id` with that run's current live params,
-        changed by `change` for the fork only. The fork belongs to the parent's owner."""
+        changed by `change` for the fork only. The fork keeps the parent's starting values and
+        schedule before `step`, plus one entry at `step` for whatever differs there, so it replays
+        from scratch. The fork belongs to the parent's owner."""
         parent = self._job(run_id, owner)
         if parent.engine != "diffusion" or parent.live is None:
             raise StudioError("bad_request", "only diffusion runs can be rewound")
@@ -182,18 +222,23 @@ class Studio:
             raise StudioError("bad_request", f"step must be below {params.steps}")
         if step > 0 and self.history.step(run_id, step) is None:
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept (not reached yet, or evicted)")
-        current = parent.live.params()
+        current = parent.live.latest()
         if change is not None:
             try:
                 check_update(current, change, self.settings, params.batch)
             except LimitError as exc:
                 raise StudioError("too_large", str(exc)) from None
             current = current.model_copy(update=change.model_dump(exclude_none=True))
-        params = params.model_copy(update=current.model_dump())
-        peak = self._within_budget(params, first=step or None)
-        live = LiveState(current)
+        try:
+            at = max(step, params.skip_steps)  # a fork from step 0 starts where the parent started
+            schedule = fork_schedule(params.live(), parent.live.schedule(before=at), at, current)
+            params = DiffusionParams.model_validate({**params.model_dump(), "schedule": schedule})
+        except ValueError as exc:
+            raise StudioError("too_large", f"the fork cannot be recorded: {exc}") from None
+        live = LiveState(params.live(), params.schedule)
+        peak = self._within_budget(params, live.states_with(LiveUpdate()), first=step or None)
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
-                               from_step=step, peak_bytes=peak))
+                               from_step=step, ref=ref, peak_bytes=peak))
 
     def cancel(self, run_id: str, owner: str) -> None:
         self._job(run_id, owner)

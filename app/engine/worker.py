@@ -2,6 +2,7 @@
 
 A full queue refuses new work ("busy") instead of growing. A GAN request replaces the same
 client's GAN request that is still waiting, so a dragged slider renders only its newest value.
+Whenever the waiting line moves, each waiting job whose place changed is told its new `position`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from app.engine.jobs import Job
 from app.engine.live import RunCancelled
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 class QueueFull(Exception):
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the studio is busy: at most {limit} runs may wait; try again shortly")
+        super().__init__(f"at most {limit} runs may wait; try again when one has finished")
         self.limit = limit
 
 
@@ -58,19 +60,25 @@ class Worker:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def submit(self, job: Job, *, replace_stale: bool = False) -> int:
-        """Queue a job; returns its position (0 = next). Raises QueueFull."""
+    def submit(self, job: Job, *, replace_stale: bool = False,
+               on_queued: Callable[[int], Any] | None = None) -> int:
+        """Queue a job; returns its position (0 = next). Raises QueueFull. `on_queued(position)` runs
+        before the worker can take the job, so the client hears `queued` before `started`."""
         with self._cond:
             if replace_stale:
                 stale = [j for j in self._queue if j.client_id == job.client_id and j.engine == job.engine]
                 for j in stale:
                     self._queue.remove(j)
                     j.sink.send({"type": "cancelled", "run_id": j.run_id, "index": 0, "reason": "superseded"})
+                self._announce()
             if len(self._queue) >= self._max_queue:
                 raise QueueFull(self._max_queue)
             self._queue.append(job)
+            job.position = len(self._queue) - 1
+            if on_queued is not None:
+                on_queued(job.position)
             self._cond.notify()
-            return len(self._queue) - 1
+            return job.position
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a waiting job at once, or ask the running one to stop at its next step."""
@@ -79,6 +87,7 @@ class Worker:
                 if job.run_id == run_id:
                     self._queue.remove(job)
                     job.sink.send({"type": "cancelled", "run_id": run_id, "index": 0})
+                    self._announce()
                     return True
             if self._current is not None and self._current.run_id == run_id and self._current.live:
                 self._current.live.cancel()
@@ -90,8 +99,16 @@ class Worker:
         with self._cond:
             for job in [j for j in self._queue if j.client_id == client_id]:
                 self._queue.remove(job)
+            self._announce()
             if self._current is not None and self._current.client_id == client_id and self._current.live:
                 self._current.live.cancel()
+
+    def _announce(self) -> None:
+        """Send `position` to each waiting job whose place moved; the caller holds the lock."""
+        for i, job in enumerate(self._queue):
+            if job.position != i:
+                job.position = i
+                job.sink.send({"type": "position", "run_id": job.run_id, "position": i})
 
     def _loop(self) -> None:
         if self._init is not None:
@@ -104,6 +121,7 @@ class Worker:
                     return
                 job = self._queue.popleft()
                 self._current = job
+                self._announce()
             try:
                 self._run(job)
             except RunCancelled:

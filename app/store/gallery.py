@@ -46,6 +46,17 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_created ON images (created DESC);
 """
 
+# Schema versions (PRAGMA user_version) and the statements that reach each from the one before.
+# Version 1: the run id, its replay schedule (JSON list of {step, changes}) and fork lineage (JSON).
+_MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+ALTER TABLE images ADD COLUMN run_id TEXT;
+ALTER TABLE images ADD COLUMN schedule TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE images ADD COLUMN lineage TEXT;
+"""),
+]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
 
 @dataclass
 class ImageRecord:
@@ -57,6 +68,10 @@ class ImageRecord:
     timings: dict[str, Any] = field(default_factory=dict)  # total_ms, ms_per_step, steps
     models: dict[str, Any] = field(default_factory=dict)  # e.g. {"diffusion": ..., "clip": ...}
     clip_score: float | None = None
+    # the live changes at the step each took effect ([{step, changes}]): params + schedule replay the run
+    schedule: list[dict[str, Any]] = field(default_factory=list)
+    lineage: dict[str, Any] | None = None  # a fork's {"parent_run", "from_step"}
+    run_id: str | None = None
     id: str = ""
     created: float = 0.0
     width: int = 0
@@ -90,6 +105,7 @@ class Gallery:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._sweep()
 
     def close(self) -> None:
@@ -110,11 +126,12 @@ class Gallery:
         try:
             with self._lock:
                 self._db.execute(
-                    "INSERT INTO images (id, created, engine, params, seed, timings, models, clip_score, width, height)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO images (id, created, engine, params, seed, timings, models, clip_score, width, height,"
+                    " run_id, schedule, lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         rec.id, rec.created, rec.engine, json.dumps(rec.params), rec.seed,
                         json.dumps(rec.timings), json.dumps(rec.models), rec.clip_score, rec.width, rec.height,
+                        rec.run_id, json.dumps(rec.schedule), None if rec.lineage is None else json.dumps(rec.lineage),
                     ),
                 )
         except BaseException:
@@ -164,19 +181,39 @@ class Gallery:
 
     # ---- internals ------------------------------------------------------------------------
 
+    def _migrate(self) -> None:
+        """Bring an older database up to SCHEMA_VERSION, one version per transaction."""
+        with self._lock:
+            for target, statements in _MIGRATIONS:
+                self._db.execute("BEGIN IMMEDIATE")  # re-read inside: another process may have migrated
+                if int(self._db.execute("PRAGMA user_version").fetchone()[0]) >= target:
+                    self._db.execute("COMMIT")
+                    continue
+                try:
+                    for statement in filter(str.strip, statements.split(";")):
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {int(target)}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
     @staticmethod
     def _record(row: sqlite3.Row) -> ImageRecord:
         return ImageRecord(
             id=row["id"], created=row["created"], engine=row["engine"], params=json.loads(row["params"]),
             seed=row["seed"], timings=json.loads(row["timings"]), models=json.loads(row["models"]),
             clip_score=row["clip_score"], width=row["width"], height=row["height"],
+            schedule=json.loads(row["schedule"]), lineage=None if row["lineage"] is None else json.loads(row["lineage"]),
+            run_id=row["run_id"],
         )
 
     @staticmethod
     def _chunks(rec: ImageRecord) -> dict[str, str]:
         model = rec.models.get(rec.engine) if isinstance(rec.models, dict) else None
         return {
-            PARAMETERS_KEY: a1111_parameters(rec.engine, rec.params, rec.seed, rec.width, rec.height, model),
+            PARAMETERS_KEY: a1111_parameters(rec.engine, rec.params, rec.seed, rec.width, rec.height, model,
+                                              rec.schedule, rec.lineage),
             NOISESCOPE_KEY: noisescope_chunk(rec.to_dict()),
         }
 

@@ -5,6 +5,11 @@ The `parameters` text is what A1111, ComfyUI importers and civitai read:
     a red fox
     Negative prompt: blurry
     Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1, Size: 64x64, Model: tiny-sd
+
+A run changed while it formed keeps its starting values there, plus a quoted note that A1111
+shows as it is and `schedule_from_note` reads back:
+
+    ..., Schedule: "10: cfg_scale=0; 30: eta=0.5 cut_flip=false", Forked from: "run 3f2a at step 12"
 """
 
 from __future__ import annotations
@@ -46,10 +51,45 @@ def sampler_label(sampler: str, karras: bool) -> str:
     return f"{label} Karras" if karras else label
 
 
+def _note_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _fmt(value).replace(" ", "").replace('"', "").replace(";", "").replace("=", "")
+
+
+def schedule_note(schedule: list[dict[str, Any]]) -> str:
+    """`10: cfg_scale=0; 30: eta=0.5`: one part per step, the fields that changed there."""
+    parts = []
+    for entry in schedule:
+        changes = " ".join(f"{k}={_note_value(v)}" for k, v in sorted(entry.get("changes", {}).items()))
+        parts.append(f"{int(entry['step'])}: {changes}")
+    return "; ".join(parts)
+
+
+def schedule_from_note(note: str) -> list[dict[str, Any]]:
+    """The inverse of `schedule_note`, values left as text (validation types them); ValueError when
+    the note is not in that form."""
+    out = []
+    for part in filter(None, (p.strip() for p in note.split(";"))):
+        step, sep, rest = part.partition(":")
+        if not sep or not step.strip().isdigit():
+            raise ValueError(f"schedule part {part[:40]!r} does not start with 'step:'")
+        changes = {}
+        for token in rest.split():
+            key, eq, value = token.partition("=")
+            if not eq or not key:
+                raise ValueError(f"schedule change {token[:40]!r} is not key=value")
+            changes[key] = value
+        out.append({"step": int(step), "changes": changes})
+    return out
+
+
 def a1111_parameters(
-    engine: str, params: dict[str, Any], seed: int | None, width: int, height: int, model: str | None
+    engine: str, params: dict[str, Any], seed: int | None, width: int, height: int, model: str | None,
+    schedule: list[dict[str, Any]] | None = None, lineage: dict[str, Any] | None = None,
 ) -> str:
-    """The A1111 `parameters` text for one image."""
+    """The A1111 `parameters` text for one image: the starting values, then the schedule of live
+    changes and the fork it came from, as quoted notes."""
     lines = [str(params.get("prompt", ""))]
     negative = params.get("negative_prompt") or ""
     if negative:
@@ -77,7 +117,13 @@ def a1111_parameters(
             fields.append(("CLIP guidance scale", params["clip_guidance_scale"]))
         if params.get("init_image"):
             fields.append(("Denoising start step", params.get("skip_steps", 0)))
-    lines.append(", ".join(f"{k}: {_fmt(v)}" for k, v in fields if v is not None))
+    text = ", ".join(f"{k}: {_fmt(v)}" for k, v in fields if v is not None)
+    if schedule:
+        text += f', Schedule: "{schedule_note(schedule)}"'
+    if lineage and lineage.get("parent_run"):
+        run = _note_value(lineage["parent_run"])
+        text += f', Forked from: "run {run} at step {int(lineage.get("from_step", 0))}"'
+    lines.append(text)
     return "\n".join(lines)
 
 

@@ -85,7 +85,7 @@ export function compareTable(d, g, measured) {
     if (has(hd, hg)) {
       const trained = `${fixed(md?.r_precision_top1, 2)} / ${fixed(mg?.r_precision_top1, 2)}`;
       offline.push(['held-out concepts R@1', fixed(hd, 2), fixed(hg, 2),
-        `concepts never trained on; trained ones: ${trained}`]);
+        `concepts the dataset holds out of its training split (unseen only by models trained on that split); all concepts: ${trained}`]);
     }
     const [cd, cg] = [md?.compositional?.clip_r1_16, mg?.compositional?.clip_r1_16];
     if (has(cd, cg)) {

@@ -1,5 +1,6 @@
 // Declarative controls: a list of groups of specs becomes a form of labelled inputs whose
 // values are read and restored as one plain object.
+import { seedProblem } from './input.js';
 
 const RANDOM_SEED_MAX = 2 ** 32 - 1;
 
@@ -122,15 +123,30 @@ function buildOne(spec, emit) {
         const dice = el('button', { type: 'button', title: 'random seed', 'aria-label': `${spec.label}: random`, text: '🎲' });
         dice.addEventListener('click', () => {
           input.value = String(randomSeed());
+          check();
           emit(spec, Number(input.value));
         });
         parts.push(dice);
       }
-      input.addEventListener('change', () => emit(spec, input.value === '' ? null : Number(input.value)));
-      const set = (v) => { input.value = v === null || v === undefined ? '' : String(v); };
+      // A seed is never changed behind the user's back: -5 or 3.7 is refused in words, here and at the server.
+      const note = el('span', { class: 'field-error', id: `${id}-problem`, hidden: true });
+      const problem = () => seedProblem(input.value, input.validity.badInput, spec.label);
+      const check = () => {
+        const text = problem();
+        note.textContent = text ?? '';
+        note.hidden = !text;
+        input.setAttribute('aria-invalid', String(Boolean(text)));
+        input.setCustomValidity(text ?? '');
+        return text;
+      };
+      input.setAttribute('aria-describedby', note.id);
+      input.addEventListener('input', check);
+      input.addEventListener('change', () => { if (!check()) emit(spec, input.value === '' ? null : Number(input.value)); });
+      const set = (v) => { input.value = v === null || v === undefined ? '' : String(v); check(); };
       set(spec.value);
-      const get = () => (input.value === '' ? null : Math.max(0, Math.min(RANDOM_SEED_MAX, Math.trunc(Number(input.value)))));
-      return { node: el('label', { class: 'ctl', for: id }, headRow(spec), el('div', { class: 'pair' }, ...parts)), input, get, set };
+      const get = () => (input.value === '' ? null : Number(input.value));
+      const node = el('label', { class: 'ctl', for: id }, headRow(spec), el('div', { class: 'pair' }, ...parts), note);
+      return { node, input, get, set, problem: check };
     }
     default:
       throw new Error(`unknown control kind ${spec.kind}`);
@@ -181,6 +197,11 @@ export class ControlSet {
 
   get(key) {
     return this.controls.get(key)?.get();
+  }
+
+  /** Messages for the inputs whose text is refused (seeds), in words; [] when all are fine. */
+  problems() {
+    return [...this.controls.values()].map((c) => c.problem?.()).filter(Boolean);
   }
 
   input(key) {

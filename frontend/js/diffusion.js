@@ -1,10 +1,13 @@
 // The Diffusion panel: controls, live image, progress, timeline scrubber with forks, plot.
 import { ControlSet, el } from './controls.js';
-import { uploadInitImage } from './api.js';
+import { uploadInitImage, withToken } from './api.js';
 import { drawPlot } from './plot.js';
 import { mimeFor, FrameType } from './protocol.js';
+import { oneLine } from './input.js';
+import { placeText, queueOrder, settingsKey } from './queue.js';
 import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
-import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
+import { imageAsUpload, scheduleCount, scheduleText, showNotice } from './restore.js';
+import { $, clearErrors, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 
 const UPDATE_DEBOUNCE_MS = 60;
 const PREVIEW_REQUEST_DELAY_MS = 80;
@@ -23,22 +26,59 @@ export class DiffusionPanel {
     this.follow = true; // show the newest step as it arrives
     this.scrubStep = 0;
     this.initImage = null;
+    this.initUi = null; // the init image control's file input, preview and status
+    this.schedule = []; // restored live changes that the next Generate replays
     this.pendingUpdate = {};
     this.updateTimer = null;
     this.previewTimer = null;
     this.requested = new Set();
+    this.pending = new Map(); // ref of a `generate` not yet answered -> {key, prompt}
+    this.refs = 0;
     this.img = $('d-image');
     this.scrub = $('d-scrub');
     this.controls = new ControlSet($('d-controls'), 'd', this.#groupsWithInitImage(), (k, v, s) => this.#changed(k, v, s));
     this.scrub.addEventListener('input', () => this.#scrubTo(Number(this.scrub.value)));
     $('d-live').addEventListener('click', () => this.#setFollow(true));
     $('d-fork').addEventListener('click', () => this.fork());
+    $('d-to-init').addEventListener('click', () => {
+      const run = this.runs.get(this.viewed);
+      if (run?.finalUrl) this.useAsInit(withToken(run.finalUrl), `the final image of run ${run.id}`);
+    });
+    $('replay-clear').addEventListener('click', () => this.setSchedule([]));
+    $('d-reuse-seed').addEventListener('click', () => this.reuseSeed());
     this.#setFollow(true);
   }
 
-  /** The run currently generating (for update / cancel), if any. */
+  /** The run on screen if it is going, else the one running, else the next waiting: what live
+   *  changes, Cancel and Esc act on. */
   get activeRun() {
-    return this.runs.list('diffusion').reverse().find((r) => r.active) ?? null;
+    const viewed = this.runs.get(this.viewed);
+    if (viewed?.active) return viewed;
+    return queueOrder(this.runs.list('diffusion'))[0] ?? null;
+  }
+
+  /** A `generate` was sent and not yet answered (Generate waits for it). */
+  get sending() {
+    return this.pending.size > 0;
+  }
+
+  /** The params a Generate would send now; prompts as one line, as the server saves them. */
+  params(prompt, negative) {
+    const params = diffusionParams(this.controls.values(), oneLine(prompt), oneLine(negative), this.initImage);
+    const schedule = this.#replayable(params);
+    if (schedule.length) params.schedule = schedule;
+    return params;
+  }
+
+  /** The restored schedule's entries that fall inside these params' steps. */
+  #replayable(params) {
+    return this.schedule.filter((e) => e.step < params.steps && e.step >= (params.skip_steps || 0));
+  }
+
+  /** Settings keys of the runs queued or running (and sent) from this page. */
+  activeKeys() {
+    const going = this.runs.list('diffusion').filter((r) => r.active && r.key).map((r) => r.key);
+    return [...going, ...[...this.pending.values()].map((p) => p.key)];
   }
 
   applyInfo(info) {
@@ -51,24 +91,62 @@ export class DiffusionPanel {
     if (defaults && typeof defaults === 'object') this.controls.set(defaults);
   }
 
-  /** Send a `generate`; false when the prompt is missing or the socket is down. */
+  /** Send a `generate`; false when the prompt or a seed is refused, the same settings are already
+   *  going (a double-click queues one run), or the socket is down. */
   generate(prompt, negative) {
-    if (!prompt.trim()) {
+    if (!oneLine(prompt)) {
       showError('Enter a prompt first.');
       return false;
     }
-    const params = diffusionParams(this.controls.values(), prompt, negative, this.initImage);
-    if (!this.socket.send({ type: 'generate', params })) {
+    const problem = this.controls.problems()[0];
+    if (problem) {
+      showError(problem);
+      return false;
+    }
+    const params = this.params(prompt, negative);
+    const key = settingsKey(params);
+    if (this.sending || this.activeKeys().includes(key)) return false;
+    this.refs += 1;
+    const ref = `g${this.refs}`;
+    if (!this.socket.send({ type: 'generate', params, ref })) {
       showError('Not connected to the server.');
       return false;
     }
-    this.#setFollow(true);
+    clearErrors(); // the last action's errors are stale now
+    const left = this.schedule.length - (params.schedule?.length ?? 0);
+    if (left > 0) {
+      showError(`${left} replayed change${left === 1 ? '' : 's'} fall outside steps ${params.skip_steps || 0}-${params.steps - 1} and were left out`);
+    }
+    this.pending.set(ref, { key, prompt: params.prompt });
     return true;
   }
 
-  cancel() {
-    const run = this.activeRun;
-    if (run) this.socket.send({ type: 'cancel', run_id: run.id });
+  /** Stop one run; by default the one on screen. */
+  cancel(runId = this.activeRun?.id) {
+    if (runId) this.socket.send({ type: 'cancel', run_id: runId });
+  }
+
+  /** The socket closed: no answer will come for what was sent. */
+  forgetPending() {
+    this.pending.clear();
+  }
+
+  /** Show a run (from the queue list or a branch chip). */
+  show(runId) {
+    const run = this.runs.get(runId);
+    if (!run) return;
+    this.viewed = run.id;
+    this.scrubStep = Math.min(this.scrubStep, run.index);
+    this.#setFollow(run.active || this.follow);
+    this.render();
+  }
+
+  /** Put the viewed run's seed into the seed box, so the next Generate repeats it. */
+  reuseSeed() {
+    const run = this.runs.get(this.viewed);
+    if (run?.seed === null || run?.seed === undefined) return;
+    this.controls.set({ seed: run.seed });
+    this.controls.input('seed')?.dispatchEvent(new Event('input', { bubbles: true }));
   }
 
   /** `rewind`: a new branch continues from the viewed step of the viewed run with the current sliders. */
@@ -83,29 +161,86 @@ export class DiffusionPanel {
     // A fork's early steps live in its parent's history; the fork takes the sliders as they are
     // now, and the parent's own parameters stay as they were.
     const owner = this.runs.owner(run.id, step) ?? run;
-    this.socket.send({ type: 'rewind', run_id: owner.id, step, params: this.#liveValues() });
+    if (this.socket.send({ type: 'rewind', run_id: owner.id, step, params: this.#liveValues() })) clearErrors();
   }
 
-  /** Restore the controls from a gallery item's params. */
-  applySettings(params, seed) {
-    this.controls.set({ ...params, seed: seed ?? params.seed ?? null });
+  /** Restore the controls from recorded params (the starting values), and the schedule of live
+   *  changes the next Generate replays. `withInit`: the record decides the init image too. */
+  applySettings(params, seed, schedule = [], withInit = false) {
+    // eta null is the sampler's own (euler_a 1, ddim 0): the same number here replays the same run
+    const eta = params.eta ?? SAMPLER_ETA[params.sampler] ?? 0;
+    this.controls.set({ ...params, eta, seed: seed ?? params.seed ?? null });
+    if (params.steps !== undefined) this.controls.setRange('skip_steps', { max: params.steps });
+    this.setSchedule(schedule);
+    if (withInit) {
+      if (params.init_image) this.setInitImage(params.init_image, null, `id ${params.init_image} (restored)`);
+      else this.setInitImage(null);
+    }
+  }
+
+  /** The schedule the next Generate replays, shown above the panels with a way to drop it. */
+  setSchedule(schedule) {
+    this.schedule = Array.isArray(schedule) ? schedule.map((e) => ({ step: e.step, changes: { ...e.changes } })) : [];
+    $('replay').hidden = this.schedule.length === 0;
+    $('replay-text').textContent = this.schedule.length
+      ? `${scheduleCount(this.schedule)}: ${scheduleText(this.schedule)}` : '';
+  }
+
+  /** Show `id` as the init image (null clears it); `previewUrl` may be null when only the id is known. */
+  setInitImage(id, previewUrl = null, label = null) {
+    const { file, preview, status } = this.initUi;
+    this.initImage = id;
+    file.value = '';
+    if (previewUrl) preview.src = previewUrl;
+    preview.hidden = !id || !previewUrl;
+    status.textContent = id ? (label ?? `id ${id}`) : 'none';
+  }
+
+  /** A finished image (gallery or final) becomes the init image; a start step of 0 would drown it
+   *  in noise, so it is set to half the steps then. */
+  async useAsInit(url, label) {
+    try {
+      const file = await imageAsUpload(url);
+      const id = await uploadInitImage(file);
+      this.setInitImage(id, URL.createObjectURL(file), `from ${label}`);
+      const notes = [];
+      if (!this.controls.get('skip_steps')) {
+        const start = Math.floor(this.controls.get('steps') / 2);
+        this.controls.set({ skip_steps: start });
+        notes.push(`skip_steps set to ${start} of ${this.controls.get('steps')}: the higher, the more of the image stays`);
+      }
+      showNotice('Init image set', [`from ${label}`], notes);
+    } catch (err) {
+      showError(`send to init image: ${err.message}`);
+    }
   }
 
   onEvent(ev) {
     const run = ev.run_id ? this.runs.get(ev.run_id) : null;
     switch (ev.type) {
       case 'queued': {
+        // Listed, not shown: the view stays on what it shows until this run starts (or is clicked).
         const r = this.runs.add(ev.run_id, 'diffusion', { parent: ev.parent ?? null, fromStep: ev.from_step ?? 0 });
         r.status = 'queued';
-        this.#view(r.id, true);
+        r.position = ev.position ?? null;
+        const sent = this.pending.get(ev.ref);
+        this.pending.delete(ev.ref);
+        if (sent) Object.assign(r, { key: sent.key, prompt: sent.prompt });
+        else if (r.parent) r.prompt = this.runs.get(r.parent)?.prompt ?? null;
+        if (this.viewed === null) this.viewed = r.id;
         break;
       }
+      case 'position':
+        if (!run) return;
+        run.position = ev.position;
+        break;
       case 'started': {
         const r = run ?? this.runs.add(ev.run_id, 'diffusion', { parent: ev.parent ?? null, fromStep: ev.from_step ?? 0 });
         Object.assign(r, { status: 'running', total: ev.total, seed: ev.seed, width: ev.width, height: ev.height });
         r.index = ev.from_step ?? 0;
+        r.position = null;
         if (ev.from_step) r.fromStep = ev.from_step;
-        if (this.viewed === r.id || this.follow) this.#view(r.id, true);
+        this.#view(r.id, true); // one run goes at a time, so the one starting is the one to watch
         break;
       }
       case 'step':
@@ -132,6 +267,7 @@ export class DiffusionPanel {
         if (ev.index !== undefined) run.index = ev.index;
         break;
       case 'error':
+        this.pending.delete(ev.ref);
         // a refused update or fork (too_large, bad_request) answers a message; the run goes on
         if (run && !['too_large', 'bad_request'].includes(ev.code)) run.status = 'error';
         break;
@@ -161,7 +297,8 @@ export class DiffusionPanel {
     const step = this.follow ? run.index : Math.min(this.scrubStep, total);
     this.scrub.max = String(total);
     this.scrub.value = String(step);
-    $('d-scrub-label').textContent = `step ${step}/${total}`;
+    $('d-scrub-label').textContent = run.status === 'queued' ? `waiting · ${placeText(run.position)}` : `step ${step}/${total}`;
+    $('d-reuse-seed').disabled = run.seed === null || run.seed === undefined;
     $('d-stat-steps').textContent = `${run.index}/${total}`;
     $('d-stat-time').textContent = fmtMs(run.elapsedMs);
     $('d-stat-clip').textContent = fmtScore(run.clipScore);
@@ -169,6 +306,7 @@ export class DiffusionPanel {
     $('d-stat-div').textContent = fmtScore(run.diversity);
     setProgress($('d-progress'), run.index, total);
     $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
+    $('d-to-init').disabled = !(run.status === 'done' && run.finalUrl);
 
     let frame;
     if (this.follow) {
@@ -192,7 +330,8 @@ export class DiffusionPanel {
   #groupsWithInitImage() {
     const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', id: 'd-init-file' });
     const preview = el('img', { class: 'init-preview', alt: 'init image', hidden: true });
-    const status = el('span', { class: 'mono', text: 'none' });
+    const status = el('span', { class: 'mono', id: 'd-init-status', text: 'none' });
+    this.initUi = { file, preview, status };
     const clear = el('button', { type: 'button', text: 'clear' });
     file.addEventListener('change', async () => {
       const chosen = file.files?.[0];
@@ -275,19 +414,14 @@ export class DiffusionPanel {
   #renderBranches() {
     const box = $('d-branches');
     const list = this.runs.list('diffusion');
-    const order = new Map(list.map((r, i) => [r.id, i + 1]));
+    const order = new Map(list.map((r) => [r.id, r.number]));
     box.replaceChildren(...list.map((r) => {
       const mark = { queued: '…', running: '▶', done: '✓', cancelled: '■', error: '!' }[r.status] || '';
       const fork = r.parent && order.has(r.parent) ? ` ↳ #${order.get(r.parent)}@${r.fromStep}` : '';
       const chip = el('button', { type: 'button', class: 'branch', text: `#${order.get(r.id)}${fork} ${mark}`,
                                   title: `run ${r.id}` });
       chip.setAttribute('aria-current', String(r.id === this.viewed));
-      chip.addEventListener('click', () => {
-        this.viewed = r.id;
-        this.scrubStep = Math.min(this.scrubStep, r.index);
-        this.#setFollow(r.active || this.follow);
-        this.render();
-      });
+      chip.addEventListener('click', () => this.show(r.id));
       return chip;
     }));
   }

@@ -1,6 +1,7 @@
 // The gallery strip: finished images with their parameters and a "use these settings" button.
 import { fetchGallery, galleryImageUrl } from './api.js';
 import { el } from './controls.js';
+import { scheduleText } from './restore.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
 
 function summary(item) {
@@ -15,13 +16,21 @@ function summary(item) {
     if (p.clip_guidance_scale) parts.push(`clip ${p.clip_guidance_scale}`);
   }
   parts.push(`seed ${item.seed ?? '–'}`, `${item.width}×${item.height}`);
-  return { line: parts.join(' · '), perf: `${fmtMs(t.total_ms)} · ${fmtMs(t.ms_per_step)}/step · CLIP ${fmtScore(item.clip_score)}` };
+  const history = [];
+  if (item.lineage?.parent_run) history.push(`fork @${item.lineage.from_step}`);
+  if (item.schedule?.length) history.push(scheduleText(item.schedule));
+  return { line: parts.join(' · '), history: history.join(' · '),
+           perf: `${fmtMs(t.total_ms)} · ${fmtMs(t.ms_per_step)}/step · CLIP ${fmtScore(item.clip_score)}` };
 }
 
 export class GalleryView {
-  /** @param {(item: object) => void} onUse  restores an item's settings into the panels */
-  constructor(onUse) {
+  /**
+   * @param {(item: object) => void} onUse  restores an item's settings into the panels
+   * @param {(item: object) => void} [onInit]  makes an item the init image
+   */
+  constructor(onUse, onInit = null) {
     this.onUse = onUse;
+    this.onInit = onInit;
     this.box = $('gallery');
     this.loading = null;
     this.stale = false; // a refresh was asked for while one was loading
@@ -58,20 +67,23 @@ export class GalleryView {
   }
 
   #card(item) {
-    const { line, perf } = summary(item);
+    const { line, history, perf } = summary(item);
     const prompt = item.params?.prompt || '(no prompt)';
     const img = el('img', { src: galleryImageUrl(item), alt: prompt, loading: 'lazy', width: item.width, height: item.height });
     if (item.width && item.width < 256) img.classList.add('pixelated');
     const use = el('button', { type: 'button', text: 'use these settings' });
     use.addEventListener('click', () => this.onUse(item));
+    const toInit = el('button', { type: 'button', text: 'send to init image', class: 'to-init' });
+    toInit.addEventListener('click', () => this.onInit?.(item));
     const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
     const card = el('article', { class: 'card', 'data-id': item.id },
       link,
       el('div', { class: 'meta' },
         el('span', { class: 'prompt', title: prompt, text: prompt }),
         el('span', { class: 'sub', text: line }),
+        history ? el('span', { class: 'sub history', text: history }) : '',
         el('span', { class: 'sub', text: perf })),
-      use);
+      use, toInit);
     return card;
   }
 }

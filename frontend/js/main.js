@@ -4,13 +4,17 @@
 //   specs.js     control specs and message params           controls.js  specs -> inputs
 //   diffusion.js / gan.js / gallery.js  the three areas      plot.js, ui.js  drawing and DOM helpers
 //   compare.js   the side-by-side table (live and measured figures)
-import { fetchInfo } from './api.js';
+//   queue.js     the queue list, Generate's state, the tab title   input.js  prompts, seeds, shortcuts
+import { fetchInfo, galleryImageUrl } from './api.js';
 import { CompareView } from './compare.js';
 import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
 import { GanPanel } from './gan.js';
+import { bindShortcuts } from './input.js';
+import { QueueView, generateState, progressTitle, settingsKey } from './queue.js';
+import { Restorer } from './restore.js';
 import { RunStore } from './runs.js';
-import { $, showError } from './ui.js';
+import { $, clearErrors, showError } from './ui.js';
 import { Socket } from './ws.js';
 
 const runs = new RunStore((url) => URL.revokeObjectURL(url));
@@ -19,20 +23,28 @@ const engineOf = new Map(); // run id -> engine, learned from `queued` / `starte
 
 let diffusion;
 let gan;
+let wasClosed = false;
 
 const socket = new Socket({
   onState(state) {
     const conn = $('conn');
     conn.dataset.state = state;
     conn.textContent = { open: 'connected', connecting: 'connecting…', closed: 'disconnected — retrying' }[state];
-    if (state === 'closed') dropActiveRuns();
+    if (state === 'closed') {
+      wasClosed = true;
+      dropActiveRuns();
+    } else if (state === 'open' && wasClosed) {
+      wasClosed = false;
+      clearErrors(); // what went wrong before the reconnect is stale
+    }
+    if (diffusion) refreshButtons();
   },
   onEvent(ev) {
     if (ev.engine && ev.run_id) engineOf.set(ev.run_id, ev.engine);
     if (ev.type === 'error') showError(ev.message || 'unknown error', ev.code);
     const engine = engineOf.get(ev.run_id) ?? ev.engine;
     if (engine === 'gan') gan.onEvent(ev);
-    else if (engine === 'diffusion' || ev.run_id) diffusion.onEvent(ev);
+    else if (engine === 'diffusion' || ev.run_id || ev.ref) diffusion.onEvent(ev); // refs are Generate's
     if (ev.type === 'done') {
       gallery.refresh();
       showComparison();
@@ -48,16 +60,13 @@ const socket = new Socket({
 
 diffusion = new DiffusionPanel(socket, runs);
 gan = new GanPanel(socket, runs, promptText);
-const gallery = new GalleryView((item) => {
-  const params = item.params || {};
-  if (typeof params.prompt === 'string') $('prompt').value = params.prompt;
-  if (item.engine === 'gan') {
-    gan.applySettings(params, item.seed);
-  } else {
-    $('negative_prompt').value = params.negative_prompt ?? '';
-    diffusion.applySettings(params, item.seed);
-  }
-});
+const restorer = new Restorer({ diffusion, gan, onApplied: () => refreshButtons() });
+restorer.install($('open-png-file'));
+$('open-png').addEventListener('click', () => $('open-png-file').click());
+const gallery = new GalleryView(
+  (item) => restorer.apply({ ...item, source: 'gallery' }, `gallery image ${item.id}`),
+  (item) => diffusion.useAsInit(galleryImageUrl(item), `gallery image ${item.id}`),
+);
 
 const compare = new CompareView($('compare'), $('compare-caption'));
 const newestDone = (engine) => runs.list(engine).filter((r) => r.status === 'done').at(-1) ?? null;
@@ -67,6 +76,7 @@ function showComparison() {
 
 /** The server cancels a page's runs when its socket closes; show them as stopped. */
 function dropActiveRuns() {
+  diffusion.forgetPending();
   const active = [...runs.runs.values()].filter((r) => r.active);
   if (!active.length) return;
   for (const run of active) run.status = 'cancelled';
@@ -76,24 +86,49 @@ function dropActiveRuns() {
   refreshButtons();
 }
 
+const queue = new QueueView($('queue'), $('queue-list'), {
+  cancel: (id) => diffusion.cancel(id),
+  view: (id) => diffusion.show(id),
+});
+
+/** Cancel, Generate, the queue list and the tab title follow the runs and the settings. */
 function refreshButtons() {
   const busy = Boolean(diffusion.activeRun) || runs.list('gan').some((r) => r.active);
   $('cancel').disabled = !busy;
+  const key = settingsKey(diffusion.params(promptText(), $('negative_prompt').value));
+  const state = generateState({ sending: diffusion.sending, activeKeys: diffusion.activeKeys(), key });
+  const button = $('generate');
+  button.textContent = state.label;
+  button.disabled = state.disabled;
+  $('generate-hint').textContent = state.hint;
+  const list = runs.list('diffusion');
+  queue.render(list, diffusion.viewed, (id) => runs.get(id)?.number);
+  document.title = progressTitle(list.find((r) => r.status === 'running'));
 }
 
-$('generate').addEventListener('click', () => diffusion.generate(promptText(), $('negative_prompt').value));
+function generate() {
+  diffusion.generate(promptText(), $('negative_prompt').value);
+  refreshButtons();
+}
+
+/** Stop the run on screen (the queue list cancels any other); the GAN's renders too. */
+function cancelShown() {
+  diffusion.cancel();
+  gan.cancel();
+}
+
+$('generate').addEventListener('click', generate);
 $('both').addEventListener('click', () => {
-  if (!diffusion.generate(promptText(), $('negative_prompt').value)) return;
+  const sent = diffusion.generate(promptText(), $('negative_prompt').value);
+  refreshButtons();
+  if (!sent) return;
   if (gan.loaded) gan.request(1);
   else showError('no GAN model loaded: ran Diffusion only');
 });
-$('cancel').addEventListener('click', () => {
-  diffusion.cancel();
-  gan.cancel();
-});
-$('prompt').addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) $('generate').click();
-});
+$('cancel').addEventListener('click', cancelShown);
+bindShortcuts(document, [$('prompt'), $('negative_prompt')], { generate, cancel: cancelShown });
+for (const id of ['prompt', 'negative_prompt', 'd-controls']) $(id).addEventListener('input', () => refreshButtons());
+for (const kind of ['change', 'click']) $('d-controls').addEventListener(kind, () => refreshButtons());
 
 /** "diffusion: sd15 · clip: vit-b-32 · gan: ffhq" (last path parts; full names in the tooltip). */
 function describeModels(info) {
@@ -129,4 +164,5 @@ async function loadInfo() {
 socket.connect();
 loadInfo();
 gallery.refresh();
-window.noisescope = { socket, runs, diffusion, gan, gallery, compare };
+refreshButtons();
+window.noisescope = { socket, runs, diffusion, gan, gallery, compare, restorer, queue };

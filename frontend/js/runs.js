@@ -4,8 +4,9 @@
 const MAX_RUNS = 16;
 
 export class Run {
-  constructor(id, engine, { parent = null, fromStep = 0 } = {}) {
+  constructor(id, engine, { parent = null, fromStep = 0, number = 0 } = {}) {
     this.id = id;
+    this.number = number; // 1, 2, ... per engine, in the order the page heard of them ("#3")
     this.engine = engine;
     this.parent = parent;
     this.fromStep = fromStep;
@@ -13,6 +14,8 @@ export class Run {
     this.index = 0;
     this.seed = null;
     this.status = 'queued'; // queued | running | done | cancelled | error
+    this.position = null; // place in the server's waiting line while queued (0 = next)
+    this.key = null; // settingsKey of the generate that queued it (queue.js)
     this.frames = new Map(); // step -> {url, meta, kind}
     this.stats = new Map(); // step index -> {sigma, clip_score, elapsed_ms}
     this.elapsedMs = 0;
@@ -34,6 +37,7 @@ export class RunStore {
   constructor(revoke = () => {}) {
     this.runs = new Map();
     this.revoke = revoke;
+    this.counters = {}; // engine -> runs numbered so far
   }
 
   get(id) {
@@ -44,7 +48,8 @@ export class RunStore {
   add(id, engine, opts = {}) {
     let run = this.runs.get(id);
     if (!run) {
-      run = new Run(id, engine, opts);
+      this.counters[engine] = (this.counters[engine] ?? 0) + 1;
+      run = new Run(id, engine, { ...opts, number: this.counters[engine] });
       this.runs.set(id, run);
       this.#evict();
     } else {

@@ -46,6 +46,11 @@ export function showError(message, code = null) {
   while (box.children.length > 5) box.firstElementChild.remove();
 }
 
+/** Remove every error on show (stale after a reconnect or a new action). */
+export function clearErrors() {
+  $('errors').replaceChildren();
+}
+
 /** Show an image URL; tiny images are scaled up with hard pixels instead of blur. */
 export function showImage(img, url, width) {
   if (!url) return;
