@@ -108,3 +108,14 @@ def test_the_running_jobs_memory_counts_as_available(tiny_models: Models, tmp_pa
         for run_id in (second, first):
             ws.send_json({"type": "cancel", "run_id": run_id})
             reader.until("cancelled", run_id)
+
+
+def test_a_schedule_that_turns_guidance_on_is_priced_with_it(tiny_models: Models, tmp_path: Path) -> None:
+    plain = cost(tiny_models, steps=400)
+    settings = make_settings(tmp_path, max_job_seconds=1.2 * plain)
+    with TestClient(create_app(settings, models=tiny_models)) as client, client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        schedule = [{"step": 200, "changes": {"tv_scale": 1.0}}]
+        ws.send_json({"type": "generate", "params": {**BASE, "steps": 400, "schedule": schedule}})
+        err = reader.until("error")
+        assert err["code"] == "too_large" and "tv_scale" in err["message"]
