@@ -45,17 +45,19 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 32) -> Pat
     return folder
 
 
-def build_tiny_diffusion(folder: Path, *, seed: int = 0, sample_size: int = 8, prediction_type: str = "epsilon") -> Path:
+def build_tiny_diffusion(folder: Path, *, seed: int = 0, sample_size: int = 8, prediction_type: str = "epsilon",
+                         words: list[str] | None = None) -> Path:
     """A random diffusers Stable Diffusion pipeline folder (UNet on 4-channel latents, f=4 VAE).
 
-    `sample_size` is the latent side; images are 4x that.
+    `sample_size` is the latent side; images are 4x that. `words`: the words its tokenizer knows
+    whole (none by default: every word splits into letters).
     """
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
     tok_dir = folder / "tokenizer"
-    vocab_size = write_word_clip_tokenizer(tok_dir, [], max_length=77)
+    vocab_size = write_word_clip_tokenizer(tok_dir, list(words or []), max_length=77)
     torch.manual_seed(seed)
     text_cfg = CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

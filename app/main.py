@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api import docs, pngsettings, routes, ws
+from app.api import docs, pngsettings, routes, vocab, ws
 from app.api.guard import SECURITY_HEADERS, Guard, redact_uvicorn_logs
+from app.api.uploads import sweep_periodically, upload_store
 from app.registry import Models, load_models
 from app.settings import Settings
 
@@ -35,9 +37,13 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
         studio = Studio(settings, loaded, Gallery(settings.data_dir / "gallery"))
         studio.start()
         app.state.studio = studio
+        app.state.uploads = uploads = upload_store(settings, studio.upload_dir)
+        uploads.sweep()  # a killed server's temp files, and uploads that expired while it was down
+        sweeper = asyncio.create_task(sweep_periodically(uploads))
         try:
             yield
         finally:
+            sweeper.cancel()
             studio.stop()
 
     # The docs come from app.api.docs, behind the token like the API.
@@ -58,6 +64,7 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
     app.include_router(routes.router)
     app.include_router(routes.api)
     app.include_router(pngsettings.router)
+    app.include_router(vocab.router)
     app.include_router(ws.router)
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=routes.FRONTEND), name="static")

@@ -63,7 +63,18 @@ class Settings(BaseSettings):
     max_steps: int = 500
     max_cutouts: int = 64
     max_prompt_chars: int = 1000
-    max_init_image_bytes: int = 8 * 1024 * 1024
+    max_init_image_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1,
+        description="Largest init-image upload in bytes; enforced while the body arrives (413 past it).",
+    )
+    upload_quota_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=0,
+        description="Total bytes the stored uploads may take; a full quota refuses uploads (413) until old ones expire.",
+    )
+    upload_max_age_hours: float = Field(
+        default=24.0, gt=0,
+        description="Uploads older than this are deleted: at start, before each upload and every few minutes.",
+    )
     queue_size: int = 8
     # The per-job budget (app.engine.budget): estimated compute and peak memory, checked before queueing.
     max_job_seconds: float | None = Field(

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app.engine.studio import Studio
 from app.settings import Settings
+from app.store.uploads import UploadStore
 
 TOKEN_COOKIE = "noisescope_token"
 
@@ -54,9 +55,14 @@ def remember_token(response: Response, request: Request, settings: Settings) -> 
         response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
 
 
+def get_uploads(request: Request) -> UploadStore:
+    return request.app.state.uploads
+
+
 def ws_studio(websocket: WebSocket) -> Studio:
     return websocket.app.state.studio
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StudioDep = Annotated[Studio, Depends(get_studio)]
+UploadsDep = Annotated[UploadStore, Depends(get_uploads)]

@@ -96,6 +96,17 @@ def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> 
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == (host or "").lower()
 
 
+def same_site_write(origin: str | None, fetch_site: str | None, host: str | None, settings: Settings) -> bool:
+    """May a state-changing request (a write or a websocket) go on? A configured origin always may; a
+    browser that labels the request `Sec-Fetch-Site: cross-site` or `same-site` (another port of the same
+    host is same-site) may not, even when its Origin is missing; otherwise the Origin rule decides."""
+    if origin is not None and origin in settings.allowed_origins:
+        return True
+    if (fetch_site or "").strip().lower() in ("cross-site", "same-site"):
+        return False
+    return origin_allowed(origin, host, settings)
+
+
 class Guard:
     """Pure ASGI middleware: refuses foreign hosts and origins before any route runs, and adds the
     security headers to every HTTP response that does not set its own."""
@@ -114,8 +125,8 @@ class Guard:
         problem = None
         if not host_allowed(host, self.settings, self.names):
             problem = "unknown Host; add the name to NOISESCOPE_ALLOWED_HOSTS if it is really this server"
-        elif (scope["type"] == "websocket" or scope.get("method") in UNSAFE_METHODS) and not origin_allowed(
-                headers.get("origin"), host, self.settings):
+        elif (scope["type"] == "websocket" or scope.get("method") in UNSAFE_METHODS) and not same_site_write(
+                headers.get("origin"), headers.get("sec-fetch-site"), host, self.settings):
             problem = "cross-origin request refused"
         if scope["type"] == "websocket":
             if problem:

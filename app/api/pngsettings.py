@@ -3,24 +3,29 @@ from its text chunks without decoding its pixels, for the page to restore."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from app.api.deps import SettingsDep, require_token
+from app.api.errors import errors
+from app.api.routes import UPLOAD_BODY
+from app.api.uploads import receive_file_bytes
 from app.store.pngread import PngTextError, text_chunks
 from app.store.readback import NoSettings, settings_from_chunks
+from app.store.uploads import UploadError
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=errors(400, 401))
 
 
-@router.post("/png-settings")
-async def png_settings(settings: SettingsDep, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
+@router.post("/png-settings", responses=errors(403, 413, 415), openapi_extra=UPLOAD_BODY)
+async def png_settings(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """{"source", "engine", "params", "seed", "schedule", "lineage", "notes"}; 400 for a file that is
-    not a PNG or carries no settings, 413 beyond the upload cap."""
-    data = await file.read(settings.max_init_image_bytes + 1)
-    if len(data) > settings.max_init_image_bytes:
-        raise HTTPException(413, f"files are limited to {settings.max_init_image_bytes // (1024 * 1024)} MB")
+    not a PNG or carries no settings, 413 beyond the upload cap (enforced while the body arrives)."""
+    try:
+        data = await receive_file_bytes(request, settings.max_init_image_bytes)
+    except UploadError as exc:
+        raise HTTPException(exc.status, exc.message) from None
     try:
         return settings_from_chunks(text_chunks(data), settings.max_steps)
     except (PngTextError, NoSettings) as exc:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import io
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel
 
-from app.api.deps import SettingsDep, StudioDep, remember_token, require_token, supplied_token, token_ok
-from app.api.messages import size_text
-from app.engine.limits import pixels_text
+from app.api.deps import (
+    SettingsDep,
+    StudioDep,
+    UploadsDep,
+    remember_token,
+    require_token,
+    supplied_token,
+    token_ok,
+)
+from app.api.errors import errors
+from app.api.uploads import receive_upload
 from app.measured import PLOT_URL, truncation_plot_path
 from app.params import DiffusionParams, GanParams, LiveParams
 from app.settings import REPO_ROOT
+from app.store.uploads import UploadError
 
 FRONTEND = REPO_ROOT / "frontend"
 router = APIRouter()
-api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+# Every /api route: 400 from the Host guard, 401 from the token check.
+api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=errors(400, 401))
 MAX_GALLERY_OFFSET = 2**31 - 1  # SQLite takes 64-bit integers; past this there are no images anyway
 
 
@@ -40,44 +48,45 @@ def info(studio: StudioDep, settings: SettingsDep) -> dict[str, Any]:
         **studio.models.info(),
         "gan": None if gan is None else gan.info(),
         "measured": studio.measured,
+        "sizes": studio.sizes.info(),
         "samplers": ["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m"],
         "defaults": {"diffusion": DiffusionParams.model_construct(prompt="").model_dump(exclude={"prompt"}),
                      "live": LiveParams().model_dump(), "gan": GanParams().model_dump()},
         "limits": {"max_pixels": settings.max_pixels, "max_batch": settings.max_batch,
                    "max_steps": settings.max_steps, "max_cutouts": settings.max_cutouts,
                    "max_prompt_chars": settings.max_prompt_chars, "queue_size": settings.queue_size,
-                   "max_init_image_bytes": settings.max_init_image_bytes},
+                   "max_init_image_bytes": settings.max_init_image_bytes,
+                   "upload_quota_bytes": settings.upload_quota_bytes,
+                   "upload_max_age_hours": settings.upload_max_age_hours},
     }
 
 
-@api.post("/uploads")
-async def upload(studio: StudioDep, settings: SettingsDep, file: Annotated[UploadFile, File()]) -> dict[str, str]:
-    """An init image: checked in bytes and pixels before decoding, stored as PNG under a fresh id."""
-    data = await file.read(settings.max_init_image_bytes + 1)
-    if len(data) > settings.max_init_image_bytes:
-        raise HTTPException(413, f"images are limited to {size_text(settings.max_init_image_bytes)}")
+class UploadId(BaseModel):
+    id: str
+
+
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+
+
+@api.post("/uploads", responses=errors(403, 413, 415), openapi_extra=UPLOAD_BODY)
+async def upload(request: Request, uploads: UploadsDep) -> UploadId:
+    """An init image (multipart/form-data, field `file`): the size cap is enforced while it arrives, it is
+    decoded and re-encoded as PNG in a worker thread, counted against the quota and kept until it expires."""
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.width * probe.height > settings.max_pixels * 4:
-                raise HTTPException(413, f"images are limited to {pixels_text(settings.max_pixels * 4)}")
-            image = probe.convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise HTTPException(400, "that file is not an image Pillow can read") from None
-    upload_id = uuid.uuid4().hex
-    tmp = studio.upload_dir / f".{upload_id}.tmp"
-    image.save(tmp, "PNG")
-    tmp.replace(studio.upload_dir / f"{upload_id}.png")
-    return {"id": upload_id}
+        return UploadId(id=await receive_upload(request, uploads))
+    except UploadError as exc:
+        raise HTTPException(exc.status, exc.message) from None
 
 
-@api.get("/gallery")
+@api.get("/gallery", responses=errors(422))
 def gallery(studio: StudioDep, limit: Annotated[int, Query(ge=1, le=500)] = 100,
             offset: Annotated[int, Query(ge=0, le=MAX_GALLERY_OFFSET)] = 0) -> list[dict[str, Any]]:
     return [{**rec.to_dict(), "url": f"/api/gallery/{rec.id}.png"}
             for rec in studio.gallery.list(limit=limit, offset=offset)]
 
 
-@api.get("/gallery/{image_id}.png")
+@api.get("/gallery/{image_id}.png", responses=errors(404, 422))
 def gallery_image(studio: StudioDep, image_id: str) -> FileResponse:
     try:
         path = studio.gallery.path_for(image_id)
@@ -88,7 +97,7 @@ def gallery_image(studio: StudioDep, image_id: str) -> FileResponse:
     return FileResponse(path, media_type="image/png")
 
 
-@api.get(PLOT_URL.removeprefix("/api"))
+@api.get(PLOT_URL.removeprefix("/api"), responses=errors(404))
 def truncation_plot(studio: StudioDep, settings: SettingsDep) -> FileResponse:
     """The GAN truncation sweep's plot: only the one PNG the evaluation file names, from that file's folder,
     and only when /api/info offers it (the loaded GAN is the one it was measured on)."""

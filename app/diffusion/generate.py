@@ -64,11 +64,11 @@ class StepInfo:
     sigma_next: float  # the noise level of `latent`
     latent: Tensor  # x after this step, on the CPU: what a rewind resumes from
     denoised: Tensor  # the (guided) x0 estimate at this step, on the CPU
-    # a preview step: every live `preview_every`-th and the last; the one rule for what gets a
-    # CLIP score here and a preview image in the runner (the last step's image is the final one)
+    # a preview step: every live `preview_every`-th and the last; what gets a preview image in the
+    # runner (the last step's image is the final one)
     preview: bool
-    # CLIP similarity of the x0 estimate's fast preview to the prompt, batch mean, on preview steps
-    # (None on the others, and where there is no CLIP)
+    # the CLIP score (guidance.clip_score) of the x0 estimate's VAE decode, batch mean, on the steps
+    # that get a full decode (`scored_step`); None on the others, and where there is no CLIP
     clip_score: float | None
 
 
@@ -122,15 +122,20 @@ def pil_to_tensor(image: Image.Image, width: int, height: int) -> Tensor:
 
 
 def _score_fn(models: DiffusionModels, target: ClipTarget | None) -> Callable[[Tensor], Tensor | None]:
-    """The per-step CLIP score, left on the device: CLIP on the fast preview of the x0 estimate."""
+    """The per-step CLIP score, left on the device: the one CLIP score (guidance.clip_score) of the
+    x0 estimate's VAE decode, the same picture and formula as the finished image's score."""
     if models.clip is None or target is None:
         return lambda denoised: None
 
     def score(denoised: Tensor) -> Tensor:
-        images = models.rgb_map(denoised).add(1).div(2).clamp(0, 1)
-        return clip_score(models.clip, images, target).mean()
+        return clip_score(models.clip, previews.full_decode(models.vae, denoised), target).mean()
 
     return score
+
+
+def scored_step(index: int, total: int, preview_every: int, full_decode_every: int) -> bool:
+    """Whether step `index` gets a CLIP score: a preview step that is also fully decoded, and the last."""
+    return index == total or (index % preview_every == 0 and index % full_decode_every == 0)
 
 
 def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
@@ -144,8 +149,9 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
       the starting step, never after the last): where live changes take effect (app.engine.live).
     - `on_step` gets every step, one step late (step i once step i + 1 is queued on the device),
       with `latent` and `denoised` already copied to the CPU; raising from it cancels the run.
-    - The per-step CLIP score follows the live `preview_every` (plus the last step), so fewer previews
-      also cost fewer CLIP passes.
+    - The per-step CLIP score is taken on the steps that get a full VAE decode (live `preview_every`
+      and `full_decode_every`, plus the last step), so it scores the same kind of picture as the
+      finished image; the last step's score is the finished image's.
     - Resume: `start_latent` is StepInfo.latent of step `start_step`; the continuation equals the
       original for the same params. For dpmpp_2m pass that step's `denoised` as `start_denoised`
       too, or the multistep history restarts (the tail then differs slightly).
@@ -200,12 +206,14 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
             latent, denoised, score_t = pending.wait()
             on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
                              latent=latent, denoised=denoised, preview=preview,
-                             clip_score=None if score_t is None else float(score_t)))
+                             clip_score=None if score_t is None else round(float(score_t), 4)))
 
         def callback(d: dict) -> None:
             index = d["i"] + 1
-            preview = index % live().preview_every == 0 or index == params.steps
-            held.append((d, preview, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if preview else None)))
+            knobs = live()
+            preview = index % knobs.preview_every == 0 or index == params.steps
+            scored = scored_step(index, params.steps, knobs.preview_every, knobs.full_decode_every)
+            held.append((d, preview, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if scored else None)))
             if len(held) == lag:
                 report(*held.pop(0))
             if on_boundary is not None and index < params.steps:

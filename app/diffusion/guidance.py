@@ -191,7 +191,14 @@ def target_similarity(emb: Tensor, target: ClipTarget) -> Tensor:
     return (emb @ target.embeds.T.to(emb.dtype) * target.weights.to(emb.dtype)).sum(-1)
 
 
+CLIP_SCORE_DEFINITION = (
+    "CLIP score: cosine similarity between the loaded CLIP's embedding of the decoded image and of the prompt "
+    "(weighted parts combined), from -1 to 1; not x100 like some tools")
+
+
 @torch.no_grad()
 def clip_score(clip: ClipBackend, images01: Tensor, target: ClipTarget) -> Tensor:
-    """[B] weighted cosine similarity of each image's CLIP embedding to the prompts."""
-    return target_similarity(clip.encode_image(images01), target)
+    """[B] the studio's one CLIP score: weighted cosine similarity of each decoded image's CLIP
+    embedding to the prompts. Images are taken as the 8-bit picture the page and the gallery get
+    (rounded to 1/255), so a step's score and the saved PNG's score agree."""
+    return target_similarity(clip.encode_image(images01.clamp(0, 1).mul(255).round().div(255)), target)

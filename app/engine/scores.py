@@ -17,8 +17,9 @@ from app.metrics import diversity
 def image_scores(clip: ClipBackend | None, images: list[Image.Image], prompt: str) -> tuple[float | None, float | None]:
     """(CLIP score, diversity) of images made for one prompt.
 
-    CLIP score: the weighted cosine similarity of each image to the (weighted) prompt, averaged over
-    the images; None without CLIP or a prompt. Diversity: the mean pairwise distance between the
+    CLIP score: guidance.clip_score (the weighted cosine similarity of each 8-bit image's CLIP
+    embedding to the prompt; CLIP_SCORE_DEFINITION), averaged over the images, rounded to 4 decimals as
+    the per-step scores are; None without CLIP or a prompt. Diversity: the mean pairwise distance between the
     images' L2-normalised CLIP embeddings, as `python -m app evaluate` measures it in the judge's
     features (0 when all images are the same, sqrt 2 for orthogonal ones); None for a single image.
     """

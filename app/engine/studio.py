@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from app.diffusion.sizes import model_sizes
 from app.engine import budget
 from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
@@ -77,6 +78,8 @@ class Studio:
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (
             models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
+        d = models.diffusion
+        self.sizes = model_sizes(d.unet, d.vae, d.vae_scale, settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
@@ -167,6 +170,9 @@ class Studio:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        for name in ("width", "height"):
+            if problem := self.sizes.problem(name, getattr(params, name)):
+                raise StudioError("bad_request", f"params.{name}: {problem}")
         live = LiveState(params.live(), params.schedule)
         peak = self._within_budget(params, live.states_with(LiveUpdate()))
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))

@@ -39,7 +39,7 @@ export function validSchedule(text) {
 }
 
 function headRow(spec, output) {
-  const label = el('span', { text: spec.label });
+  const label = el('span', { text: spec.label, title: spec.title });
   if (spec.live) label.append(' ', el('span', { class: 'live-dot', title: 'changes apply to a running job', text: '●' }));
   return el('div', { class: 'head' }, label, output ?? '');
 }
@@ -120,7 +120,7 @@ function buildOne(spec, emit) {
                                   placeholder: spec.placeholder || 'random' });
       const parts = [input];
       if (spec.kind === 'seed') {
-        const dice = el('button', { type: 'button', title: 'random seed', 'aria-label': `${spec.label}: random`, text: '🎲' });
+        const dice = el('button', { type: 'button', title: 'random seed', 'aria-label': `random ${spec.label} (${spec.scope})`, text: '🎲' });
         dice.addEventListener('click', () => {
           input.value = String(randomSeed());
           check();
@@ -163,10 +163,11 @@ export class ControlSet {
   constructor(form, prefix, groups, onChange) {
     this.controls = new Map();
     form.addEventListener('submit', (e) => e.preventDefault());
+    const scope = form.getAttribute('aria-label') || prefix; // names repeated buttons apart
     for (const group of groups) {
       const fs = el('fieldset', {}, el('legend', { text: group.legend }));
       for (const spec of group.controls) {
-        const ctl = buildOne({ ...spec, prefix }, (s, v) => onChange(s.key, v, s));
+        const ctl = buildOne({ ...spec, prefix, scope }, (s, v) => onChange(s.key, v, s));
         ctl.spec = spec;
         this.controls.set(spec.key, ctl);
         fs.append(ctl.node);
@@ -213,6 +214,20 @@ export class ControlSet {
     if (!input) return;
     if (min !== undefined) input.min = String(min);
     if (max !== undefined) input.max = String(max);
+  }
+
+  /** Replace a select's options; keeps its value when still offered, else takes `fallback`. */
+  setOptions(key, options, fallback) {
+    const input = this.input(key);
+    if (!input || input.tagName !== 'SELECT') return;
+    const current = input.value;
+    input.replaceChildren(...options.map(([value, label]) => el('option', { value, text: label })));
+    input.value = options.some(([v]) => v === current) ? current : String(fallback);
+  }
+
+  /** The labelled node of a control (to place a note beside it). */
+  node(key) {
+    return this.controls.get(key)?.node;
   }
 
   disable(disabled) {

@@ -1,10 +1,11 @@
 // The Diffusion panel: controls, live image, progress, timeline scrubber with forks, plot.
 import { ControlSet, el } from './controls.js';
 import { uploadInitImage, withToken } from './api.js';
-import { drawPlot } from './plot.js';
-import { mimeFor, FrameType } from './protocol.js';
 import { oneLine } from './input.js';
+import { CLIP_SCORE_TITLE, drawPlot } from './plot.js';
+import { mimeFor, FrameType } from './protocol.js';
 import { placeText, queueOrder, settingsKey } from './queue.js';
+import { nearestSize, sizeOptions, sizeWarning } from './sizes.js';
 import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
 import { imageAsUpload, scheduleCount, scheduleText, showNotice } from './restore.js';
 import { $, clearErrors, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
@@ -46,6 +47,10 @@ export class DiffusionPanel {
     });
     $('replay-clear').addEventListener('click', () => this.setSchedule([]));
     $('d-reuse-seed').addEventListener('click', () => this.reuseSeed());
+    this.sizes = null; // /api/info `sizes` of the loaded model
+    this.sizeNote = el('p', { class: 'size-warning', id: 'd-size-warning', role: 'status', hidden: true });
+    this.controls.node('height')?.after(this.sizeNote);
+    $('d-plot').title = CLIP_SCORE_TITLE;
     this.#setFollow(true);
   }
 
@@ -89,6 +94,19 @@ export class DiffusionPanel {
     }
     const defaults = info?.defaults?.diffusion ?? info?.default_params?.diffusion ?? info?.defaults;
     if (defaults && typeof defaults === 'object') this.controls.set(defaults);
+    if (info?.sizes?.options?.length) {
+      this.sizes = info.sizes;
+      for (const key of ['width', 'height']) {
+        this.controls.setOptions(key, sizeOptions(info.sizes), nearestSize(info.sizes, defaults?.[key] ?? info.sizes.native));
+      }
+    }
+    this.#showSizeWarning();
+  }
+
+  #showSizeWarning() {
+    const text = sizeWarning(this.sizes, this.controls.get('width'), this.controls.get('height'));
+    this.sizeNote.textContent = text;
+    this.sizeNote.hidden = !text;
   }
 
   /** Send a `generate`; false when the prompt or a seed is refused, the same settings are already
@@ -176,6 +194,7 @@ export class DiffusionPanel {
       if (params.init_image) this.setInitImage(params.init_image, null, `id ${params.init_image} (restored)`);
       else this.setInitImage(null);
     }
+    this.#showSizeWarning();
   }
 
   /** The schedule the next Generate replays, shown above the panels with a way to drop it. */
@@ -323,16 +342,25 @@ export class DiffusionPanel {
       $('d-placeholder').hidden = true;
     } else if (run.status === 'done' && run.finalUrl) {
       showImage(this.img, run.finalUrl, run.width);
+      $('d-placeholder').hidden = true;
+    } else {
+      // nothing of this run to show yet: never leave the previous run's picture beside its step count
+      this.img.hidden = true;
+      this.img.removeAttribute('src');
+      const placeholder = $('d-placeholder');
+      placeholder.textContent = run.active ? `Waiting for step 1 of ${total || '…'}…` : 'No image for this step.';
+      placeholder.hidden = false;
     }
     drawPlot($('d-plot'), this.runs.series(run.id), total, step);
   }
 
   #groupsWithInitImage() {
-    const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', id: 'd-init-file' });
+    const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', id: 'd-init-file',
+                               title: 'img2img: start from this picture (A1111 “init image”)' });
     const preview = el('img', { class: 'init-preview', alt: 'init image', hidden: true });
     const status = el('span', { class: 'mono', id: 'd-init-status', text: 'none' });
     this.initUi = { file, preview, status };
-    const clear = el('button', { type: 'button', text: 'clear' });
+    const clear = el('button', { type: 'button', text: 'clear', 'aria-label': 'clear init image' });
     file.addEventListener('change', async () => {
       const chosen = file.files?.[0];
       if (!chosen) return;
@@ -354,7 +382,7 @@ export class DiffusionPanel {
       preview.hidden = true;
       status.textContent = 'none';
     });
-    const extra = el('div', { class: 'ctl' }, el('div', { class: 'head', text: 'init image' }), file,
+    const extra = el('div', { class: 'ctl' }, el('label', { class: 'head', for: 'd-init-file', text: 'init image' }), file,
       el('div', { class: 'row' }, preview, status, clear));
     return DIFFUSION_GROUPS.map((g) => (g.legend === 'Init image' ? { ...g, extra } : g));
   }
@@ -365,6 +393,7 @@ export class DiffusionPanel {
   }
 
   #changed(key, value, spec) {
+    if (key === 'width' || key === 'height') this.#showSizeWarning();
     if (key === 'steps') this.controls.setRange('skip_steps', { max: value });
     // Each sampler's customary eta: ancestral Euler adds full noise, DDIM none.
     if (key === 'sampler' && value in SAMPLER_ETA) this.controls.set({ eta: SAMPLER_ETA[value] });

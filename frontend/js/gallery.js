@@ -63,15 +63,16 @@ export class GalleryView {
       this.box.replaceChildren(el('p', { class: 'empty', text: 'No finished images yet.' }));
       return;
     }
-    this.box.replaceChildren(...items.map((item) => this.#card(item)));
+    this.box.replaceChildren(...items.map((item, i) => this.#card(item, i)));
   }
 
-  #card(item) {
+  #card(item, i) {
     const { line, history, perf } = summary(item);
     const prompt = item.params?.prompt || '(no prompt)';
     const img = el('img', { src: galleryImageUrl(item), alt: prompt, loading: 'lazy', width: item.width, height: item.height });
     if (item.width && item.width < 256) img.classList.add('pixelated');
-    const use = el('button', { type: 'button', text: 'use these settings' });
+    const use = el('button', { type: 'button', text: 'use these settings',
+                               'aria-label': `use the settings of image ${i + 1}: ${prompt.slice(0, 80)}` });
     use.addEventListener('click', () => this.onUse(item));
     const toInit = el('button', { type: 'button', text: 'send to init image', class: 'to-init' });
     toInit.addEventListener('click', () => this.onInit?.(item));

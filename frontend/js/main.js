@@ -11,6 +11,7 @@ import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
 import { GanPanel } from './gan.js';
 import { bindShortcuts } from './input.js';
+import { PromptHints } from './prompt_hints.js';
 import { QueueView, generateState, progressTitle, settingsKey } from './queue.js';
 import { Restorer } from './restore.js';
 import { RunStore } from './runs.js';
@@ -161,6 +162,8 @@ async function loadInfo() {
   }
 }
 
+new PromptHints($('prompt'), 'prompt');
+new PromptHints($('negative_prompt'), 'negative prompt');
 socket.connect();
 loadInfo();
 gallery.refresh();

@@ -7,7 +7,8 @@ export const LIVE_KEYS = new Set([
 ]);
 
 export const SAMPLERS = ['ddpm', 'ddim', 'euler', 'euler_a', 'dpmpp_2m'];
-const SIZES = [8, 16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 576, 640, 768, 896, 1024];
+// until /api/info names the loaded model's sizes (frontend/js/sizes.js builds the real menu)
+const SIZES = [32, 48, 64, 96, 128];
 
 const live = (spec) => ({ ...spec, live: true });
 const sizeOptions = SIZES.map((s) => [String(s), String(s)]);
@@ -20,8 +21,10 @@ export const DIFFUSION_GROUPS = [
       { key: 'steps', label: 'steps', kind: 'range', min: 1, max: 150, step: 1, value: 30 },
       { key: 'sampler', label: 'sampler', kind: 'select', options: SAMPLERS.map((s) => [s, s]), value: 'dpmpp_2m' },
       { key: 'karras', label: 'karras sigmas', kind: 'check', value: true },
-      { key: 'width', label: 'width', kind: 'select', options: sizeOptions, numeric: true, value: 64 },
-      { key: 'height', label: 'height', kind: 'select', options: sizeOptions, numeric: true, value: 64 },
+      { key: 'width', label: 'width', kind: 'select', options: sizeOptions, numeric: true, value: 64,
+        title: 'image width in pixels, offered from the loaded model (A1111 “Width”, Disco “width_height”); ⚠ above its trained size' },
+      { key: 'height', label: 'height', kind: 'select', options: sizeOptions, numeric: true, value: 64,
+        title: 'image height in pixels, offered from the loaded model (A1111 “Height”, Disco “width_height”); ⚠ above its trained size' },
       live({ key: 'cfg_scale', label: 'CFG scale', kind: 'range', min: 0, max: 30, step: 0.5, value: 5 }),
       live({ key: 'eta', label: 'eta', kind: 'range', min: 0, max: 1, step: 0.05, value: 0 }),
     ],

@@ -39,7 +39,7 @@ export function showError(message, code = null) {
   const close = document.createElement('button');
   close.type = 'button';
   close.textContent = '×';
-  close.setAttribute('aria-label', 'dismiss');
+  close.setAttribute('aria-label', `dismiss: ${text.slice(0, 80)}`);
   close.addEventListener('click', () => row.remove());
   row.append(span, close);
   box.append(row);

@@ -44,8 +44,11 @@ def test_generate_streams_steps_previews_and_done(client: TestClient) -> None:
     assert steps[-1]["sigma"] == 0 or steps[0]["sigma"] > steps[-1]["sigma"]
     previews = [f for f in reader.frames if f[0] == FrameType.PREVIEW]
     assert previews, "no preview frames"
-    # one rule for both: a preview image on every scored step but the last (whose image is the final)
-    assert [m["step"] for _, m, _ in previews] == [e["index"] for e in steps if e["clip_score"] is not None][:-1]
+    # a preview image on every step but the last (whose image is the final); a CLIP score on the fully
+    # decoded ones (full_decode_every 10) and the last, which is the finished image's score
+    assert [m["step"] for _, m, _ in previews] == list(range(1, 12))
+    assert [e["index"] for e in steps if e["clip_score"] is not None] == [10, 12]
+    assert steps[-1]["clip_score"] == done["clip_score"]
     for _, meta, data in previews:
         assert meta["run_id"] == run_id and meta["format"] == "jpeg"
         assert Image.open(io.BytesIO(data)).size == (meta["width"], meta["height"])

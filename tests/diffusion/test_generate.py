@@ -54,7 +54,7 @@ def test_same_seed_bit_identical_and_rewind(models: DiffusionModels, sampler: st
     b, _ = run(models, p)
     assert torch.equal(a, b)
     assert [s.index for s in steps] == [1, 2, 3, 4] and steps[-1].total == 4
-    assert all(s.clip_score is not None for s in steps)
+    assert steps[-1].clip_score is not None  # the last step is always scored
     k = 2
     resumed, tail = run(models, p, start_step=k, start_latent=steps[k - 1].latent,
                         start_denoised=steps[k - 1].denoised)
@@ -134,11 +134,16 @@ def test_refusals(models: DiffusionModels) -> None:
                  start_latent=torch.zeros(1, 4, 4, 4))
 
 
-def test_clip_score_follows_preview_every(models: DiffusionModels) -> None:
-    """Fewer previews cost fewer CLIP passes: scores on every third step and the last, not between."""
-    _, steps = run(models, params(steps=7, preview_every=3))
+def test_clip_score_on_fully_decoded_steps(models: DiffusionModels) -> None:
+    """One CLIP score: a step is scored on its VAE decode, so only steps that get one (preview steps that
+    are also full-decode steps) and the last; the last step's score is the finished image's."""
+    _, steps = run(models, params(steps=7, preview_every=3, full_decode_every=3))
     assert [s.index for s in steps if s.clip_score is not None] == [3, 6, 7]
-    assert [s.index for s in steps if s.preview] == [3, 6, 7]  # the runner's previews follow the same flag
+    assert [s.index for s in steps if s.preview] == [3, 6, 7]  # the runner's previews follow preview_every
+    latent, steps = run(models, params(steps=7, preview_every=1, full_decode_every=2))
+    assert [s.index for s in steps if s.clip_score is not None] == [2, 4, 6, 7]
+    image = decode_to_pil(models, latent)[0]
+    assert steps[-1].clip_score == image_scores(models.clip, [image], params().prompt)[0]
 
 
 def test_loader_reads_prediction_type_and_schedule(tmp_path: Path, models: DiffusionModels) -> None:
@@ -168,7 +173,8 @@ def test_trained_model_draws_its_prompt(tmp_path: Path) -> None:
     latent, steps = run(trained, p)
     image = decode_to_pil(trained, latent)[0]
     assert image_scores(clip, [image], "a red fox")[0] > 0.6
-    assert steps[-1].clip_score > steps[0].clip_score
+    scored = [s.clip_score for s in steps if s.clip_score is not None]
+    assert len(scored) == 2 and scored[-1] > scored[0]  # steps 10 and 20 (full_decode_every 10)
 
 
 def test_sampler_eta_defaults() -> None:

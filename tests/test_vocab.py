@@ -1,0 +1,83 @@
+"""app.clip.vocab: which words a CLIP tokenizer knows, for any CLIP tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.clip.vocab import WordVocab, classify, prompt_words
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "diffusion" / "tokenizer"
+
+
+@pytest.fixture(scope="module")
+def words_tokenizer(tmp_path_factory: pytest.TempPathFactory):
+    from transformers import CLIPTokenizer
+
+    from app.train.tokenizer import write_word_clip_tokenizer
+
+    folder = tmp_path_factory.mktemp("tok")
+    write_word_clip_tokenizer(folder, ["cat", "face", "red", "heart", "house", "castle", "cactus"], max_length=77)
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def test_known_split_and_letters(words_tokenizer) -> None:
+    vocab = WordVocab(words_tokenizer)
+    assert vocab.word("cat").status == "known" and not vocab.word("cat").marked
+    light = vocab.word("lighthouse")
+    assert light.status == "letters" and light.marked and light.pieces[-1] == "house</w>"
+    assert classify(["light", "house</w>"]) == "split"
+    assert classify(["p", "a", "inting</w>"]) == "letters"
+    assert vocab.max_tokens == 77
+
+
+def test_complete_by_prefix(words_tokenizer) -> None:
+    vocab = WordVocab(words_tokenizer)
+    done = vocab.complete("ca", 10)
+    assert {"cat", "castle", "cactus"} <= set(done) and all(w.startswith("ca") for w in done)
+    assert vocab.complete("CA", 10) == done, "case-insensitive like CLIP's lower-casing"
+    assert vocab.complete("cat", 10) == [], "the word itself is not a completion"
+    assert len(vocab.complete("c", 2)) == 2
+    assert vocab.complete("zzzz", 5) == []
+
+
+def test_open_clip_style_tokenizer() -> None:
+    """open_clip's SimpleTokenizer has `encoder` and `bpe` instead of transformers' methods."""
+
+    class Simple:
+        encoder = {"cat</w>": 5, "car</w>": 3, "c": 0, "a": 1, "t</w>": 2}
+        context_length = 77
+
+        def encode(self, text: str) -> list[int]:
+            return [0] * sum(len(self.bpe(w).split(" ")) for w in text.lower().split())
+
+        def bpe(self, word: str) -> str:
+            return "cat</w>" if word == "cat" else " ".join([*word[:-1], word[-1] + "</w>"])
+
+    vocab = WordVocab(Simple())
+    assert vocab.complete("c", 5) == ["car", "cat"]  # lower token id first
+    assert vocab.word("Cat").status == "known" and vocab.word("dog").status == "letters"
+    assert vocab.count("cat dog") == 4
+
+
+def test_prompt_words_drop_weights_and_bars() -> None:
+    assert prompt_words("a red fox:1 | blurry:-0.5") == ["a", "red", "fox", "blurry"]
+    assert prompt_words("at 12:30, don't") == ["at", "12", "30", "don't"]
+
+
+@pytest.mark.skipif(not (SHIPPED / "vocab.json").is_file(), reason="no shipped tokenizer")
+def test_shipped_tokenizer_knows_the_placeholder() -> None:
+    """The page's placeholder prompts are made of words the shipped tokenizer knows; the old one was not."""
+    import re
+
+    from transformers import CLIPTokenizer
+
+    vocab = WordVocab(CLIPTokenizer.from_pretrained(SHIPPED))
+    html = (Path(__file__).resolve().parents[1] / "frontend" / "index.html").read_text()
+    placeholders = re.findall(r'<textarea id="(?:prompt|negative_prompt)"[^>]*placeholder="([^"]+)"', html)
+    assert len(placeholders) == 2
+    for text in placeholders:
+        assert [w for w in prompt_words(text) if vocab.word(w).status != "known"] == [], text
+    assert [w for w in prompt_words("a lighthouse in a storm, oil painting") if vocab.word(w).marked] == \
+        ["lighthouse", "storm", "painting"]
