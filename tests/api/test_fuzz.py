@@ -350,7 +350,7 @@ def test_fuzz_every_websocket_message_type(fuzz_client: TestClient) -> None:
 
 
 MESSAGE_BAD = {"run_id": outside(None, 1, "", "x" * 65, [], {}), "step": outside(-1, 10001, "1", 1.5, None, True)}
-DIFFUSION_BASE = {"prompt": "a cat", "steps": 1, "width": 8, "height": 8, "seed": 1, "clip_guidance_scale": 1,
+DIFFUSION_BASE = {"prompt": "a cat", "steps": 1, "width": 16, "height": 16, "seed": 1, "clip_guidance_scale": 1,
                   "cutn_overview": "[1]", "cutn_inner": "[1]"}
 GAN_BASE = {"prompt": "a cat", "seed": 1, "search_steps": 1, "search_cutn": 2, "mix_seed": 2, "mix_layer": 1}
 # Fields that are each in range but not together.
