@@ -33,6 +33,10 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--token", help="access token (generated when listening beyond loopback)")
     parser.add_argument("--allowed-hosts", help="extra names clients reach this server by, comma-separated "
                         "(Host header; loopback names and --host are always allowed)")
+    parser.add_argument("--max-job-seconds", type=float, help="compute budget per diffusion job in seconds of "
+                        "this device's measured speed (default 900 on a CPU, 300 on a GPU)")
+    parser.add_argument("--memory-fraction", type=float, help="refuse jobs whose estimated peak memory exceeds "
+                        "this fraction of the available memory (default 0.9)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)

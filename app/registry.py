@@ -28,6 +28,7 @@ class Models:
     gan: Any | None  # app.engine.gan_runner.GanModel
     names: dict[str, str | None] = field(default_factory=dict)
     demo: bool = False
+    calibration: Any = None  # app.engine.budget.Calibration, measured at load
 
     def public_names(self) -> dict[str, str | None]:
         """Model ids safe to write into shared PNGs: hub ids as given, local folders by their name."""
@@ -96,5 +97,8 @@ def load_models(settings: Settings) -> Models:
         gan_name = None
     if demo:
         log.warning("models/ holds no trained weights: using %s", DEMO_NOTICE)
+    from app.engine.calibrate import calibrate
+
     return Models(device, dtype, diffusion, clip, gan,
-                  names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name}, demo=demo)
+                  names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name}, demo=demo,
+                  calibration=calibrate(diffusion, cpu_threads=settings.cpu_threads))

@@ -76,12 +76,30 @@ class Settings(BaseSettings):
         description="Uploads older than this are deleted: at start, before each upload and every few minutes.",
     )
     queue_size: int = 8
+    # The per-job budget (app.engine.budget): estimated compute and peak memory, checked before queueing.
+    max_job_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Compute budget per diffusion job, in seconds as estimated from the speed measured on this "
+                    "device at start-up (steps x pixels x batch x CFG passes + guidance). Unset: 900 on a CPU, "
+                    "300 on a GPU.",
+    )
+    memory_fraction: float = Field(
+        default=0.9, gt=0.0, le=1.0,
+        description="A job whose estimated peak memory exceeds this fraction of the memory available (CPU: "
+                    "MemAvailable; CUDA: free device memory) is refused instead of swapping.",
+    )
     history_bytes: int = 256 * 1024 * 1024
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, v: Any) -> Any:
         return [h.strip() for h in v.split(",") if h.strip()] if isinstance(v, str) else v
+
+    def job_seconds(self, device_type: str) -> float:
+        """The compute budget per job on a device of this type."""
+        if self.max_job_seconds is not None:
+            return self.max_job_seconds
+        return 300.0 if device_type == "cuda" else 900.0
 
     def require_token(self) -> bool:
         """Listening on anything but loopback needs a token."""

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from app.params import MAX_SEED
 
 # Message wrappers and the `params` level say nothing to a person reading the error.
-_HIDDEN_LOC = {"generate", "generate_gan", "update", "rewind", "cancel", "preview", "params"}
+_HIDDEN_LOC = {"generate", "generate_gan", "update", "rewind", "cancel", "preview", "hello", "params"}
 _SCHEDULE = "a schedule such as [12]*400+[4]*600 (digits, [ ] * + . and spaces)"
 _PATTERN_HINTS = {"cutn_overview": _SCHEDULE, "cutn_inner": _SCHEDULE, "cut_icgray_p": _SCHEDULE,
                   "init_image": "the id of an uploaded image (letters, digits, - and _)"}

@@ -97,8 +97,16 @@ class PreviewRequest(StrictModel):
     step: int = Field(..., ge=0, le=10000)
 
 
+class Hello(StrictModel):
+    """The page's secret, as the first message: runs this connection starts belong to whoever
+    presents the same secret (the page and its reconnects). Never logged; kept only as a hash."""
+
+    type: Literal["hello"]
+    owner: str = Field(..., min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+
+
 ClientMessage = Annotated[
-    GenerateDiffusion | GenerateGan | Update | Rewind | Cancel | PreviewRequest, Field(discriminator="type")
+    Hello | GenerateDiffusion | GenerateGan | Update | Rewind | Cancel | PreviewRequest, Field(discriminator="type")
 ]
 client_message = TypeAdapter(ClientMessage)
 

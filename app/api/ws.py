@@ -4,8 +4,10 @@ events and frames back. Only the newest preview waits for a slow client."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import secrets
 import uuid
 from collections import deque
 from typing import Any, Literal
@@ -22,6 +24,7 @@ from app.api.protocol import (
     FrameType,
     GenerateDiffusion,
     GenerateGan,
+    Hello,
     PreviewRequest,
     Rewind,
     Update,
@@ -45,6 +48,8 @@ class Connection:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.id = uuid.uuid4().hex
+        self.owner = owner_key(secrets.token_urlsafe(32))  # until a `hello` names the page's own secret
+        self.spoken = False  # has any message been handled (a `hello` must come first)
         self.loop = loop
         self.items: deque[str | bytes] = deque()
         self.latest_preview: tuple[str, bytes] | None = None
@@ -105,6 +110,11 @@ class Connection:
                 await ws.send_bytes(data)
 
 
+def owner_key(secret: str) -> str:
+    """What the server keeps of a page's secret: its SHA-256, never the secret itself."""
+    return hashlib.sha256(b"noisescope-owner\0" + secret.encode()).hexdigest()
+
+
 def _ref_of(text: str) -> str | None:
     """The client's `ref` of a message that failed validation, so its error still answers it."""
     try:
@@ -121,22 +131,28 @@ def handle(studio: Studio, conn: Connection, text: str) -> None:
     except ValidationError as exc:
         conn.error("bad_request", validation_text(exc), ref=_ref_of(text))
         return
+    first, conn.spoken = not conn.spoken, True
     run_id = getattr(msg, "run_id", None)
     ref = getattr(msg, "ref", None)
     try:
-        if isinstance(msg, GenerateDiffusion):
-            studio.generate(msg.params, conn, conn.id, ref=ref)
+        if isinstance(msg, Hello):
+            if not first:
+                conn.error("bad_request", "hello must be the first message on a connection")
+                return
+            conn.owner = owner_key(msg.owner)
+        elif isinstance(msg, GenerateDiffusion):
+            studio.generate(msg.params, conn, conn.id, conn.owner, ref=ref)
         elif isinstance(msg, GenerateGan):
-            studio.generate_gan(msg.params, conn, conn.id, ref=ref)
+            studio.generate_gan(msg.params, conn, conn.id, conn.owner, ref=ref)
         elif isinstance(msg, Update):
-            params = studio.update(msg.run_id, msg.params)
+            params = studio.update(msg.run_id, msg.params, conn.owner)
             conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})
         elif isinstance(msg, Rewind):
-            studio.rewind(msg.run_id, msg.step, conn, conn.id, msg.params, ref=ref)
+            studio.rewind(msg.run_id, msg.step, conn, conn.id, conn.owner, msg.params, ref=ref)
         elif isinstance(msg, Cancel):
-            studio.cancel(msg.run_id)
+            studio.cancel(msg.run_id, conn.owner)
         elif isinstance(msg, PreviewRequest):
-            studio.preview(msg.run_id, msg.step, conn)
+            studio.preview(msg.run_id, msg.step, conn, conn.owner)
     except StudioError as exc:
         conn.error(exc.code, exc.message, run_id, ref)
     except Exception:

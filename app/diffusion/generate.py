@@ -141,7 +141,7 @@ def scored_step(index: int, total: int, preview_every: int, full_decode_every: i
 def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
              on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
              init_image: Image.Image | None = None, start_denoised: Tensor | None = None,
-             on_boundary: Callable[[int], None] | None = None) -> Tensor:
+             on_boundary: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> Tensor:
     """Sample one batch; returns the final latent [batch, C, h, w].
 
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
@@ -157,6 +157,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
       too, or the multistep history restarts (the tail then differs slightly).
     - img2img: `init_image` is encoded, noised to the sigma of step `skip_steps`, and sampled from
       there. skip_steps without an init image starts from noise at that level (Disco's behaviour).
+    - `check()` raises to cancel inside a step too: between the parts of a guided step (UNet, decode,
+      each loss term and CLIP call, the backward pass), see guidance.clip_guided.
     Image j of a batch uses seed + j.
     """
     if params.skip_steps >= params.steps:
@@ -192,7 +194,7 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
         denoiser = cfg_denoiser(models.denoiser, cond, lambda: live().cfg_scale)
         target = clip_target(models.clip, prompts) if models.clip is not None else None
         denoiser = clip_guided(denoiser, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
-                               models.clip, target)
+                               models.clip, target, check or (lambda: None))
         score = _score_fn(models, target)
 
         # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never

@@ -22,6 +22,14 @@ from app.diffusion.noise import CUTS, generator
 from app.diffusion.samplers import Denoiser
 from app.diffusion.schedules import at_step, parse_schedule
 
+CUT_BATCH = 16  # cutouts per CLIP call; a cancel is honoured between two calls
+
+Check = Callable[[], None]  # raises (RunCancelled) to stop the step where it stands
+
+
+def _no_check() -> None:
+    return None
+
 
 class GuidanceKnobs(Protocol):
     """The live parameters guidance reads each step (`LiveParams` has them all)."""
@@ -85,30 +93,47 @@ def cut_spec(knobs: GuidanceKnobs, step: int, total: int) -> CutSpec:
     )
 
 
-def clip_loss(clip: ClipBackend, target: ClipTarget, images01: Tensor, spec: CutSpec, gen: torch.Generator) -> Tensor:
-    """[B] weighted spherical distance of each image's cutouts to the prompts, mean over cutouts."""
+def clip_loss(clip: ClipBackend, target: ClipTarget, images01: Tensor, spec: CutSpec, gen: torch.Generator,
+              check: Check = _no_check) -> Tensor:
+    """[B] weighted spherical distance of each image's cutouts to the prompts, mean over cutouts.
+    CLIP sees the cutouts CUT_BATCH at a time, with `check()` before each call."""
     cuts = make_cutouts(images01, clip.image_size, spec, gen)  # [B, K, 3, S, S]
     b, k = cuts.shape[:2]
     if k == 0:
         return images01.new_zeros(b)
-    emb = clip.encode_image(cuts.flatten(0, 1)).view(b, k, 1, -1)
+    flat = cuts.flatten(0, 1)
+    parts = []
+    for start in range(0, flat.shape[0], CUT_BATCH):
+        check()
+        parts.append(clip.encode_image(flat[start:start + CUT_BATCH]))
+    emb = torch.cat(parts).view(b, k, 1, -1)
     dists = spherical_dist(emb, target.embeds.view(1, 1, *target.embeds.shape))  # [B, K, n]
     return (dists * target.weights).sum(-1).mean(1)
 
 
 def guidance_loss(images: Tensor, knobs: GuidanceKnobs, clip: ClipBackend | None, target: ClipTarget | None,
-                  spec: CutSpec, gen: torch.Generator) -> Tensor:
-    """Scalar loss over decoded images in [-1, 1] (summed over the batch)."""
+                  spec: CutSpec, gen: torch.Generator, check: Check = _no_check) -> Tensor:
+    """Scalar loss over decoded images in [-1, 1] (summed over the batch); `check()` runs before
+    each term (and between CLIP calls), so a cancel stops it between any two."""
     loss = images.new_zeros(images.shape[0])
     if knobs.clip_guidance_scale > 0 and clip is not None and target is not None:
-        loss = loss + clip_loss(clip, target, images.add(1).div(2), spec, gen) * knobs.clip_guidance_scale
-    if knobs.tv_scale > 0:
-        loss = loss + tv_loss(images) * knobs.tv_scale
-    if knobs.range_scale > 0:
-        loss = loss + range_loss(images) * knobs.range_scale
-    if knobs.sat_scale > 0:
-        loss = loss + sat_loss(images) * knobs.sat_scale
+        loss = loss + clip_loss(clip, target, images.add(1).div(2), spec, gen, check) * knobs.clip_guidance_scale
+    for scale, term in ((knobs.tv_scale, tv_loss), (knobs.range_scale, range_loss), (knobs.sat_scale, sat_loss)):
+        if scale > 0:
+            check()
+            loss = loss + term(images) * scale
     return loss.sum()
+
+
+def _checked(t: Tensor, check: Check) -> Tensor:
+    """`t` with a backward hook that runs `check()` when the gradient reaches it: a cancel is
+    honoured between the parts of the backward pass too (it propagates out of autograd.grad)."""
+    def hook(_grad: Tensor) -> None:
+        check()
+
+    if t.requires_grad:
+        t.register_hook(hook)
+    return t
 
 
 def clamp_rms(grad: Tensor, max_rms: float) -> Tensor:
@@ -124,11 +149,14 @@ def active(knobs: GuidanceKnobs, clip: ClipBackend | None) -> bool:
 
 def clip_guided(denoiser: Denoiser, decode: Callable[[Tensor], Tensor], knobs: Callable[[], GuidanceKnobs],
                 sigmas: Sequence[float], seed: int, clip: ClipBackend | None = None,
-                target: ClipTarget | None = None) -> Denoiser:
+                target: ClipTarget | None = None, check: Check = _no_check) -> Denoiser:
     """Wrap `denoiser` with guidance re-read from `knobs()` at every call.
 
     `decode` maps an x0 latent to images in [-1, 1], differentiably. The step index (for the cut
-    schedules and the cutouts' randomness) is the position of sigma in `sigmas`.
+    schedules and the cutouts' randomness) is the position of sigma in `sigmas`. `check()` (which
+    raises to cancel) runs between the parts of a guided step: after the UNet, after the decode,
+    before each loss term and CLIP call, and in the backward pass before the decoder's and the
+    UNet's gradients, so a cancel waits for at most one of those parts, not for the whole step.
     """
     levels = [float(s) for s in sigmas]
     total = len(levels) - 1
@@ -141,9 +169,12 @@ def clip_guided(denoiser: Denoiser, decode: Callable[[Tensor], Tensor], knobs: C
         step = min(range(total), key=lambda j: abs(levels[j] - s))
         with torch.enable_grad():
             x_in = x.detach().requires_grad_()
-            denoised = denoiser(x_in, sigma)
-            loss = guidance_loss(decode(denoised).float(), k, clip, target, cut_spec(k, step, total),
-                                 generator(seed, CUTS, step))
+            denoised = _checked(denoiser(x_in, sigma), check)
+            check()
+            images = _checked(decode(denoised).float(), check)
+            check()
+            loss = guidance_loss(images, k, clip, target, cut_spec(k, step, total), generator(seed, CUTS, step),
+                                 check)
             if not loss.requires_grad:  # no cutouts and no other loss this step
                 return denoised.detach()
             (grad,) = torch.autograd.grad(loss, x_in)

@@ -77,7 +77,7 @@ class DiffusionRunner:
         try:
             latent = generate(self.models, params, live=live.params, on_step=on_step,
                               start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
-                              init_image=init_image, on_boundary=live.advance)
+                              init_image=init_image, on_boundary=live.advance, check=live.check)
         except RunCancelled:
             job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
             return

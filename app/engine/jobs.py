@@ -33,10 +33,12 @@ class Job:
     engine: EngineName
     params: BaseModel
     sink: Sink
-    client_id: str
+    client_id: str  # the connection: its runs stop when it closes
+    owner: str  # who may update, preview, fork or cancel the run (a hash of the page's secret)
     live: LiveState | None = None
     parent: str | None = None
     from_step: int = 0
+    peak_bytes: float = 0.0  # the budget's estimate of its peak memory (app.engine.budget)
     run_id: str = field(default_factory=new_run_id)
     ref: str | None = None  # the client's label for the message that queued it, echoed in `queued`
     position: int = -1  # place in the waiting queue last told to the client

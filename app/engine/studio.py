@@ -3,6 +3,7 @@ the runners and an index of recent jobs (for update / rewind / cancel by run id)
 
 from __future__ import annotations
 
+import hmac
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,10 +11,13 @@ from pathlib import Path
 import torch
 
 from app.diffusion.sizes import model_sizes
+from app.engine import budget
+from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_live, check_update
 from app.engine.live import LiveState
+from app.engine.memory import freeze_loaded, release_memory
 from app.engine.worker import Worker
 from app.measured import studio_figures
 from app.params import (
@@ -69,13 +73,17 @@ class Studio:
             from app.engine.gan_runner import GanRunner
 
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
-        self.worker = Worker(self._dispatch, settings.queue_size, init=init)
+        self.worker = Worker(self._dispatch, settings.queue_size, init=init,
+                             after=lambda: release_memory(models.device))
         self.measured = studio_figures(settings.evaluation, models.names)
+        self.calibration: budget.Calibration = (
+            models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
         d = models.diffusion
         self.sizes = model_sizes(d.unet, d.vae, d.vae_scale, settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
+        freeze_loaded()  # so the collection after each job (release_memory) skips the models
         self.worker.start()
 
     def stop(self) -> None:
@@ -98,9 +106,11 @@ class Studio:
         while len(self._jobs) > KEEP_JOBS:
             self._jobs.popitem(last=False)
 
-    def _job(self, run_id: str) -> Job:
+    def _job(self, run_id: str, owner: str) -> Job:
+        """The run `run_id` if `owner` started it. Anyone else's run is answered exactly like an
+        unknown one, so run ids published in the gallery are no handle on other pages' runs."""
         job = self._jobs.get(run_id)
-        if job is None:
+        if job is None or not hmac.compare_digest(job.owner, owner):
             raise StudioError("not_found", f"no run {run_id!r}")
         return job
 
@@ -120,7 +130,42 @@ class Studio:
             raise StudioError("busy", str(exc)) from None
         return job.run_id
 
-    def generate(self, params: DiffusionParams, sink: Sink, client_id: str, ref: str | None = None) -> str:
+    def estimate(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None
+                 ) -> budget.Estimate:
+        """The budget's estimate of sampling `params` from step `first` with `live` on this device."""
+        return budget.estimate(params, self.calibration, has_clip=self.models.diffusion.clip is not None, live=live,
+                               first=first, history_bytes=self.settings.history_bytes)
+
+    def costliest(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None
+                  ) -> budget.Estimate:
+        """The estimate of the most expensive of the live states a run goes through (its starting
+        values, then after each scheduled change), as if held for the whole run: an upper bound."""
+        return max((self.estimate(params, s, first) for s in states), key=lambda e: (e.seconds, e.peak_bytes))
+
+    def _within_budget(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
+                       was: budget.Estimate | None = None) -> float:
+        """Refuse (too_large) a job over the compute budget or the available memory; returns its
+        estimated peak bytes. With `was` (the cost before a live change), only a change that raises
+        the cost is checked. The run on the worker now gives its memory back before a later job (or
+        a change to itself) needs it, so its estimated peak counts as available."""
+        est, live = max(((self.estimate(params, s, first), s) for s in states),
+                        key=lambda pair: (pair[0].seconds, pair[0].peak_bytes))
+        if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
+            return est.peak_bytes
+        available = available_memory(self.models.device)
+        running = self.worker.running
+        if available is not None and running is not None:
+            available += running.peak_bytes
+        try:
+            budget.check(est, params, budget_s=self.settings.job_seconds(self.models.device.type),
+                         available_bytes=None if available is None else available * self.settings.memory_fraction,
+                         live=live)
+        except budget.BudgetError as exc:
+            raise StudioError("too_large", str(exc)) from None
+        return est.peak_bytes
+
+    def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str,
+                 ref: str | None = None) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
@@ -129,9 +174,11 @@ class Studio:
             if problem := self.sizes.problem(name, getattr(params, name)):
                 raise StudioError("bad_request", f"params.{name}: {problem}")
         live = LiveState(params.live(), params.schedule)
-        return self._queue(Job("diffusion", params, sink, client_id, live=live, ref=ref))
+        peak = self._within_budget(params, live.states_with(LiveUpdate()))
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))
 
-    def generate_gan(self, params: GanParams, sink: Sink, client_id: str, ref: str | None = None) -> str:
+    def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str,
+                     ref: str | None = None) -> str:
         if self.gan is None:
             raise StudioError("no_model", "no GAN model loaded")
         try:
@@ -139,10 +186,10 @@ class Studio:
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
         live = LiveState(LiveParams())
-        return self._queue(Job("gan", params, sink, client_id, live=live, ref=ref), replace_stale=True)
+        return self._queue(Job("gan", params, sink, client_id, owner, live=live, ref=ref), replace_stale=True)
 
-    def update(self, run_id: str, change: LiveUpdate) -> LiveParams:
-        job = self._job(run_id)
+    def update(self, run_id: str, change: LiveUpdate, owner: str) -> LiveParams:
+        job = self._job(run_id, owner)
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
         try:
@@ -152,18 +199,28 @@ class Studio:
             raise StudioError("too_large", str(exc)) from None
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
+        params: DiffusionParams = job.params  # type: ignore[assignment]
+        first = job.from_step or None
         try:
-            return job.live.update(change)
+            states = job.live.states_with(change)
+        except ValueError:
+            raise StudioError("bad_request", "that update is not valid for this run") from None
+        was = self.costliest(params, job.live.states_with(LiveUpdate()), first)
+        peak = self._within_budget(params, states, first, was=was)
+        try:
+            updated = job.live.update(change)
+            job.peak_bytes = peak
+            return updated
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
 
-    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, change: LiveUpdate | None = None,
-               ref: str | None = None) -> str:
+    def rewind(self, run_id: str, step: int, sink: Sink, client_id: str, owner: str,
+               change: LiveUpdate | None = None, ref: str | None = None) -> str:
         """Fork: a new run continues from `step` of `run_id` with that run's current live params,
         changed by `change` for the fork only. The fork keeps the parent's starting values and
         schedule before `step`, plus one entry at `step` for whatever differs there, so it replays
-        from scratch."""
-        parent = self._job(run_id)
+        from scratch. The fork belongs to the parent's owner."""
+        parent = self._job(run_id, owner)
         if parent.engine != "diffusion" or parent.live is None:
             raise StudioError("bad_request", "only diffusion runs can be rewound")
         params: DiffusionParams = parent.params  # type: ignore[assignment]
@@ -185,15 +242,17 @@ class Studio:
         except ValueError as exc:
             raise StudioError("too_large", f"the fork cannot be recorded: {exc}") from None
         live = LiveState(params.live(), params.schedule)
-        return self._queue(Job("diffusion", params, sink, client_id, live=live, parent=run_id, from_step=step,
-                                ref=ref))
+        peak = self._within_budget(params, live.states_with(LiveUpdate()), first=step or None)
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
+                               from_step=step, ref=ref, peak_bytes=peak))
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, owner: str) -> None:
+        self._job(run_id, owner)
         if not self.worker.cancel(run_id):
             raise StudioError("not_found", f"run {run_id!r} is not queued or running")
 
-    def preview(self, run_id: str, step: int, sink: Sink) -> None:
-        if self._job(run_id).engine != "diffusion" or not self.diffusion.timeline_preview(sink, run_id, step):
+    def preview(self, run_id: str, step: int, sink: Sink, owner: str) -> None:
+        if self._job(run_id, owner).engine != "diffusion" or not self.diffusion.timeline_preview(sink, run_id, step):
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept")
 
     def disconnect(self, client_id: str) -> None:

@@ -26,9 +26,11 @@ class QueueFull(Exception):
 
 
 class Worker:
-    def __init__(self, run: Callable[[Job], None], max_queue: int, init: Callable[[], None] | None = None) -> None:
+    def __init__(self, run: Callable[[Job], None], max_queue: int, init: Callable[[], None] | None = None,
+                 after: Callable[[], None] | None = None) -> None:
         self._run = run
         self._init = init
+        self._after = after  # after every job, finished, cancelled or failed: give its memory back
         self._max_queue = max_queue
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -38,6 +40,12 @@ class Worker:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def running(self) -> Job | None:
+        """The job the worker is running now, if any."""
+        with self._cond:
+            return self._current
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -125,3 +133,9 @@ class Worker:
             finally:
                 with self._cond:
                     self._current = None
+                del job  # the job's tensors go with it, before the memory is given back
+                if self._after is not None:
+                    try:
+                        self._after()
+                    except Exception:
+                        log.exception("releasing memory after a run failed")

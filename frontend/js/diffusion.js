@@ -287,7 +287,8 @@ export class DiffusionPanel {
         break;
       case 'error':
         this.pending.delete(ev.ref);
-        if (run) run.status = 'error';
+        // a refused update or fork (too_large, bad_request) answers a message; the run goes on
+        if (run && !['too_large', 'bad_request'].includes(ev.code)) run.status = 'error';
         break;
       default:
         return;

@@ -13,6 +13,33 @@ export function socketUrl(loc = window.location) {
   return `${scheme}//${loc.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
 }
 
+const OWNER_KEY = 'noisescope-owner';
+let fallbackSecret = null; // where sessionStorage is unavailable: one secret for this page's lifetime
+
+/**
+ * This page's secret: 32 random bytes as hex, kept in sessionStorage so reloads and reconnects of
+ * the tab present the same one (its runs stay its own), while other tabs and pages get their own.
+ */
+export function ownerSecret(storage = null, crypto = window.crypto) {
+  let secret;
+  try {
+    secret = (storage ?? window.sessionStorage).getItem(OWNER_KEY); // the getter itself may throw
+  } catch {
+    secret = fallbackSecret; // storage disabled
+  }
+  if (!secret || !/^[0-9a-f]{64}$/.test(secret)) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    secret = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    try {
+      (storage ?? window.sessionStorage).setItem(OWNER_KEY, secret);
+    } catch {
+      // storage disabled or full: the fallback below still holds it
+    }
+  }
+  fallbackSecret = secret;
+  return secret;
+}
+
 export class Socket {
   /**
    * @param {{onEvent: (ev: object) => void, onFrame: (frame: object) => void, onState: (state: string) => void}} handlers
@@ -31,6 +58,8 @@ export class Socket {
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
       this.retryMs = 500;
+      // First message: who owns the runs this socket starts (see docs/protocol.md).
+      ws.send(JSON.stringify({ type: 'hello', owner: ownerSecret() }));
       this.handlers.onState('open');
     };
     ws.onmessage = (msg) => this.#receive(msg.data);

@@ -24,8 +24,11 @@ def tiny_models(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path_factory:
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
     """TestClient sends `Host: testserver`: it is configured as an extra name, as a deployment would
-    configure its own (the default allow-list stays loopback-only; tests/api/test_guard.py checks it)."""
+    configure its own (the default allow-list stays loopback-only; tests/api/test_guard.py checks it).
+    The compute budget is lifted: the calibration is timed on a shared machine, so the default
+    budget would make tests depend on its load (tests/api/test_budget_api.py sets its own)."""
     overrides.setdefault("allowed_hosts", ["testserver"])
+    overrides.setdefault("max_job_seconds", 1e9)
     return Settings(data_dir=data_dir, device="cpu", gan_model="", **overrides)
 
 

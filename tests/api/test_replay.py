@@ -50,7 +50,7 @@ class ChangingSink:
             self.ready.wait()
             assert self.studio is not None
             self.changed_run = event["run_id"]
-            self.studio.update(event["run_id"], self.change)
+            self.studio.update(event["run_id"], self.change, "page")
         if event["type"] in ("done", "error", "cancelled"):
             flag.set()
 
@@ -82,7 +82,7 @@ def test_live_change_is_recorded_and_the_replay_is_bit_exact(studio: Studio) -> 
     ready = threading.Event()
     sink = ChangingSink(ready, at_step=10, change=LiveUpdate(cfg_scale=0.0))
     sink.studio = studio
-    original = studio.generate(DiffusionParams(**CAT), sink, "page")
+    original = studio.generate(DiffusionParams(**CAT), sink, "page", "page")
     ready.set()
     done = sink.wait_done(original)
     assert done["type"] == "done" and sink.changed_run == original
@@ -101,7 +101,7 @@ def test_live_change_is_recorded_and_the_replay_is_bit_exact(studio: Studio) -> 
     message = client_message.validate_python(
         {"type": "generate", "params": {**chunk["params"], "seed": chunk["seed"], "schedule": chunk["schedule"]}})
     assert isinstance(message, GenerateDiffusion)
-    replay = studio.generate(message.params, sink, "page")
+    replay = studio.generate(message.params, sink, "page", "page")
     replayed = sink.wait_done(replay)
     assert replayed["schedule"] == done["schedule"], "a replay records the same schedule"
 
@@ -111,7 +111,7 @@ def test_live_change_is_recorded_and_the_replay_is_bit_exact(studio: Studio) -> 
     assert np.array_equal(pixels(studio.gallery, done["image_id"]), pixels(studio.gallery, replayed["image_id"]))
 
     # without the schedule (what the gallery used to give back) the picture is another one
-    plain = studio.generate(DiffusionParams(**CAT), sink, "page")
+    plain = studio.generate(DiffusionParams(**CAT), sink, "page", "page")
     sink.wait_done(plain)
     c = studio.history.step(plain, 60)
     assert c is not None and not torch.equal(a.latent, c.latent)
@@ -189,7 +189,7 @@ def test_a_schedule_over_the_cutout_cap_is_too_large(studio: Studio) -> None:
                                 "schedule": [{"step": 5, "changes": {"cutn_overview": "[60]*1000",
                                                                      "cutn_inner": "[30]*1000"}}]})
     with pytest.raises(StudioError) as exc:
-        studio.generate(params, ChangingSink(threading.Event(), 99, LiveUpdate()), "page")
+        studio.generate(params, ChangingSink(threading.Event(), 99, LiveUpdate()), "page", "page")
     assert exc.value.code == "too_large" and "schedule[0] (step 5)" in exc.value.message
 
 
@@ -200,12 +200,12 @@ def test_an_update_is_checked_against_the_changes_still_to_replay(studio: Studio
     ready = threading.Event()
     sink = ChangingSink(ready, 1, LiveUpdate(cfg_scale=3.0))
     sink.studio = studio
-    run = studio.generate(params, sink, "page")
+    run = studio.generate(params, sink, "page", "page")
     assert sink.reached.wait(300)  # the run is held after its first step
     with pytest.raises(StudioError) as exc:
-        studio.update(run, LiveUpdate(cutn_overview="[30]*1000"))
+        studio.update(run, LiveUpdate(cutn_overview="[30]*1000"), "page")
     assert exc.value.code == "too_large" and "cutouts" in exc.value.message
-    assert studio.update(run, LiveUpdate(cutn_overview="[8]*1000")).cutn_overview == "[8]*1000"
+    assert studio.update(run, LiveUpdate(cutn_overview="[8]*1000"), "page").cutn_overview == "[8]*1000"
     ready.set()
     done = sink.wait_done(run)
     assert done["schedule"] == [{"step": 1, "changes": {"cutn_overview": "[8]*1000", "cfg_scale": 3.0}},

@@ -183,3 +183,43 @@ def test_sampler_eta_defaults() -> None:
     assert sampler_eta("euler_a", None) == 1.0
     assert sampler_eta("ddim", None) == 0.0
     assert sampler_eta("euler_a", 0.25) == 0.25
+
+
+@pytest.mark.parametrize("where", ["clip", "tv", "last_term"])
+def test_cancel_inside_one_guided_step(models: DiffusionModels, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """A cancel requested in the middle of a guided step is honoured at the next check inside that
+    step: the next CLIP batch / loss term / backward part is never computed and no step completes."""
+    from app.diffusion import guidance
+    from app.engine.live import LiveState, RunCancelled
+
+    p = params(clip_guidance_scale=1000.0, cutn_overview=f"[{2 * guidance.CUT_BATCH + 3}]*1000", tv_scale=1.0,
+               range_scale=1.0, sat_scale=1.0, cfg_scale=1.0)
+    state = LiveState(p.live())
+    calls: list[str] = []
+
+    def hooked(name: str, fn, cancel_here: bool):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            if cancel_here:
+                state.cancel()  # what a `cancel` message does from the event loop
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(models.clip, "encode_image", hooked("clip", models.clip.encode_image, where == "clip"))
+    for name, fn in (("tv", guidance.tv_loss), ("range", guidance.range_loss), ("sat", guidance.sat_loss)):
+        cancel_here = where == name or (where == "last_term" and name == "sat")
+        monkeypatch.setattr(guidance, f"{name}_loss", hooked(name, fn, cancel_here))
+    reported: list[StepInfo] = []
+    with pytest.raises(RunCancelled):
+        generate(models, p, live=state.params, on_step=reported.append, check=state.check)
+    assert reported == [], "the first step must not finish"
+    expected = {"clip": ["clip"], "tv": ["clip"] * 3 + ["tv"], "last_term": ["clip"] * 3 + ["tv", "range", "sat"]}
+    assert calls == expected[where]  # (last_term: stopped in the backward pass, before the decoder's gradient)
+
+
+def test_guided_runs_unchanged_by_the_checks(models: DiffusionModels) -> None:
+    p = params(clip_guidance_scale=1000.0, cutn_overview="[3]*1000", tv_scale=1.0, steps=3)
+    checks: list[int] = []
+    a, _ = run(models, p)
+    b, _ = run(models, p, check=lambda: checks.append(1))
+    assert torch.equal(a, b) and len(checks) >= 3 * 5

@@ -67,7 +67,7 @@ def test_history_copies_tensors() -> None:
 
 
 def _job(sink: ListSink, client: str = "c", engine: str = "diffusion") -> Job:
-    return Job(engine, LiveParams(), sink, client, live=LiveState(LiveParams()))  # type: ignore[arg-type]
+    return Job(engine, LiveParams(), sink, client, client, live=LiveState(LiveParams()))  # type: ignore[arg-type]
 
 
 def test_worker_runs_in_order_refuses_when_full_and_cancels() -> None:

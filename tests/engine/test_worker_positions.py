@@ -12,7 +12,7 @@ from tests.engine.test_engine_parts import ListSink
 
 
 def _job(sink: ListSink, client: str = "c", engine: str = "diffusion") -> Job:
-    return Job(engine, LiveParams(), sink, client, live=LiveState(LiveParams()))  # type: ignore[arg-type]
+    return Job(engine, LiveParams(), sink, client, client, live=LiveState(LiveParams()))  # type: ignore[arg-type]
 
 
 def test_positions_follow_the_line() -> None:

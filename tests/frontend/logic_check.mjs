@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { compareTable, speedText, truncationCaption } from '../../frontend/js/compare.js';
 import { RunStore } from '../../frontend/js/runs.js';
+import { ownerSecret } from '../../frontend/js/ws.js';
 import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganParams } from '../../frontend/js/specs.js';
 
 // ---- RunStore: frames by step, fork ancestry, eviction --------------------------------------
@@ -116,6 +117,16 @@ assert.ok(truncationCaption(null).includes('ψ from 0 to 1.5') && !truncationCap
 const gone = compareTable(dRun, gRun, { available: false, reason: 'other weights', truncation_plot: '/x.png' });
 assert.equal(gone.plot, null, 'no plot without figures for the loaded weights');
 
+// ---- the page's owner secret: random, kept per tab, the same across reconnects ----------------
+const tab = new Map();
+const storage = { getItem: (k) => tab.get(k) ?? null, setItem: (k, v) => tab.set(k, v) };
+const secret = ownerSecret(storage, globalThis.crypto);
+assert.match(secret, /^[0-9a-f]{64}$/);
+assert.equal(ownerSecret(storage, globalThis.crypto), secret, 'a reconnect presents the same secret');
+const otherTab = new Map();
+const otherStorage = { getItem: (k) => otherTab.get(k) ?? null, setItem: (k, v) => otherTab.set(k, v) };
+assert.notEqual(ownerSecret(otherStorage, globalThis.crypto), secret, 'another tab gets its own');
+
 // ---- params built from control values, for Python to validate against the schemas ----------
 const values = {};
 for (const g of DIFFUSION_GROUPS) for (const c of g.controls) values[c.key] = c.value;
@@ -130,4 +141,5 @@ process.stdout.write(JSON.stringify({
   gan_grid: ganParams({ ...gvalues, seed: null, mix_seed: 3 }, '', 8),
   live_keys: [...LIVE_KEYS].sort(),
   compare_v2_rows: v2.offline.map((r) => r[0]),
+  owner_secret: secret,
 }));

@@ -60,3 +60,8 @@ def test_compare_table_shows_evaluation_v2_rows(out: dict) -> None:
     assert out["compare_v2_rows"] == ["R@1 / R@5 (judge)", "FID (judge)", "diversity (judge)", "ms / image",
                                       "precision / recall (judge)", "style coverage (of 4)", "held-out concepts R@1",
                                       "compositional R@1 of 16"]
+
+
+def test_page_secret_is_a_valid_hello(out: dict) -> None:
+    msg = client_message.validate_python({"type": "hello", "owner": out["owner_secret"]})
+    assert msg.type == "hello"
