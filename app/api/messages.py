@@ -18,14 +18,6 @@ _SEEDS = {"seed", "mix_seed"}
 SEED_RULE = f"must be a whole number from 0 to {MAX_SEED}; leave it empty for a random seed"
 
 
-def size_text(n: int) -> str:
-    """8388608 -> '8 MiB', 1536 -> '1.5 KiB', 100 -> '100 bytes'."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
 def _num(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 

@@ -18,7 +18,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from app.settings import Settings
-from app.store.uploads import UploadError, UploadStore, mib
+from app.store.uploads import UploadError, UploadStore
+from app.wording import size_text
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ def upload_store(settings: Settings, folder: Path) -> UploadStore:
 
 
 def too_large(limit: int, size: int | None = None) -> UploadError:
-    said = f"; this request is {mib(size)}" if size is not None else ""
-    return UploadError(413, f"images are limited to {mib(limit)}{said}")
+    said = f"; this request is {size_text(size)}" if size is not None else ""
+    return UploadError(413, f"images are limited to {size_text(limit)}{said}")
 
 
 class FilePart:

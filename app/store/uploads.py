@@ -23,17 +23,12 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from app.wording import size_text
+
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 DECODERS = 2  # concurrent decodes: each holds a decoded image (up to max_pixels x 4 x 3 bytes)
-
-
-def mib(n: float) -> str:
-    """A size in words, in MiB: 8388608 -> '8 MiB', 13000000 -> '12.4 MiB', 262144 -> '0.25 MiB'."""
-    value = n / MIB
-    text = f"{value:.2f}".rstrip("0").rstrip(".") if value >= 0.01 or value == 0 else f"{value:.2g}"
-    return f"{text} MiB"
 
 
 class UploadError(Exception):
@@ -107,8 +102,8 @@ class UploadStore:
 
     def _quota_message(self, used: int, incoming: int) -> str:
         hours = self.max_age_s / 3600
-        return (f"the uploads quota is full: {mib(used)} of {mib(self.quota_bytes)} are in use and this image needs "
-                f"{mib(incoming)}; uploads expire after {hours:g} hours (NOISESCOPE_UPLOAD_MAX_AGE_HOURS), or the "
+        return (f"the uploads quota is full: {size_text(used)} of {size_text(self.quota_bytes)} are in use and this image needs "
+                f"{size_text(incoming)}; uploads expire after {hours:g} hours (NOISESCOPE_UPLOAD_MAX_AGE_HOURS), or the "
                 f"server's owner can raise NOISESCOPE_UPLOAD_QUOTA_BYTES")
 
     def check_room(self, incoming: int = 0) -> None:

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.api.messages import size_text
 from app.engine.limits import pixels_text
 from app.main import create_app
+from app.wording import size_text
 from tests.api.conftest import WsReader, make_settings
 
 GOOD = {"prompt": "a cat", "seed": 1, "steps": 2, "width": 32, "height": 32}
@@ -58,7 +58,7 @@ def test_upload_limit_in_mib(tiny_models, tmp_path) -> None:
     with TestClient(create_app(make_settings(tmp_path, max_init_image_bytes=2**20 // 4), models=tiny_models)) as c:
         big = png.getvalue() + b"\0" * (2**20)
         res = c.post("/api/uploads", files={"file": ("a.png", big, "image/png")})
-    assert res.status_code == 413 and res.json()["detail"] == "images are limited to 256 KiB"
+    assert res.status_code == 413 and res.json()["detail"].startswith("images are limited to 256 KiB;")
 
 
 def test_busy_is_said_once(tiny_models, tmp_path) -> None:

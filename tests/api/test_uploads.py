@@ -21,7 +21,8 @@ from starlette.websockets import WebSocketDisconnect
 from app.api import uploads as upload_edge
 from app.main import create_app
 from app.registry import Models
-from app.store.uploads import UploadStore, mib
+from app.store.uploads import UploadStore
+from app.wording import size_text
 from tests.api.conftest import make_settings
 
 CAP = 256 * 1024  # a small cap keeps the streamed bodies small
@@ -110,7 +111,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(tiny_models: M
                                      file_chunks(100 * 1024 * 1024), lambda ch: read.append(len(ch)))
     assert status == 413, body
     assert read == [], "not one byte of the body may be read"
-    assert b"0.25 MiB" in body and b"100 MiB" in body
+    assert b"256 KiB" in body and b"100 MiB" in body
     assert stored(uploads_dir) == []
 
 
@@ -129,7 +130,7 @@ def test_a_streamed_body_stops_at_the_cap_and_never_lands_whole(tiny_models: Mod
     with client_for(tiny_models, tmp_path) as c:
         status, body = c.portal.call(post_raw, c.app, {"content-type": MULTIPART},
                                      file_chunks(100 * 1024 * 1024), on_chunk)
-    assert status == 413 and b"images are limited to 0.25 MiB" in body, body
+    assert status == 413 and b"images are limited to 256 KiB" in body, body
     assert sum(read) <= CAP + upload_edge.FORM_OVERHEAD + 64 * 1024
     assert 0 < largest[0] <= CAP
     assert stored(uploads_dir) == [], "the partial temp file is removed"
@@ -138,7 +139,7 @@ def test_a_streamed_body_stops_at_the_cap_and_never_lands_whole(tiny_models: Mod
 def test_exactly_the_cap_passes_the_size_check(tiny_models: Models, tmp_path: Path, uploads_dir: Path) -> None:
     with client_for(tiny_models, tmp_path) as c:
         over = post_file(c, b"\x00" * (CAP + 1))
-        assert over.status_code == 413 and "0.25 MiB" in over.json()["detail"]
+        assert over.status_code == 413 and "256 KiB" in over.json()["detail"]
         at_cap = post_file(c, b"\x00" * CAP)  # not too large, just not an image
         assert at_cap.status_code == 400 and "not an image" in at_cap.json()["detail"]
         good = post_file(c, png())
@@ -275,8 +276,8 @@ def test_the_quota_refuses_in_words(tiny_models: Models, tmp_path: Path, uploads
         assert first.status_code == 200
         second = post_file(c, noisy_png(64))
         detail = second.json()["detail"]
-        assert second.status_code == 413 and "quota is full" in detail and "MiB" in detail, detail
-        assert not re.search(r"\d{4,}", detail.replace("NOISESCOPE_", "")), "sizes in MiB, not byte counts"
+        assert second.status_code == 413 and "quota is full" in detail and "KiB" in detail, detail
+        assert not re.search(r"\d{4,}", detail.replace("NOISESCOPE_", "")), "sizes in KiB / MiB, not byte counts"
         assert "expire" in detail and "NOISESCOPE_UPLOAD_QUOTA_BYTES" in detail
     assert stored(uploads_dir) == [f"{first.json()['id']}.png"]
 
@@ -291,12 +292,12 @@ def test_a_full_quota_refuses_before_reading(tiny_models: Models, tmp_path: Path
     assert status == 413 and b"quota is full" in body and read == []
 
 
-def test_mib_in_words() -> None:
-    assert mib(8 * 1024 * 1024) == "8 MiB"
-    assert mib(13_000_000) == "12.4 MiB"
-    assert mib(0) == "0 MiB"
-    assert mib(256 * 1024) == "0.25 MiB"
-    assert mib(5 * 1024) == "0.0049 MiB"
+def test_sizes_in_words() -> None:
+    assert size_text(8 * 1024 * 1024) == "8 MiB"
+    assert size_text(13_000_000) == "12.4 MiB"
+    assert size_text(0) == "0 bytes"
+    assert size_text(256 * 1024) == "256 KiB"
+    assert size_text(5 * 1024) == "5 KiB"
 
 
 # ---- cross-site writes in loopback mode ---------------------------------------------------------------
