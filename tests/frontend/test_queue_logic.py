@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from app.api.messages import SEED_RULE
 from app.params import one_line
-
-HERE = Path(__file__).resolve().parent
+from tests.frontend.conftest import node_check
 
 
 @pytest.fixture(scope="module")
 def out() -> dict:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    proc = subprocess.run([node, str(HERE / "queue_check.mjs")], check=False, capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return node_check("queue_check.mjs")
 
 
 def test_page_and_server_make_the_same_one_line_prompt(out: dict) -> None:
