@@ -114,6 +114,12 @@ class GanParams(StrictModel):
     grid: int = Field(1, ge=1, le=16, description="Render this many seeds (seed, seed+1, ...) as a grid")
     save: bool = Field(True, description="Keep the result in the gallery (slider drags send false)")
 
+    @property
+    def supersedable(self) -> bool:
+        """A slider render (no CLIP search, not kept): a newer request from the same page may replace it
+        while it waits, and its CLIP score may be skipped. A search or a kept render is never dropped."""
+        return not self.search_steps and not self.save
+
     @model_validator(mode="after")
     def _seeds_in_range(self) -> GanParams:
         if self.seed is not None and self.seed + self.grid - 1 > MAX_SEED:

@@ -1,8 +1,8 @@
 """One worker thread per device, fed by a bounded queue.
 
 A full queue refuses new work ("busy") instead of growing. A GAN request replaces the same
-client's GAN request that is still waiting, so a dragged slider renders only its newest value.
-"""
+client's GAN slider render that is still waiting, so a dragged slider renders only its newest value
+(a waiting CLIP search or kept render is never replaced)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class Worker:
         """Queue a job; returns its position (0 = next). Raises QueueFull."""
         with self._cond:
             if replace_stale:
-                stale = [j for j in self._queue if j.client_id == job.client_id and j.engine == job.engine]
+                stale = [j for j in self._queue if j.client_id == job.client_id and j.engine == job.engine
+                         and getattr(j.params, "supersedable", True)]
                 for j in stale:
                     self._queue.remove(j)
                     j.sink.send({"type": "cancelled", "run_id": j.run_id, "index": 0, "reason": "superseded"})
@@ -63,6 +64,11 @@ class Worker:
             self._queue.append(job)
             self._cond.notify()
             return len(self._queue) - 1
+
+    def waiting(self, job: Job) -> bool:
+        """Whether a newer job of the same page and engine waits behind `job`."""
+        with self._cond:
+            return any(j.client_id == job.client_id and j.engine == job.engine for j in self._queue)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a waiting job at once, or ask the running one to stop at its next step."""
