@@ -182,12 +182,12 @@ class GanRunner:
         final = images[0] if len(images) == 1 else grid(images)
         if p.search_steps:
             self._flush()  # no search preview or step may arrive after the final frame
-        else:
-            job.sink.send({"type": "step", "run_id": job.run_id, "index": 1, "total": 1, "sigma": None,
-                           "elapsed_ms": elapsed, "clip_score": None})
         meta = {"run_id": job.run_id, "step": total, "width": final.width, "height": final.height,
                 "format": "png", "engine": "gan"}
-        job.sink.image(meta, frame_png(final), "final")
+        job.sink.image(meta, frame_png(final), "final")  # first: nothing else wakes the event loop before it
+        if not p.search_steps:
+            job.sink.send({"type": "step", "run_id": job.run_id, "index": 1, "total": 1, "sigma": None,
+                           "elapsed_ms": elapsed, "clip_score": None})
         self._finish(job, p, seed, images, final, elapsed, total)
 
     def _finish(self, job: Job, p: GanParams, seed: int, images: list[Image.Image], final: Image.Image,

@@ -106,8 +106,8 @@ def test_the_frame_comes_before_the_score(gan_client: TestClient) -> None:
         reader = WsReader(ws)
         for save in (False, True):
             _, items = read_run(reader, {"prompt": "red heart", "seed": 5, "save": save})
-            assert kinds(items) == ["started", "step", "final", "done"]
-            step, frame, done = items[1], items[2], items[3]
+            assert kinds(items) == ["started", "final", "step", "done"]
+            frame, step, done = items[1], items[2], items[3]
             assert step["clip_score"] is None and step["elapsed_ms"] > 0 and (step["index"], step["total"]) == (1, 1)
             assert frame[1]["format"] == "png" and frame[2].startswith(b"\x89PNG")
             assert done["clip_score"] is not None and done["score_skipped"] is False
@@ -163,7 +163,7 @@ def test_a_replaced_slider_render_skips_its_score(gan_client: TestClient) -> Non
     with gan_client.websocket_connect("/ws") as ws:
         reader = WsReader(ws)
         _, items = read_run(reader, {"prompt": "red heart", "seed": 5, "save": False})
-        assert kinds(items) == ["started", "step", "final", "done"]
+        assert kinds(items) == ["started", "final", "step", "done"]
         assert items[-1]["clip_score"] is None and items[-1]["score_skipped"] is True
         _, items = read_run(reader, {"prompt": "red heart", "seed": 5})  # a kept render is always scored
         assert items[-1]["clip_score"] is not None and items[-1]["score_skipped"] is False
