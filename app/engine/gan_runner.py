@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 
 from app.clip import ClipBackend
+from app.diffusion.guidance import clip_target
+from app.diffusion.prompts import parse_prompt
 from app.engine.images import encode, grid
 from app.engine.jobs import Job
 from app.engine.live import RunCancelled
@@ -117,6 +119,11 @@ class GanRunner:
             return "search_steps: the CLIP search needs a CLIP model, and none is loaded"
         if p.search_steps and blank:
             return "prompt is empty: the CLIP search steers towards the prompt"
+        if p.search_steps:
+            try:
+                parse_prompt(p.prompt)  # the search's weighted prompts ('a fox:1 | blur:-0.5')
+            except ValueError as exc:
+                return f"prompt: {exc}"
         return None
 
     @torch.no_grad()
@@ -216,7 +223,7 @@ class GanRunner:
     def _search(self, job: Job, p: GanParams, ws: torch.Tensor, t0: float, reached: list[int]) -> torch.Tensor:
         clip = self.model.clip
         assert clip is not None
-        text = clip.encode_text([p.prompt])
+        target = clip_target(clip, parse_prompt(p.prompt))  # the prompts and weights the CLIP score uses
 
         def on_iter(i: int, image: torch.Tensor, loss: float) -> bool:
             job.live.check() if job.live else None
@@ -225,8 +232,9 @@ class GanRunner:
             self.encoder.submit(self._search_step, job, p, i + 1, elapsed, loss, to_pil(image))
             return True
 
-        result = clip_search(self.model.G, clip, text, ws, steps=p.search_steps, lr=p.search_lr, pull=p.search_pull,
-                             cutn=p.search_cutn, noise_mode=p.noise_mode, callback=on_iter)
+        result = clip_search(self.model.G, clip, target.embeds, ws, steps=p.search_steps, lr=p.search_lr,
+                             pull=p.search_pull, cutn=p.search_cutn, noise_mode=p.noise_mode, callback=on_iter,
+                             weights=target.weights)
         return result.ws.detach()
 
     def _search_step(self, job: Job, p: GanParams, index: int, elapsed: float, loss: float,

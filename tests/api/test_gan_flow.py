@@ -181,6 +181,9 @@ def test_bad_gan_requests(gan_client: TestClient) -> None:
         ws.send_json({"type": "generate_gan", "params": {"seed": 1, "search_steps": 3, "search_cutn": 64, "grid": 8,
                                                            "prompt": "x"}})
         assert reader.until("error")["code"] == "too_large"
+        ws.send_json({"type": "generate_gan", "params": {"seed": 1, "search_steps": 3, "prompt": "red:1e999"}})
+        err = reader.until("error")
+        assert err["code"] == "bad_request" and err["message"].startswith("prompt: "), err
         ws.send_json({"type": "generate_gan", "params": {"seed": 4294967295, "grid": 2}})  # numpy's seed range
         err = reader.until("error")
         assert err["code"] == "bad_request" and "seed" in err["message"], err
