@@ -193,6 +193,12 @@ class GanParams(StrictModel):
     def _one_line(cls, v: str) -> str:
         return one_line(v)
 
+    @property
+    def supersedable(self) -> bool:
+        """A slider render (no CLIP search, not kept): a newer request from the same page may replace it
+        while it waits, and its CLIP score may be skipped. A search or a kept render is never dropped."""
+        return not self.search_steps and not self.save
+
     @model_validator(mode="after")
     def _seeds_in_range(self) -> GanParams:
         if self.seed is not None and self.seed + self.grid - 1 > MAX_SEED:

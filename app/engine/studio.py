@@ -72,7 +72,7 @@ class Studio:
         if models.gan is not None:
             from app.engine.gan_runner import GanRunner
 
-            self.gan = GanRunner(models.gan, gallery, self.encoder, ids)
+            self.gan = GanRunner(models.gan, gallery, self.encoder, ids, waiting=lambda job: self.worker.waiting(job))
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
                              after=lambda: release_memory(models.device))
         self.measured = studio_figures(settings.evaluation, models.names)
@@ -185,6 +185,9 @@ class Studio:
             check_gan(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
+        problem = self.gan.problem(params)  # what this generator cannot serve, refused before queueing
+        if problem:
+            raise StudioError("bad_request", problem)
         live = LiveState(LiveParams())
         return self._queue(Job("gan", params, sink, client_id, owner, live=live, ref=ref), replace_stale=True)
 

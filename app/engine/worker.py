@@ -1,7 +1,8 @@
 """One worker thread per device, fed by a bounded queue.
 
 A full queue refuses new work ("busy") instead of growing. A GAN request replaces the same
-client's GAN request that is still waiting, so a dragged slider renders only its newest value.
+client's GAN slider render that is still waiting, so a dragged slider renders only its newest value
+(a waiting CLIP search or kept render is never replaced).
 Whenever the waiting line moves, each waiting job whose place changed is told its new `position`.
 """
 
@@ -66,7 +67,8 @@ class Worker:
         before the worker can take the job, so the client hears `queued` before `started`."""
         with self._cond:
             if replace_stale:
-                stale = [j for j in self._queue if j.client_id == job.client_id and j.engine == job.engine]
+                stale = [j for j in self._queue if j.client_id == job.client_id and j.engine == job.engine
+                         and getattr(j.params, "supersedable", True)]
                 for j in stale:
                     self._queue.remove(j)
                     j.sink.send({"type": "cancelled", "run_id": j.run_id, "index": 0, "reason": "superseded"})
@@ -79,6 +81,11 @@ class Worker:
                 on_queued(job.position)
             self._cond.notify()
             return job.position
+
+    def waiting(self, job: Job) -> bool:
+        """Whether a newer job of the same page and engine waits behind `job`."""
+        with self._cond:
+            return any(j.client_id == job.client_id and j.engine == job.engine for j in self._queue)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a waiting job at once, or ask the running one to stop at its next step."""

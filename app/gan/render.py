@@ -114,19 +114,24 @@ class SearchResult:
 def clip_search(G: Generator, clip: ClipBackend, text_emb: torch.Tensor, w_init: torch.Tensor, steps: int = 100,
                 lr: float = 0.05, pull: float = 0.0, cutn: int = 8, callback: SearchCallback | None = None, *,
                 w_plus: bool = True, noise_mode: str = "const", cut_pow: float = 1.0,
-                generator: torch.Generator | None = None) -> SearchResult:
+                generator: torch.Generator | None = None, weights: torch.Tensor | None = None) -> SearchResult:
     """StyleCLIP-style latent optimisation (Patashnik et al. 2021, Sec. 4, Eq. 1) with Adam on w or w+.
 
-    loss = mean over cutouts and prompts of spherical_dist(CLIP(cutout), text_emb)
+    loss = mean over cutouts of the prompts' weighted sum of spherical_dist(CLIP(cutout), text_emb)
            + pull * mean((w - w_avg) ** 2)
     The second term is a per-element mean (not a sum over w_dim) so `pull` means the same at any w_dim.
-    text_emb: [T, D] or [D], L2-normalised. w_init: [N, num_ws, w_dim] or [N, w_dim]. With
+    weights: [T] (a negative one pushes away from its prompt), as the CLIP score weighs the prompts;
+    None weighs T prompts 1/T each. text_emb: [T, D] or [D], L2-normalised.
+    w_init: [N, num_ws, w_dim] or [N, w_dim]. With
     w_plus=False a single w per sample is optimised (row 0 of a ws init). The callback sees the
     render of iteration i and its loss, before that iteration's update.
     """
     device = G.mapping.w_avg.device
     w_avg = G.mapping.w_avg.detach()
     text = F.normalize(text_emb.to(device, torch.float32).reshape(-1, text_emb.shape[-1]), dim=-1)
+    if weights is None:
+        weights = torch.full([text.shape[0]], 1 / text.shape[0])
+    weights = weights.to(device, torch.float32).reshape(-1)
     w_init = w_init.detach().to(device, torch.float32)
     if w_plus:
         w = (w_init if w_init.ndim == 3 else w_init.unsqueeze(1).repeat(1, G.num_ws, 1)).clone()
@@ -141,7 +146,7 @@ def clip_search(G: Generator, clip: ClipBackend, text_emb: torch.Tensor, w_init:
         img = G.synthesis(ws, noise_mode=noise_mode)
         pixels = ((img + 1) / 2).clamp(0, 1)
         emb = clip.encode_image(make_cutouts(pixels, cutn, clip.image_size, cut_pow, generator))
-        loss = spherical_dist(emb[:, None, :], text[None, :, :]).mean()
+        loss = (spherical_dist(emb[:, None, :], text[None, :, :]) * weights).sum(-1).mean()
         if pull:
             loss = loss + pull * (ws - w_avg).square().mean()
         losses.append(float(loss.detach()))

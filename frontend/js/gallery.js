@@ -1,6 +1,7 @@
 // The gallery strip: finished images with their parameters and a "use these settings" button.
 import { fetchGallery, galleryImageUrl } from './api.js';
 import { el } from './controls.js';
+import { ganCaption } from './specs.js';
 import { scheduleText } from './restore.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
 
@@ -68,7 +69,7 @@ export class GalleryView {
 
   #card(item, i) {
     const { line, history, perf } = summary(item);
-    const prompt = item.params?.prompt || '(no prompt)';
+    const prompt = item.engine === 'gan' ? ganCaption(item.params) : item.params?.prompt || '(no prompt)';
     const img = el('img', { src: galleryImageUrl(item), alt: prompt, loading: 'lazy', width: item.width, height: item.height });
     if (item.width && item.width < 256) img.classList.add('pixelated');
     const use = el('button', { type: 'button', text: 'use these settings',

@@ -1,8 +1,35 @@
-// The GAN panel: every slider change sends `generate_gan` at once (the server keeps the newest).
-import { ControlSet, randomSeed } from './controls.js';
+// The GAN panel. Generator sliders re-render at once (the server keeps the newest request); the
+// CLIP search in w runs only from its own button, streams its steps and CLIP score, and has its
+// own stop button. Moving a search slider only sets up that button.
+import { ControlSet, el, randomSeed } from './controls.js';
 import { mimeFor } from './protocol.js';
-import { GAN_GROUPS, ganParams } from './specs.js';
+import { GAN_GROUPS, SEARCH_KEYS, ganParams } from './specs.js';
 import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
+
+// What the loaded generator does with the prompt (/api/info gan.text).
+const NOTES = {
+  condition: 'Text-conditioned: the generator draws the prompt (its CLIP embedding is the input c), so it needs one, as Generate does.',
+  clip_search: 'Unconditional: the generator draws the seed alone; the prompt steers only the CLIP search and the CLIP score. An empty prompt renders the unconditional sample.',
+  none: 'Unconditional, and no CLIP model is loaded: the generator draws the seed alone; no CLIP search or score.',
+};
+
+/** The search's line under its buttons, from its newest run (null: none yet). */
+export function searchStatus(run, waiting) {
+  if (waiting || run?.status === 'queued') return 'search queued';
+  if (!run) return '';
+  const score = run.clipScore === null ? '' : ` · CLIP ${fmtScore(run.clipScore)}`;
+  const from = run.firstScore === null || run.firstScore === undefined ? '' : ` (from ${fmtScore(run.firstScore)})`;
+  switch (run.status) {
+    case 'running':
+      return run.index ? `search step ${run.index}/${run.total}${score}${from}` : 'search starting';
+    case 'done':
+      return `search done: ${run.total} steps${score}${from}`;
+    case 'cancelled':
+      return `search stopped at step ${run.index}/${run.total}${score}`;
+    default:
+      return 'search failed';
+  }
+}
 
 export class GanPanel {
   /**
@@ -15,12 +42,22 @@ export class GanPanel {
     this.runs = runs;
     this.prompt = prompt;
     this.loaded = false;
-    this.latest = null; // newest run id
-    this.shownUrl = null;
+    this.text = null; // 'condition' | 'clip_search' | 'none': what the generator does with the prompt
+    this.awaitingSearch = false; // a search was sent and its `queued` has not come back yet
     this.img = $('g-image');
-    this.controls = new ControlSet($('g-controls'), 'g', GAN_GROUPS, () => this.request(1, true));
+    this.searchBtn = el('button', { type: 'button', id: 'g-search', text: 'CLIP search' });
+    this.stopBtn = el('button', { type: 'button', id: 'g-search-stop', text: 'stop search', disabled: true });
+    this.searchLine = el('output', { id: 'g-search-status', 'aria-live': 'polite' });
+    const searchRow = el('div', { class: 'row search-actions' }, this.searchBtn, this.stopBtn, this.searchLine);
+    const groups = GAN_GROUPS.map((g) => (g.controls.some((c) => SEARCH_KEYS.has(c.key)) ? { ...g, extra: searchRow } : g));
+    this.controls = new ControlSet($('g-controls'), 'g', groups, (key) => this.#changed(key));
+    this.note = el('p', { id: 'g-note', class: 'gan-note' });
+    this.hint = el('p', { id: 'g-hint', class: 'gan-note', role: 'status' });
+    $('g-missing').after(this.note, this.hint);
     $('g-render').addEventListener('click', () => this.request(1));
     $('g-diversity').addEventListener('click', () => this.request(8));
+    this.searchBtn.addEventListener('click', () => this.search());
+    this.stopBtn.addEventListener('click', () => this.stopSearch());
     this.setLoaded(false, 'waiting for server');
   }
 
@@ -34,26 +71,50 @@ export class GanPanel {
     $('g-render').disabled = !loaded;
     $('g-diversity').disabled = !loaded;
     $('g-placeholder').textContent = loaded ? 'Move a slider to render.' : why;
+    this.note.textContent = loaded ? NOTES[this.text] ?? '' : '';
+    this.#showSearch();
   }
 
   applyInfo(info) {
     const gan = info?.gan ?? info?.models?.gan ?? null;
+    this.text = gan?.text ?? null;
     this.setLoaded(Boolean(gan));
     const layers = gan?.num_ws ?? gan?.mix_layers;
     if (layers) this.controls.setRange('mix_layer', { max: layers - 1 });
     const defaults = info?.defaults?.gan ?? info?.default_params?.gan;
-    if (defaults && typeof defaults === 'object') this.controls.set(defaults);
+    if (defaults && typeof defaults === 'object') {
+      // The server's default 0 means "render, no search"; here the steps belong to the search button.
+      const { search_steps: _steps, ...rest } = defaults;
+      this.controls.set(rest);
+    }
+    this.#showSearch();
   }
 
-  /** Send a `generate_gan`; `grid` > 1 renders consecutive seeds as one grid image. */
+  #changed(key) {
+    if (SEARCH_KEYS.has(key)) this.#showSearch();
+    else this.request(1, true);
+  }
+
+  #fixSeed() {
+    // A fixed seed keeps a dragged slider on the same image.
+    if (this.controls.get('seed') === null) this.controls.set({ seed: randomSeed() });
+  }
+
+  /** Send a `generate_gan` render (never a search); `grid` > 1 renders consecutive seeds as one grid. */
   request(grid = 1, quiet = false) {
     if (!this.loaded) {
       if (!quiet) showError('no GAN model loaded');
       return false;
     }
-    // A fixed seed keeps a dragged slider on the same image.
-    if (this.controls.get('seed') === null) this.controls.set({ seed: randomSeed() });
-    const params = ganParams(this.controls.values(), this.prompt(), grid, !quiet);
+    const prompt = this.prompt();
+    if (this.text === 'condition' && !prompt.trim()) {
+      this.hint.textContent = 'Type a prompt to render: this generator draws the prompt.';
+      if (!quiet) showError('Enter a prompt first: this GAN is text-conditioned (it draws the prompt).');
+      return false;
+    }
+    this.hint.textContent = '';
+    this.#fixSeed();
+    const params = ganParams(this.controls.values(), prompt, grid, !quiet);
     if (!this.socket.send({ type: 'generate_gan', params })) {
       if (!quiet) showError('Not connected to the server.');
       return false;
@@ -61,12 +122,53 @@ export class GanPanel {
     return true;
   }
 
+  /** The search button: a CLIP search in w from the current seed and sliders, kept in the gallery. */
+  search() {
+    if (!this.loaded) {
+      showError('no GAN model loaded');
+      return false;
+    }
+    if (this.text === 'none') {
+      showError('The CLIP search needs a CLIP model, and none is loaded.');
+      return false;
+    }
+    const prompt = this.prompt();
+    if (!prompt.trim()) {
+      showError('Enter a prompt first: the CLIP search steers the image towards it.');
+      return false;
+    }
+    this.#fixSeed();
+    const params = ganParams(this.controls.values(), prompt, 1, true, true);
+    if (!(params.search_steps > 0)) {
+      showError('Set search steps above 0 first.');
+      return false;
+    }
+    if (!this.socket.send({ type: 'generate_gan', params })) {
+      showError('Not connected to the server.');
+      return false;
+    }
+    this.hint.textContent = '';
+    this.awaitingSearch = true;
+    this.#showSearch();
+    return true;
+  }
+
+  #activeSearch() {
+    return this.runs.list('gan').filter((r) => r.search && r.active).at(-1) ?? null;
+  }
+
+  stopSearch() {
+    const run = this.#activeSearch();
+    if (run) this.socket.send({ type: 'cancel', run_id: run.id });
+  }
+
   cancel() {
     for (const r of this.runs.list('gan')) if (r.active) this.socket.send({ type: 'cancel', run_id: r.id });
   }
 
   applySettings(params, seed) {
-    this.controls.set({ ...params, seed: seed ?? params.seed ?? null });
+    const { search_steps: steps, ...rest } = params;
+    this.controls.set({ ...rest, ...(steps > 0 ? { search_steps: steps } : {}), seed: seed ?? params.seed ?? null });
   }
 
   onEvent(ev) {
@@ -74,26 +176,32 @@ export class GanPanel {
     switch (ev.type) {
       case 'queued':
         run = this.runs.add(ev.run_id, 'gan');
-        this.latest = run.id;
+        if (this.awaitingSearch) {
+          run.search = true; // one socket answers in order: this is the search just sent
+          this.awaitingSearch = false;
+        }
         break;
       case 'started':
         run = run ?? this.runs.add(ev.run_id, 'gan');
-        Object.assign(run, { status: 'running', total: ev.total ?? 0, seed: ev.seed, width: ev.width, height: ev.height });
-        this.latest = run.id;
+        Object.assign(run, { status: 'running', started: true, search: ev.task === 'search', total: ev.total ?? 0,
+          index: 0, elapsedMs: null, seed: ev.seed, width: ev.width, height: ev.height });
         break;
       case 'step':
         if (!run) return;
         run.index = ev.index;
         run.total = ev.total ?? run.total;
         run.elapsedMs = ev.elapsed_ms ?? run.elapsedMs;
-        if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
+        if (typeof ev.clip_score === 'number') {
+          run.clipScore = ev.clip_score;
+          if (run.search && run.firstScore === undefined) run.firstScore = ev.clip_score;
+        }
         break;
       case 'done':
         if (!run) return;
         Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms,
           diversity: ev.diversity ?? null, prompt: ev.params?.prompt ?? null,
           images: ev.params?.grid ?? 1 });
-        if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
+        if (typeof ev.clip_score === 'number') run.clipScore = ev.clip_score;
         run.index = run.total;
         if (ev.seed !== undefined) run.seed = ev.seed;
         break;
@@ -115,22 +223,37 @@ export class GanPanel {
     const url = URL.createObjectURL(new Blob([frame.image], { type: mimeFor(meta.format) }));
     this.runs.putFrame(run.id, Number.isInteger(meta.step) ? meta.step : 0, { url, meta, kind: frame.type });
     run.latestFrame = { url, meta };
-    if (this.latest === null || run.id === this.latest || run.createdAt >= (this.runs.get(this.latest)?.createdAt ?? 0)) {
-      this.latest = run.id;
-    }
     this.show();
   }
 
+  /** The run the panel's figures describe: the newest that has started (a waiting one has none yet). */
+  shownRun() {
+    const list = this.runs.list('gan');
+    return [...list].reverse().find((r) => r.started) ?? null;
+  }
+
+  #showSearch() {
+    const active = this.#activeSearch();
+    const steps = this.controls.get('search_steps');
+    this.searchBtn.textContent = `CLIP search (${steps} steps)`;
+    this.searchBtn.disabled = !this.loaded || this.text === 'none' || Boolean(active) || this.awaitingSearch;
+    this.searchBtn.title = this.text === 'none' ? 'no CLIP model is loaded' : 'optimise w towards the prompt with CLIP';
+    this.stopBtn.disabled = !active;
+    const last = this.runs.list('gan').filter((r) => r.search).at(-1) ?? null;
+    this.searchLine.textContent = searchStatus(last, this.awaitingSearch);
+  }
+
   show() {
-    const run = this.runs.get(this.latest);
     $('gan-panel').dataset.busy = String(this.runs.list('gan').some((r) => r.active));
+    this.#showSearch();
+    const run = this.shownRun();
     if (!run) return;
     $('g-stat-time').textContent = fmtMs(run.elapsedMs);
     $('g-stat-steps').textContent = run.total ? `${run.index}/${run.total}` : '–';
     $('g-stat-clip').textContent = fmtScore(run.clipScore);
     $('g-stat-seed').textContent = run.seed ?? '–';
     $('g-stat-div').textContent = fmtScore(run.diversity);
-    setProgress($('g-progress'), run.total ? run.index : run.status === 'done' ? 1 : 0, run.total || 1);
+    setProgress($('g-progress'), run.index, run.total || 1);
     const frame = run.latestFrame ?? [...this.runs.list('gan')].reverse().find((r) => r.latestFrame)?.latestFrame;
     if (frame) {
       showImage(this.img, frame.url, frame.meta.width);

@@ -72,7 +72,7 @@ export const GAN_GROUPS = [
   {
     legend: 'CLIP search in w',
     controls: [
-      { key: 'search_steps', label: 'search steps', kind: 'range', min: 0, max: 200, step: 1, value: 0 },
+      { key: 'search_steps', label: 'search steps', kind: 'range', min: 1, max: 200, step: 1, value: 50 },
       { key: 'search_lr', label: 'search lr', kind: 'range', min: 0.005, max: 0.5, step: 0.005, value: 0.05 },
       { key: 'search_pull', label: 'pull to w_avg', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1 },
     ],
@@ -89,11 +89,30 @@ export function diffusionParams(values, prompt, negative, initImage) {
   return params;
 }
 
-/** GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery. */
-export function ganParams(values, prompt, grid = 1, save = true) {
+/** The CLIP search's own controls: they set up the search button and never send a request. */
+export const SEARCH_KEYS = new Set(['search_steps', 'search_lr', 'search_pull']);
+
+/**
+ * GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery.
+ * Only `search` = true (the search button) sends the search steps; every other request renders.
+ */
+export function ganParams(values, prompt, grid = 1, save = true, search = false) {
   const params = { prompt, grid, save };
   for (const group of GAN_GROUPS) for (const c of group.controls) params[c.key] = values[c.key];
+  if (!search) params.search_steps = 0;
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;
   return params;
+}
+
+/**
+ * What a GAN image shows, for its caption: the prompt of a text-conditioned render; for an
+ * unconditional generator (`condition: 'none'`, recorded by the server) that it drew the seed alone.
+ */
+export function ganCaption(params) {
+  const prompt = String(params?.prompt ?? '').trim();
+  if (params?.condition !== 'none') return prompt || '(no prompt)';
+  if (!prompt) return 'unconditional sample (no prompt)';
+  const used = params.search_steps ? 'steered the CLIP search' : 'only scored it';
+  return `${prompt} (unconditional GAN: the prompt ${used})`;
 }

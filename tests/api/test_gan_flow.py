@@ -81,13 +81,92 @@ def test_diversity_grid(gan_client: TestClient) -> None:
         assert single["diversity"] is None
 
 
-def test_clip_search_streams_steps(gan_client: TestClient) -> None:
+def read_run(reader: WsReader, params: dict) -> tuple[str, list]:
+    """Send `generate_gan` and read to its `done`; every event and frame of the run, in arrival order."""
+    reader.ws.send_json({"type": "generate_gan", "params": params})
+    run_id = reader.until("queued")["run_id"]
+    items: list = []
+    while True:
+        item = reader.next()
+        if isinstance(item, dict) and item["type"] == "error":
+            raise AssertionError(item)
+        mine = item.get("run_id") if isinstance(item, dict) else item[1]["run_id"]
+        if mine == run_id:
+            items.append(item)
+        if isinstance(item, dict) and item["type"] == "done" and mine == run_id:
+            return run_id, items
+
+
+def kinds(items: list) -> list[str]:
+    return [i["type"] if isinstance(i, dict) else FrameType(i[0]).name.lower() for i in items]
+
+
+def test_the_frame_comes_before_the_score(gan_client: TestClient) -> None:
     with gan_client.websocket_connect("/ws") as ws:
         reader = WsReader(ws)
-        done, _ = render(reader, {"prompt": "red heart", "seed": 2, "search_steps": 4, "search_cutn": 2})
-        steps = [e for e in reader.events if e["type"] == "step" and e["run_id"] == done["run_id"]]
-        assert [e["index"] for e in steps] == [1, 2, 3, 4]
-        assert any(f[0] == FrameType.PREVIEW for f in reader.frames)
+        for save in (False, True):
+            _, items = read_run(reader, {"prompt": "red heart", "seed": 5, "save": save})
+            assert kinds(items) == ["started", "final", "step", "done"]
+            frame, step, done = items[1], items[2], items[3]
+            assert step["clip_score"] is None and step["elapsed_ms"] > 0 and (step["index"], step["total"]) == (1, 1)
+            assert frame[1]["format"] == "png" and frame[2].startswith(b"\x89PNG")
+            assert done["clip_score"] is not None and done["score_skipped"] is False
+            assert done["elapsed_ms"] == step["elapsed_ms"], "time per image is the render, not the score after it"
+            assert (done["image_id"] is not None) == save
+
+
+def test_clip_search_streams_steps_with_scores(gan_client: TestClient) -> None:
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        _, items = read_run(reader, {"prompt": "red heart", "seed": 2, "search_steps": 4, "search_cutn": 2})
+        assert items[0]["task"] == "search" and items[0]["total"] == 4
+        steps = [i for i in items if isinstance(i, dict) and i["type"] == "step"]
+        assert [e["index"] for e in steps] == [1, 2, 3, 4] and all(e["total"] == 4 for e in steps)
+        assert all(isinstance(e["clip_score"], float) and isinstance(e["loss"], float) for e in steps)
+        assert [e["elapsed_ms"] for e in steps] == sorted(e["elapsed_ms"] for e in steps) and steps[0]["elapsed_ms"] > 0
+        assert "preview" in kinds(items)
+        assert kinds(items)[-2:] == ["final", "done"], "every step and preview arrives before the final frame"
+        assert items[-1]["clip_score"] is not None and items[-1]["image_id"] is not None, "a search is kept"
+
+
+def test_a_cancelled_search_sends_nothing_after_cancelled(gan_client: TestClient) -> None:
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        ws.send_json({"type": "generate_gan", "params": {"prompt": "pizza", "seed": 1, "search_steps": 500,
+                                                         "search_cutn": 1}})
+        run_id = reader.until("queued")["run_id"]
+        reader.until("step", run_id)
+        ws.send_json({"type": "cancel", "run_id": run_id})
+        cancelled = reader.until("cancelled", run_id)
+        assert 1 <= cancelled["index"] < 500
+        at = len(reader.events)
+        read_run(reader, {"prompt": "pizza", "seed": 1, "save": False})  # the next run ends after it
+        assert not [e for e in reader.events[at:] if e.get("run_id") == run_id]
+    assert gan_client.get("/api/gallery").json() == [], "a stopped search keeps nothing"
+
+
+def test_an_empty_prompt_is_refused_before_queueing_for_a_text_conditioned_gan(gan_client: TestClient) -> None:
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        for params in ({"seed": 1}, {"prompt": "  ", "seed": 1, "save": False}, {"prompt": "", "grid": 8}):
+            ws.send_json({"type": "generate_gan", "params": params})
+            err = reader.until("error")
+            assert err["code"] == "bad_request" and err["message"].startswith("prompt is empty"), err
+            assert "text-conditioned" in err["message"]
+        assert not [e for e in reader.events if e["type"] == "queued"]
+    assert gan_client.get("/api/gallery").json() == []
+
+
+def test_a_replaced_slider_render_skips_its_score(gan_client: TestClient) -> None:
+    runner = gan_client.app.state.studio.gan
+    runner.waiting = lambda job: True  # as if a newer request of the page were already waiting
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        _, items = read_run(reader, {"prompt": "red heart", "seed": 5, "save": False})
+        assert kinds(items) == ["started", "final", "step", "done"]
+        assert items[-1]["clip_score"] is None and items[-1]["score_skipped"] is True
+        _, items = read_run(reader, {"prompt": "red heart", "seed": 5})  # a kept render is always scored
+        assert items[-1]["clip_score"] is not None and items[-1]["score_skipped"] is False
 
 
 def test_bad_gan_requests(gan_client: TestClient) -> None:
@@ -102,10 +181,13 @@ def test_bad_gan_requests(gan_client: TestClient) -> None:
         ws.send_json({"type": "generate_gan", "params": {"seed": 1, "search_steps": 3, "search_cutn": 64, "grid": 8,
                                                            "prompt": "x"}})
         assert reader.until("error")["code"] == "too_large"
+        ws.send_json({"type": "generate_gan", "params": {"seed": 1, "search_steps": 3, "prompt": "red:1e999"}})
+        err = reader.until("error")
+        assert err["code"] == "bad_request" and err["message"].startswith("prompt: "), err
         ws.send_json({"type": "generate_gan", "params": {"seed": 4294967295, "grid": 2}})  # numpy's seed range
         err = reader.until("error")
         assert err["code"] == "bad_request" and "seed" in err["message"], err
-        done, _ = render(reader, {"seed": 4294967294, "grid": 2, "save": False})  # the last seeds that fit
+        done, _ = render(reader, {"prompt": "x", "seed": 4294967294, "grid": 2, "save": False})  # the last seeds
         assert done["seed"] == 4294967294
 
 
@@ -116,5 +198,36 @@ def test_slider_renders_stay_out_of_the_gallery(gan_client: TestClient) -> None:
         assert done["image_id"] is None and done["url"] is None
         kept, _ = render(reader, {"prompt": "pizza", "seed": 9})
     assert [g["id"] for g in gan_client.get("/api/gallery").json()] == [kept["image_id"]]
+    assert gan_client.get("/api/gallery").json()[0]["params"]["condition"] == "prompt"  # c = the prompt
     png_models = gan_client.get("/api/gallery").json()[0]["models"]
     assert all(v is None or "/" not in v for v in png_models.values()), png_models
+
+
+@pytest.fixture(scope="module")
+def unconditional_models(tiny_models: Models, tmp_path_factory: pytest.TempPathFactory) -> Models:
+    kwargs = {**KWARGS, "c_dim": 0}
+    torch.manual_seed(1)
+    folder = save_generator(tmp_path_factory.mktemp("gan0"), kwargs, Generator(**kwargs).state_dict())
+    gan = load_gan_model(folder, torch.device("cpu"), clip=tiny_models.clip)
+    return Models(tiny_models.device, tiny_models.dtype, tiny_models.diffusion, tiny_models.clip, gan,
+                  names={**tiny_models.names, "gan": str(folder)})
+
+
+def test_an_unconditional_gan_renders_an_empty_prompt_and_says_so(unconditional_models: Models,
+                                                                  tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path), models=unconditional_models)) as client:
+        assert client.get("/api/info").json()["gan"]["text"] == "clip_search"
+        with client.websocket_connect("/ws") as ws:
+            reader = WsReader(ws)
+            empty, a = render(reader, {"prompt": "", "seed": 3})
+            assert empty["clip_score"] is None, "no prompt, no CLIP score"
+            worded, b = render(reader, {"prompt": "pizza", "seed": 3})
+            assert a == b, "an unconditional generator draws the seed; the prompt does not change the render"
+            assert worded["clip_score"] is not None
+            ws.send_json({"type": "generate_gan", "params": {"seed": 3, "search_steps": 2}})
+            err = reader.until("error")
+            assert err["code"] == "bad_request" and err["message"].startswith("prompt is empty"), err
+        items = {g["id"]: g for g in client.get("/api/gallery").json()}
+        assert items[empty["image_id"]]["params"]["condition"] == "none"
+        assert items[empty["image_id"]]["params"]["prompt"] == ""
+        assert items[worded["image_id"]]["params"]["condition"] == "none"

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compareTable, speedText, truncationCaption } from '../../frontend/js/compare.js';
 import { RunStore } from '../../frontend/js/runs.js';
 import { ownerSecret } from '../../frontend/js/ws.js';
-import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganParams } from '../../frontend/js/specs.js';
+import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganCaption, ganParams } from '../../frontend/js/specs.js';
 
 // ---- RunStore: frames by step, fork ancestry, eviction --------------------------------------
 const revoked = [];
@@ -133,12 +133,18 @@ for (const g of DIFFUSION_GROUPS) for (const c of g.controls) values[c.key] = c.
 const gvalues = {};
 for (const g of GAN_GROUPS) for (const c of g.controls) gvalues[c.key] = c.value;
 for (const key of LIVE_KEYS) assert.ok(key in values, `live key ${key} has a control`);
+assert.equal(ganParams({ ...gvalues, search_steps: 40 }, 'a face', 1, false).search_steps, 0, 'a slider render never searches');
+assert.equal(ganCaption({ prompt: '', condition: 'none' }), 'unconditional sample (no prompt)');
+assert.equal(ganCaption({ prompt: 'cat', condition: 'none', search_steps: 9 }), 'cat (unconditional GAN: the prompt steered the CLIP search)');
+assert.equal(ganCaption({ prompt: 'cat', condition: 'prompt' }), 'cat');
+assert.equal(ganCaption({ prompt: '' }), '(no prompt)', 'an older record does not say what it drew');
 
 process.stdout.write(JSON.stringify({
   diffusion_defaults: diffusionParams(values, 'a fox', '', null),
   diffusion_seeded: diffusionParams({ ...values, seed: 7, skip_steps: 5 }, 'a fox', 'blur', 'abc123'),
   gan_defaults: ganParams(gvalues, 'a face', 1),
   gan_grid: ganParams({ ...gvalues, seed: null, mix_seed: 3 }, '', 8),
+  gan_search: ganParams({ ...gvalues, seed: 4 }, 'red heart', 1, true, true),
   live_keys: [...LIVE_KEYS].sort(),
   compare_v2_rows: v2.offline.map((r) => r[0]),
   owner_secret: secret,

@@ -41,6 +41,9 @@ def test_gan_params_from_controls_validate(out: dict) -> None:
     grid = GanParams.model_validate(out["gan_grid"])
     assert grid.grid == 8 and grid.seed is None and grid.mix_seed == 3
     client_message.validate_python({"type": "generate_gan", "params": out["gan_grid"]})
+    assert g.search_steps == 0 and g.supersedable is False, "Render renders and is kept"
+    search = GanParams.model_validate(out["gan_search"])
+    assert search.search_steps == 50 and search.save and not search.supersedable  # the search button
 
 
 def test_compare_table_shows_evaluation_v2_rows(out: dict) -> None:

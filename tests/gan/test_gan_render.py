@@ -74,6 +74,21 @@ def test_clip_search_lowers_the_loss(G, clip) -> None:
     assert all(p.grad is None for p in G.parameters())
 
 
+def test_clip_search_weighs_its_prompts(G, clip) -> None:
+    both = clip.encode_text(["a red square", "a blue circle"])
+    w0 = seed_to_w(G, 3)
+
+    def losses(text, weights=None) -> list[float]:
+        return clip_search(G, clip, text, w0, steps=3, cutn=2, weights=weights,
+                           generator=torch.Generator().manual_seed(0)).losses
+
+    alone = losses(both[:1])
+    assert losses(both, torch.tensor([1.0, 0.0])) == alone, "a prompt of weight 0 does not steer"
+    assert losses(both[:1], torch.tensor([1.0])) == alone
+    pushed = losses(both, torch.tensor([1.0, -0.5]))
+    assert pushed[0] != alone[0]
+
+
 def test_clip_search_is_cancellable_and_pull_draws_to_w_avg(G, clip) -> None:
     text = clip.encode_text(["a red square"])
     w0 = seed_to_w(G, 5)
