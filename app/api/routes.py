@@ -1,13 +1,15 @@
-"""HTTP routes: the page, model info, init-image uploads, the gallery and the evaluation's truncation plot."""
+"""HTTP routes: the page, model info, init-image uploads and the evaluation's truncation plot; the gallery
+routes (app.api.gallery) join the same `/api` router."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
+from app.api import gallery as gallery_routes
 from app.api.deps import (
     SettingsDep,
     StudioDep,
@@ -28,7 +30,6 @@ FRONTEND = REPO_ROOT / "frontend"
 router = APIRouter()
 # Every /api route: 400 from the Host guard, 401 from the token check.
 api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=errors(400, 401))
-MAX_GALLERY_OFFSET = 2**31 - 1  # SQLite takes 64-bit integers; past this there are no images anyway
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -79,24 +80,6 @@ async def upload(request: Request, uploads: UploadsDep) -> UploadId:
         raise HTTPException(exc.status, exc.message) from None
 
 
-@api.get("/gallery", responses=errors(422))
-def gallery(studio: StudioDep, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-            offset: Annotated[int, Query(ge=0, le=MAX_GALLERY_OFFSET)] = 0) -> list[dict[str, Any]]:
-    return [{**rec.to_dict(), "url": f"/api/gallery/{rec.id}.png"}
-            for rec in studio.gallery.list(limit=limit, offset=offset)]
-
-
-@api.get("/gallery/{image_id}.png", responses=errors(404, 422))
-def gallery_image(studio: StudioDep, image_id: str) -> FileResponse:
-    try:
-        path = studio.gallery.path_for(image_id)
-    except (KeyError, ValueError):
-        raise HTTPException(404, "no such image") from None
-    if not path.is_file():
-        raise HTTPException(404, "no such image")
-    return FileResponse(path, media_type="image/png")
-
-
 @api.get(PLOT_URL.removeprefix("/api"), responses=errors(404))
 def truncation_plot(studio: StudioDep, settings: SettingsDep) -> FileResponse:
     """The GAN truncation sweep's plot: only the one PNG the evaluation file names, from that file's folder,
@@ -105,3 +88,6 @@ def truncation_plot(studio: StudioDep, settings: SettingsDep) -> FileResponse:
     if path is None:
         raise HTTPException(404, "no truncation plot for the loaded weights")
     return FileResponse(path, media_type="image/png")
+
+
+api.include_router(gallery_routes.router)  # /api/gallery: list, PNG, delete

@@ -6,7 +6,9 @@ Layout under the gallery folder:
 
 A PNG is written to a temp file, fsynced and renamed into place before its row is inserted, so
 a listed row always has a complete file; a crash leaves at worst an unlisted file or temp file,
-both cleaned up on the next start.
+both cleaned up on the next start. Deleting goes the other way, row first and then the file, so a
+crash between the two leaves the same kind of unlisted file (never served: the HTTP route serves
+only ids with a row) for the next start to sweep.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from app.store.pngmeta import NOISESCOPE_KEY, PARAMETERS_KEY, a1111_parameters, noisescope_chunk, png_with_text
+from app.store.search import PROMPT_LIKE, like_pattern, normalise_query
 
 Engine = Literal["diffusion", "gan"]
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
@@ -140,7 +143,8 @@ class Gallery:
         return rec.id
 
     def delete(self, image_id: str) -> bool:
-        """Remove an image; False when there was none."""
+        """Remove an image, row first and then its file; False when there was none. Raises ValueError
+        for anything that is not a well-formed id."""
         path = self.path_for(image_id)
         with self._lock:
             cur = self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
@@ -149,19 +153,27 @@ class Gallery:
 
     # ---- reading --------------------------------------------------------------------------
 
-    def list(self, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
-        """Newest first."""
+    def list(self, limit: int = 50, offset: int = 0, q: str | None = None) -> list[ImageRecord]:
+        """Newest first; with `q`, only images whose prompt contains it (see `page`)."""
+        return self.page(limit, offset, q)[0]
+
+    def page(self, limit: int = 50, offset: int = 0, q: str | None = None) -> tuple[list[ImageRecord], int]:
+        """One page, newest first, and how many images match in all (read together, so they agree).
+        `q`: a substring of the prompt, taken literally (`%` and `_` are no wildcards); blank = all."""
         limit = max(0, min(int(limit), 1000))
         offset = max(0, int(offset))
+        where, args = self._where(q)
         with self._lock:
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM images{where}", args).fetchone()[0])
             rows = self._db.execute(
-                "SELECT * FROM images ORDER BY created DESC, id DESC LIMIT ? OFFSET ?", (limit, offset)
+                f"SELECT * FROM images{where} ORDER BY created DESC, id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
             ).fetchall()
-        return [self._record(r) for r in rows]
+        return [self._record(r) for r in rows], total
 
-    def count(self) -> int:
+    def count(self, q: str | None = None) -> int:
+        where, args = self._where(q)
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM images{where}", args).fetchone()[0])
 
     def get(self, image_id: str) -> ImageRecord | None:
         if not valid_id(image_id):
@@ -180,6 +192,12 @@ class Gallery:
         return path
 
     # ---- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _where(q: str | None) -> tuple[str, tuple[str, ...]]:
+        """The WHERE clause (and its argument) of a prompt search; empty for no search."""
+        text = normalise_query(q)
+        return ("", ()) if text is None else (f" WHERE {PROMPT_LIKE}", (like_pattern(text),))
 
     def _migrate(self) -> None:
         """Bring an older database up to SCHEMA_VERSION, one version per transaction."""

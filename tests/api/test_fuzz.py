@@ -470,6 +470,8 @@ PATHS = {  # every HTTP route and mount, with how to fill its path
     "/api/gallery": st.just("/api/gallery"),
     "/api/gallery/{image_id}.png": st.one_of(st.text(max_size=30), st.sampled_from(["0" * 24, "..", "%2e%2e%2fx"]))
     .map(lambda s: f"/api/gallery/{quote(s, safe='%')}.png"),
+    "/api/gallery/{image_id}": st.one_of(st.text(max_size=30), st.sampled_from(["0" * 24, "f" * 24, "%2e%2e%2fx"]))
+    .map(lambda s: f"/api/gallery/{quote(s, safe='%')}"),
     PLOT_URL: st.just(PLOT_URL),
     "/ws": st.just("/ws"),
     "/openapi.json": st.just("/openapi.json"),
@@ -479,7 +481,7 @@ PATHS = {  # every HTTP route and mount, with how to fill its path
                                           "/static/%2e%2e/README.md"]),
                          TEXT.map(lambda s: "/static/" + quote(s))),
 }
-QUERY = st.dictionaries(st.sampled_from(["limit", "offset", "token", "x", "prefix"]),
+QUERY = st.dictionaries(st.sampled_from(["limit", "offset", "token", "x", "prefix", "q"]),
                         st.one_of(st.integers(-2**64, 2**64).map(str), TEXT, st.sampled_from(["1e3", "", "NaN", "500"])),
                         max_size=3)
 HEADERS = st.one_of(st.just({}), st.just({}), st.fixed_dictionaries({}, optional={

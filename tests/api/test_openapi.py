@@ -22,6 +22,7 @@ EXPECTED = {
     ("post", "/api/tokenize"): {400, 401, 403, 413, 422},
     ("get", "/api/gallery"): {400, 401, 422},
     ("get", "/api/gallery/{image_id}.png"): {400, 401, 404, 422},
+    ("delete", "/api/gallery/{image_id}"): {400, 401, 403, 404, 422},
     ("get", PLOT_URL): {400, 401, 404},
 }
 
@@ -65,6 +66,10 @@ def test_token_schema_needs_the_token_and_documents_every_4xx(tiny_models: Model
 @pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
     ("get", "/api/gallery?offset=-1", {}, 422),
     ("get", "/api/gallery/nope.png", {}, 404),
+    ("get", "/api/gallery?q=" + "x" * 201, {}, 422),
+    ("delete", "/api/gallery/nope", {}, 422),
+    ("delete", "/api/gallery/" + "0" * 24, {}, 404),
+    ("delete", "/api/gallery/" + "0" * 24, {"headers": {"sec-fetch-site": "cross-site"}}, 403),
     ("post", "/api/uploads", {"content": b"x", "headers": {"content-type": "text/plain"}}, 415),
     ("post", "/api/uploads", {"files": {"file": ("x.png", b"\0" * (8 * 1024 * 1024 + 1), "image/png")}}, 413),
     ("post", "/api/uploads", {"files": {"file": ("x.png", b"not an image", "image/png")}}, 400),

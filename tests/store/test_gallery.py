@@ -231,3 +231,18 @@ def test_writer_thread_and_readers(tmp_path: Path) -> None:
         t.join(timeout=30)
     assert not errors
     assert g.count() == 15
+
+
+def test_page_and_search_agree_with_the_total(tmp_path: Path) -> None:
+    from app.store.search import like_pattern
+
+    assert like_pattern("5%_a\\b") == "%5\\%\\_a\\\\b%"
+    g = Gallery(tmp_path)
+    for prompt in ("a red fox", "50% off", "a_b", "aXb", "RED heart"):
+        g.add(_image(), _record(params={"prompt": prompt}))
+    g.add(_image(), _record(engine="gan", params={"truncation_psi": 0.7}))  # no prompt at all
+    assert g.page(limit=2)[1] == 6 and len(g.page(limit=2)[0]) == 2
+    assert [r.params["prompt"] for r in g.page(q="a_b")[0]] == ["a_b"]
+    assert [r.params["prompt"] for r in g.page(q="%")[0]] == ["50% off"]
+    assert sorted(r.params["prompt"] for r in g.page(q="red")[0]) == ["RED heart", "a red fox"]
+    assert g.count("red") == 2 and g.count("  ") == 6 and g.count(None) == 6
