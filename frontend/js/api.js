@@ -30,10 +30,21 @@ export function fetchInfo() {
   return getJson('/api/info');
 }
 
-/** Newest first; accepts a bare list or {items: [...]}. */
-export async function fetchGallery(limit = 48) {
-  const body = await getJson(`/api/gallery?limit=${limit}`);
-  return Array.isArray(body) ? body : body.items || body.images || [];
+/** One page of the gallery, newest first: `{items, total}` (`total` from X-Total-Count: how many
+ *  images match `q` in all). `query`: gallery_paging.js `pageQuery`. */
+export async function fetchGalleryPage(query) {
+  const path = `/api/gallery?${query}`;
+  const res = await fetch(withToken(path));
+  if (!res.ok) throw new Error(`gallery: ${await readError(res)}`);
+  const items = await res.json();
+  const total = Number(res.headers.get('x-total-count'));
+  return { items, total: Number.isFinite(total) ? total : items.length };
+}
+
+/** Delete a gallery image (its row and its PNG). */
+export async function deleteGalleryImage(id) {
+  const res = await fetch(withToken(`/api/gallery/${encodeURIComponent(id)}`), { method: 'DELETE' });
+  if (!res.ok) throw new Error(`delete failed: ${await readError(res)}`);
 }
 
 export function galleryImageUrl(item) {

@@ -1,9 +1,14 @@
-// The gallery strip: finished images with their parameters and a "use these settings" button.
-import { fetchGallery, galleryImageUrl } from './api.js';
+// The gallery: finished images with their parameters, "use these settings", download and delete,
+// a page at a time (newer / older) over the server's total, searchable by prompt.
+import { deleteGalleryImage, fetchGalleryPage, galleryImageUrl } from './api.js';
 import { el } from './controls.js';
+import { fileActions } from './gallery_actions.js';
+import { lastPageOffset, PAGE_SIZE, pageQuery, pagerState } from './gallery_paging.js';
 import { ganCaption } from './specs.js';
 import { scheduleText } from './restore.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
+
+const SEARCH_PAUSE_MS = 250; // typing: search once the keys pause
 
 function summary(item) {
   const p = item.params || {};
@@ -35,7 +40,50 @@ export class GalleryView {
     this.box = $('gallery');
     this.loading = null;
     this.stale = false; // a refresh was asked for while one was loading
+    this.size = PAGE_SIZE;
+    this.offset = 0;
+    this.total = 0;
+    this.search = $('gallery-search');
     $('gallery-refresh').addEventListener('click', () => this.refresh());
+    $('gallery-newer').addEventListener('click', () => this.turn(-1));
+    $('gallery-older').addEventListener('click', () => this.turn(1));
+    this.#bindSearch();
+  }
+
+  /** The search text as sent (the server ignores outer spaces too). */
+  get query() {
+    return this.search.value.trim();
+  }
+
+  /** One page towards older (+1) or newer (-1) images. */
+  turn(direction) {
+    this.offset = Math.max(0, this.offset + direction * this.size);
+    return this.refresh();
+  }
+
+  #bindSearch() {
+    let timer = null;
+    let sent = this.query;
+    const run = () => {
+      clearTimeout(timer);
+      if (this.query === sent) return;
+      sent = this.query;
+      this.offset = 0;
+      this.refresh();
+    };
+    this.search.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(run, SEARCH_PAUSE_MS);
+    });
+    this.search.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') run();
+      if (e.key === 'Escape' && this.search.value) {
+        e.preventDefault(); // clears the search; it does not cancel the run on screen
+        this.search.value = '';
+        run();
+      }
+    });
+    this.search.addEventListener('search', run); // the field's own clear button
   }
 
   /** Reload the list. A call while a load is in flight is not dropped: one more load follows it,
@@ -49,7 +97,7 @@ export class GalleryView {
       do {
         this.stale = false;
         try {
-          this.render(await fetchGallery());
+          await this.#load();
         } catch (err) {
           showError(`gallery: ${err.message}`);
         }
@@ -59,12 +107,39 @@ export class GalleryView {
     return this.loading;
   }
 
-  render(items) {
-    if (!items.length) {
-      this.box.replaceChildren(el('p', { class: 'empty', text: 'No finished images yet.' }));
+  /** The current page; a page left empty (its last image deleted) falls back to the last one. */
+  async #load() {
+    const q = this.query;
+    let { items, total } = await fetchGalleryPage(pageQuery({ offset: this.offset, size: this.size, q }));
+    if (!items.length && this.offset > 0 && total > 0) {
+      this.offset = lastPageOffset(total, this.size);
+      ({ items, total } = await fetchGalleryPage(pageQuery({ offset: this.offset, size: this.size, q })));
+    }
+    this.total = total;
+    this.render(items);
+    const state = pagerState({ offset: this.offset, count: items.length, total, size: this.size, q });
+    $('gallery-newer').disabled = !state.newer;
+    $('gallery-older').disabled = !state.older;
+    $('gallery-count').textContent = state.label;
+  }
+
+  async #delete(item) {
+    try {
+      await deleteGalleryImage(item.id);
+    } catch (err) {
+      showError(err.message);
       return;
     }
-    this.box.replaceChildren(...items.map((item, i) => this.#card(item, i)));
+    await this.refresh();
+  }
+
+  render(items) {
+    if (!items.length) {
+      const text = this.query ? `No images match “${this.query}”.` : 'No finished images yet.';
+      this.box.replaceChildren(el('p', { class: 'empty', text }));
+      return;
+    }
+    this.box.replaceChildren(...items.map((item, i) => this.#card(item, this.offset + i)));
   }
 
   #card(item, i) {
@@ -86,7 +161,7 @@ export class GalleryView {
         el('span', { class: 'sub', text: line }),
         history ? el('span', { class: 'sub history', text: history }) : '',
         el('span', { class: 'sub', text: perf })),
-      use, toInit);
+      use, toInit, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
     return card;
   }
 }
