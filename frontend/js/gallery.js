@@ -56,9 +56,10 @@ export class GalleryView {
   }
 
   /** One page towards older (+1) or newer (-1) images. */
-  turn(direction) {
+  async turn(direction) {
     this.offset = Math.max(0, this.offset + direction * this.size);
-    return this.refresh();
+    await this.refresh();
+    this.box.closest('section')?.scrollIntoView({ block: 'start' }); // the new page from its top
   }
 
   #bindSearch() {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.request import urlopen
@@ -52,7 +53,7 @@ def prompts_shown(pg) -> list[str]:
     return pg.eval_on_selector_all("#gallery .card .prompt", "ps => ps.map(p => p.innerText)")
 
 
-def test_pages_past_48_and_search_on_the_server(server: str, page) -> None:  # noqa: F811
+def test_pages_past_48_and_search_on_the_server(server: str, page, tmp_path: Path) -> None:  # noqa: F811
     errors = open_gallery(page, server)
     label_is(page, f"1–48 of {IMAGES} images")
     assert page.locator("#gallery .card").count() == 48
@@ -88,8 +89,13 @@ def test_pages_past_48_and_search_on_the_server(server: str, page) -> None:  # n
     label_is(page, f"1–48 of {IMAGES} images")
     assert page.input_value("#gallery-search") == ""
 
-    page.set_viewport_size({"width": 360, "height": 800})
-    page.wait_for_function(NO_SIDEWAYS)
+    page.locator("#gallery .card >> nth=1 >> button.delete").click()  # a card asking, beside the others
+    for width in (1440, 390, 360):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_function(NO_SIDEWAYS)
+        if width != 360:  # NOISESCOPE_SCREENSHOTS=dir keeps them
+            shot = Path(os.environ.get("NOISESCOPE_SCREENSHOTS", tmp_path)) / f"gallery-{width}.png"
+            page.locator(".gallery-section").screenshot(path=str(shot))
     assert page.inner_text("#errors").strip() == ""
     assert not errors, errors
 
