@@ -3,7 +3,7 @@
 import { deleteGalleryImage, fetchGalleryPage, galleryImageUrl } from './api.js';
 import { el } from './controls.js';
 import { fileActions } from './gallery_actions.js';
-import { lastPageOffset, PAGE_SIZE, pageQuery, pagerState } from './gallery_paging.js';
+import { lastPageOffset, MAX_QUERY_CHARS, PAGE_SIZE, pageQuery, pagerState } from './gallery_paging.js';
 import { ganCaption } from './specs.js';
 import { scheduleText } from './restore.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
@@ -44,6 +44,7 @@ export class GalleryView {
     this.offset = 0;
     this.total = 0;
     this.search = $('gallery-search');
+    this.search.maxLength = MAX_QUERY_CHARS;
     $('gallery-refresh').addEventListener('click', () => this.refresh());
     $('gallery-newer').addEventListener('click', () => this.turn(-1));
     $('gallery-older').addEventListener('click', () => this.turn(1));
@@ -125,6 +126,7 @@ export class GalleryView {
   }
 
   async #delete(item) {
+    const at = [...this.box.querySelectorAll('.card')].findIndex((card) => card.dataset.id === item.id);
     try {
       await deleteGalleryImage(item.id);
     } catch (err) {
@@ -132,6 +134,10 @@ export class GalleryView {
       return;
     }
     await this.refresh();
+    // the keyboard stays in the gallery: on the card that took the deleted one's place
+    const cards = this.box.querySelectorAll('.card');
+    const next = cards[Math.min(Math.max(at, 0), cards.length - 1)];
+    (next?.querySelector('button.delete') ?? $('gallery-search')).focus();
   }
 
   render(items) {

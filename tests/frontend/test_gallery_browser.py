@@ -137,6 +137,8 @@ def test_delete_asks_first_and_download_keeps_the_metadata(server: str, page, tm
     first.get_by_role("button", name=f"yes, delete image 1: {prompt}").click()
     label_is(page, f"1–48 of {IMAGES - 1} images")
     assert page.locator(f"#gallery .card[data-id='{image_id}']").count() == 0
+    focused = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+    assert focused.startswith("delete image 1: ") and focused != f"delete image 1: {prompt}", focused
     with urlopen(f"{server}/api/gallery?limit=500") as res:
         assert image_id not in {item["id"] for item in json.loads(res.read())}
     assert page.evaluate(f"() => fetch('/api/gallery/{image_id}.png').then(r => r.status)") == 404
