@@ -131,6 +131,7 @@ export class GalleryView {
       await deleteGalleryImage(item.id);
     } catch (err) {
       showError(err.message);
+      if (/no such image/.test(err.message)) await this.refresh(); // another tab deleted it first
       return;
     }
     await this.refresh();

@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 
 import pytest
 from PIL import Image
@@ -158,4 +158,13 @@ def test_delete_asks_first_and_download_keeps_the_metadata(server: str, page, tm
     label_is(page, "1–48 of 48 images")
     assert page.is_disabled("#gallery-older")
     assert page.inner_text("#errors").strip() == ""
+
+    # deleted meanwhile elsewhere: the page says so and drops the card
+    card = page.locator("#gallery .card").first
+    with urlopen(Request(f"{server}/api/gallery/{card.get_attribute('data-id')}", method="DELETE")) as res:
+        assert res.status == 204
+    card.locator("button.delete").click()
+    card.locator("button.confirm-delete").click()
+    label_is(page, "1–47 of 47 images")
+    assert "delete failed: no such image" in page.inner_text("#errors")
     assert not errors, errors
