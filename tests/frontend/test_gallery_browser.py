@@ -24,22 +24,33 @@ IMAGES = 60
 OLD_PROMPTS = ["100% red fox", "100 red foxes", "snake_case cat", "snakecase cat"]
 
 
-@pytest.fixture
-def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+def fill(tmp_path: Path, prompts: list[str]) -> None:
+    """Images straight into the gallery database that serve() will open, oldest first."""
     gallery = Gallery(tmp_path / "data" / "gallery")  # where serve() points the studio's data_dir
-    prompts = OLD_PROMPTS + [f"red heart {i}" for i in range(IMAGES - len(OLD_PROMPTS))]
     for seed, prompt in enumerate(prompts):
         record = ImageRecord(engine="diffusion", params={"prompt": prompt, "steps": 4, "sampler": "ddim",
                                                          "cfg_scale": 5.0, "width": 16, "height": 16}, seed=seed)
         gallery.add(Image.new("RGB", (16, 16), (seed * 4, 80, 160)), record)
     gallery.close()
+
+
+@pytest.fixture
+def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    fill(tmp_path, OLD_PROMPTS + [f"red heart {i}" for i in range(IMAGES - len(OLD_PROMPTS))])
     yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path)
 
 
-def open_gallery(pg, url: str) -> list[str]:
+@pytest.fixture
+def token_server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """Token mode (listening beyond loopback): the page's links and deletes must carry the token."""
+    fill(tmp_path, ["red heart", "cat face", "smiling cat"])
+    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path, host="0.0.0.0", token="s3cret")
+
+
+def open_gallery(pg, url: str, path: str = "/") -> list[str]:
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(url + "/")
+    pg.goto(url + path)
     pg.wait_for_selector("#conn[data-state='open']", timeout=20_000)
     pg.wait_for_function("() => document.querySelectorAll('#gallery .card').length > 0")
     return errors
@@ -167,4 +178,27 @@ def test_delete_asks_first_and_download_keeps_the_metadata(server: str, page, tm
     card.locator("button.confirm-delete").click()
     label_is(page, "1–47 of 47 images")
     assert "delete failed: no such image" in page.inner_text("#errors")
+    assert not errors, errors
+
+
+def test_download_and_delete_in_token_mode(token_server: str, page, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(Exception, match="401"):
+        urlopen(f"{token_server}/api/gallery")
+    errors = open_gallery(page, token_server, "/?token=s3cret")
+    label_is(page, "1–3 of 3 images")
+    first = page.locator("#gallery .card").first
+    image_id = first.get_attribute("data-id")
+    with page.expect_download() as info:
+        first.locator("a.download").click()
+    saved = tmp_path / "saved.png"
+    info.value.save_as(saved)
+    assert info.value.suggested_filename == "noisescope-smiling-cat-seed2.png"
+    with Image.open(saved) as img:
+        assert json.loads(img.text["noisescope"])["id"] == image_id and "parameters" in img.text
+    first.locator("button.delete").click()
+    first.locator("button.confirm-delete").click()
+    label_is(page, "1–2 of 2 images")
+    with urlopen(Request(f"{token_server}/api/gallery", headers={"authorization": "Bearer s3cret"})) as res:
+        assert image_id not in {item["id"] for item in json.loads(res.read())}
+    assert page.inner_text("#errors").strip() == ""
     assert not errors, errors
