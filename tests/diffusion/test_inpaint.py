@@ -122,3 +122,10 @@ def test_inpainting_unet_gets_its_conditioning(inpaint_models: DiffusionModels) 
     # text-to-image on an inpainting UNet: all masked, blank image, still runs
     t2i, _ = run(inpaint_models, params(init_image=None, mask_image=None), init=None)
     assert t2i.shape == a.shape and torch.isfinite(t2i).all()
+
+
+def test_inpainting_unet_is_calibrated(inpaint_models: DiffusionModels) -> None:
+    """The budget's timing run at start-up feeds the UNet all 9 channels too."""
+    from app.engine.calibrate import calibrate
+
+    assert calibrate(inpaint_models).latent_channels == 4
