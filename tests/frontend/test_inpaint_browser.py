@@ -96,6 +96,10 @@ def test_paint_a_mask_and_regenerate_inside_only(server: str, page, tmp_path: Pa
     page.wait_for_function("() => /paint the part/.test(document.getElementById('d-mask-status').innerText)")
     assert page.is_visible("#d-mask-editor")
     page.click("#d-mask-off")
+    page.locator("#gallery .card").first.get_by_role("button", name="inpaint").click()  # and a gallery card
+    page.wait_for_function("() => /from gallery image/.test(document.getElementById('d-init-status').innerText)")
+    page.wait_for_function("() => /paint the part/.test(document.getElementById('d-mask-status').innerText)")
+    page.click("#d-mask-off")
     assert page.is_hidden("#d-mask-editor") and page.inner_text("#d-mask-status") == "no mask"
     assert page.inner_text("#errors").strip() == ""
     assert not errors, errors
