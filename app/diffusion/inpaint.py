@@ -16,6 +16,7 @@ conditioning (`concat`), built as StableDiffusionInpaintPipeline builds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,14 +76,15 @@ def masked_denoiser(model: Denoiser, inpaint: Inpaint) -> Denoiser:
     return denoise
 
 
-def inpaint_conditioning(encode, image: Tensor, pixels: Tensor | None, latent: Tensor | None,
-                         shape: tuple[int, int, int]) -> Tensor:
+def inpaint_conditioning(encode: Callable[[Tensor], Tensor], image: Tensor, pixels: Tensor | None,
+                         cells: Tensor | None, shape: tuple[int, int, int]) -> Tensor:
     """The 9-channel UNet's extra input, [1, 1 + C, h, w]: the latent mask and the latent of the image
-    with the masked pixels blanked (StableDiffusionInpaintPipeline: image * (mask < 0.5), encoded).
+    with the masked pixels blanked (StableDiffusionInpaintPipeline: image * (mask < 0.5), encoded);
+    `pixels` is the pixel mask, `cells` the latent mask (latent_mask), both [1, 1, ...].
     Without a mask (text-to-image on an inpainting UNet) everything is masked and the image blank,
     as A1111 conditions such a model. `encode` maps [1, 3, H, W] in [-1, 1] to scaled latents."""
-    if pixels is None or latent is None:
+    if pixels is None or cells is None:
         blank = torch.zeros_like(image)
         return torch.cat([image.new_ones(1, 1, *shape[1:]), encode(blank)], dim=1)
     kept = image * (pixels < 0.5).to(image.dtype)
-    return torch.cat([(latent > 0).to(image.dtype), encode(kept)], dim=1)
+    return torch.cat([(cells > 0).to(image.dtype), encode(kept)], dim=1)
