@@ -126,6 +126,9 @@ class DiffusionParams(LiveParams):
     height: int = Field(64, ge=8, le=4096, multiple_of=8)
     batch: int = Field(1, ge=1, le=64)
     init_image: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="id from /api/uploads")
+    mask_image: str | None = Field(
+        None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        description="inpainting: id from /api/uploads of a mask (white = re-generate, black = keep); needs init_image")
     skip_steps: int = Field(0, ge=0, le=10000)
     schedule: list[ScheduleEntry] = Field(
         default_factory=list, max_length=MAX_SCHEDULE_ENTRIES,
@@ -143,6 +146,12 @@ class DiffusionParams(LiveParams):
             raise ValueError("prompt is empty")
         parse_prompt(v)  # "|", "x:1e999", 17 parts: refused here, not in the worker
         return v
+
+    @model_validator(mode="after")
+    def _mask_needs_init(self) -> DiffusionParams:
+        if self.mask_image is not None and self.init_image is None:
+            raise ValueError("mask_image needs an init_image: the mask says which part of that image to re-generate")
+        return self
 
     @model_validator(mode="after")
     def _schedule_in_range(self) -> DiffusionParams:

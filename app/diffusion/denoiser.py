@@ -26,7 +26,9 @@ class UNetDenoiser:
 
     epsilon: x0 = x - sigma * eps_hat.
     v:       x0 = x / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) * v_hat   (c_skip, c_out).
-    Inputs and outputs are float32 whatever the UNet's dtype.
+    Inputs and outputs are float32 whatever the UNet's dtype. An inpainting UNet (9 input
+    channels) takes `concat` ([1 or B, 5, h, w]: mask and masked-image latent, app.diffusion.inpaint),
+    appended to its scaled input as StableDiffusionInpaintPipeline does; its batch is repeated to x's.
     """
 
     def __init__(self, unet: torch.nn.Module, alphas_cumprod: Tensor, prediction_type: str = "epsilon") -> None:
@@ -47,11 +49,14 @@ class UNetDenoiser:
     def sigma_max(self) -> float:
         return float(self.sigmas[-1])
 
-    def __call__(self, x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, context: Tensor, concat: Tensor | None = None) -> Tensor:
         sigma = sigma.float()
         c_in = _bcast((sigma**2 + 1).rsqrt(), x)
         t = sigma_to_t(sigma, self.log_sigmas)
-        out = self.unet((x * c_in).to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
+        inputs = x * c_in
+        if concat is not None:
+            inputs = torch.cat([inputs, concat.to(x.dtype).repeat(x.shape[0] // concat.shape[0], 1, 1, 1)], dim=1)
+        out = self.unet(inputs.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
         s = _bcast(sigma, x)
         if self.prediction_type == "epsilon":
             return x - s * out

@@ -17,6 +17,14 @@ from app.clip.backend import ClipBackend
 from app.diffusion import previews
 from app.diffusion.denoiser import UNetDenoiser, cfg_denoiser, text_conditioning
 from app.diffusion.guidance import ClipTarget, clip_guided, clip_score, clip_target
+from app.diffusion.inpaint import (
+    INPAINT_UNET_CHANNELS,
+    Inpaint,
+    inpaint_conditioning,
+    latent_mask,
+    masked_denoiser,
+    pixel_mask,
+)
 from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
@@ -49,7 +57,12 @@ class DiffusionModels:
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        return int(self.unet.config.out_channels)
+
+    @property
+    def inpaint_unet(self) -> bool:
+        """A diffusers inpainting UNet: latent, mask and masked-image latent in (9 channels)."""
+        return int(self.unet.config.in_channels) == INPAINT_UNET_CHANNELS
 
     @property
     def vae_scale(self) -> int:
@@ -141,7 +154,8 @@ def scored_step(index: int, total: int, preview_every: int, full_decode_every: i
 def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
              on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
              init_image: Image.Image | None = None, start_denoised: Tensor | None = None,
-             on_boundary: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> Tensor:
+             on_boundary: Callable[[int], None] | None = None, check: Callable[[], None] | None = None,
+             mask: Image.Image | None = None) -> Tensor:
     """Sample one batch; returns the final latent [batch, C, h, w].
 
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
@@ -157,6 +171,10 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
       too, or the multistep history restarts (the tail then differs slightly).
     - img2img: `init_image` is encoded, noised to the sigma of step `skip_steps`, and sampled from
       there. skip_steps without an init image starts from noise at that level (Disco's behaviour).
+    - inpainting: `mask` (white = re-generate) with `init_image`: the kept region is the noised init
+      at every step and exactly the init's latent at the end (app.diffusion.inpaint); the steps'
+      `latent` and `denoised` already show the kept region so (previews, resumes). An inpainting UNet
+      (9 channels) also gets its mask / masked-image conditioning, with or without a mask.
     - `check()` raises to cancel inside a step too: between the parts of a guided step (UNet, decode,
       each loss term and CLIP call, the backward pass), see guidance.clip_guided.
     Image j of a batch uses seed + j.
@@ -165,6 +183,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
         raise ValueError("skip_steps must be smaller than steps")
     if params.width % models.vae_scale or params.height % models.vae_scale:
         raise ValueError(f"width and height must be multiples of {models.vae_scale}")
+    if mask is not None and init_image is None:
+        raise ValueError("a mask needs an init image")
     prompts = parse_prompt(params.prompt)
     seed = params.seed or 0
     seeds = [seed + j for j in range(params.batch)]
@@ -181,20 +201,36 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
             x, first = start_latent.to(device, torch.float32), start_step
         elif start_step:
             raise ValueError("resuming needs start_latent")
-        else:
+        noise = initial_noise(seeds, shape, device)
+        image = known = pixels = None
+        if init_image is not None and (start_latent is None or mask is not None or models.inpaint_unet):
+            image = pil_to_tensor(init_image, params.width, params.height).to(device)
+            known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
+        if start_latent is None:
             first = params.skip_steps
-            noise = initial_noise(seeds, shape, device)
-            if init_image is not None:
-                image = pil_to_tensor(init_image, params.width, params.height).to(device)
-                x = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1) + noise * float(sigmas[first])
-            else:
-                x = noise * float(sigmas[first])
+            x = noise * float(sigmas[first]) if known is None else known + noise * float(sigmas[first])
+        inpaint = None
+        if mask is not None and known is not None:
+            pixels = pixel_mask(mask, params.width, params.height).to(device)
+            inpaint = Inpaint(known, noise, latent_mask(pixels, models.vae_scale))
+
+        unet = models.denoiser
+        if models.inpaint_unet:
+            blank = torch.zeros(1, 3, params.height, params.width, device=device)
+            concat = inpaint_conditioning(lambda im: previews.encode(models.vae, im),
+                                          blank if image is None else image, pixels,
+                                          None if inpaint is None else inpaint.mask, shape)
+
+            def unet(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
+                return models.denoiser(x, sigma, context, concat=concat)
 
         cond = text_conditioning(models.tokenizer, models.text_encoder, prompts, params.negative_prompt)
-        denoiser = cfg_denoiser(models.denoiser, cond, lambda: live().cfg_scale)
+        denoiser = cfg_denoiser(unet, cond, lambda: live().cfg_scale)
         target = clip_target(models.clip, prompts) if models.clip is not None else None
         denoiser = clip_guided(denoiser, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
                                models.clip, target, check or (lambda: None))
+        if inpaint is not None:
+            denoiser = masked_denoiser(denoiser, inpaint)
         score = _score_fn(models, target)
 
         # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
@@ -209,6 +245,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
                              clip_score=None if score_t is None else round(float(score_t), 4)))
 
         def callback(d: dict) -> None:
+            if inpaint is not None:  # the latent as the next step sees it; the x0 as it will be kept
+                d = {**d, "x": inpaint.blend(d["x"], d["sigma_next"]), "denoised": inpaint.shown(d["denoised"])}
             index = d["i"] + 1
             knobs = live()
             preview = index % knobs.preview_every == 0 or index == params.steps
@@ -226,7 +264,7 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
                         old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
         if held:
             report(*held.pop())
-        return x
+        return x if inpaint is None else inpaint.paste(x)
 
 
 def sampler_eta(sampler: str, eta: float | None) -> float:

@@ -96,7 +96,10 @@ def _calibrate(models, latent_side: int) -> Calibration:
     latents = {side: torch.randn(1, channels, side, side, device=device) for side in (latent_side, 2 * latent_side)}
 
     def unet(side: int = latent_side) -> Callable[[], object]:
-        return lambda: models.denoiser(latents[side], sigma, context)
+        # an inpainting UNet's mask and masked-image channels (app.diffusion.inpaint), blank here
+        extra = int(models.unet.config.in_channels) - channels
+        concat = torch.zeros(1, extra, side, side, device=device) if extra else None
+        return lambda: models.denoiser(latents[side], sigma, context, concat=concat)
 
     def decode(side: int = latent_side) -> Callable[[], object]:
         return lambda: previews.decode(models.vae, latents[side])

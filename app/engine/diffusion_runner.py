@@ -52,6 +52,14 @@ class DiffusionRunner:
                                "message": "the init image was not found; upload it again"})
                 return
             init_image = Image.open(path).convert("RGB")
+        mask = None
+        if params.mask_image is not None:
+            path = self.uploads / f"{params.mask_image}.png"
+            if not path.is_file():
+                job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
+                               "message": "the inpainting mask was not found; paint or upload it again"})
+                return
+            mask = Image.open(path).convert("L")
 
         self.history.start(RunRecord(job.run_id, params.model_dump(), params.steps, job.parent, job.from_step))
         job.sink.send({"type": "started", "run_id": job.run_id, "engine": "diffusion", "total": params.steps,
@@ -77,7 +85,7 @@ class DiffusionRunner:
         try:
             latent = generate(self.models, params, live=live.params, on_step=on_step,
                               start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
-                              init_image=init_image, on_boundary=live.advance, check=live.check)
+                              init_image=init_image, on_boundary=live.advance, check=live.check, mask=mask)
         except RunCancelled:
             job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
             return

@@ -173,6 +173,11 @@ class Studio:
         for name in ("width", "height"):
             if problem := self.sizes.problem(name, getattr(params, name)):
                 raise StudioError("bad_request", f"params.{name}: {problem}")
+        if params.mask_image is not None:  # an inpainting run: both uploads must be there before it queues
+            for name in ("init_image", "mask_image"):
+                if not (self.uploads / f"{getattr(params, name)}.png").is_file():
+                    raise StudioError("not_found", f"params.{name}: no uploaded image has that id (uploads expire "
+                                                   f"after {self.settings.upload_max_age_hours:g} hours); upload it again")
         live = LiveState(params.live(), params.schedule)
         peak = self._within_budget(params, live.states_with(LiveUpdate()))
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))

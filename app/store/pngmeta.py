@@ -117,6 +117,8 @@ def a1111_parameters(
             fields.append(("CLIP guidance scale", params["clip_guidance_scale"]))
         if params.get("init_image"):
             fields.append(("Denoising start step", params.get("skip_steps", 0)))
+        if params.get("mask_image"):
+            fields.append(("Inpaint mask", f"upload {params['mask_image']}"))
     text = ", ".join(f"{k}: {_fmt(v)}" for k, v in fields if v is not None)
     if schedule:
         text += f', Schedule: "{schedule_note(schedule)}"'

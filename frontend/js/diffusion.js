@@ -7,6 +7,7 @@ import { mimeFor, FrameType } from './protocol.js';
 import { placeText, queueOrder, settingsKey } from './queue.js';
 import { nearestSize, sizeOptions, sizeWarning } from './sizes.js';
 import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
+import { MaskEditor } from './inpaint.js';
 import { imageAsUpload, scheduleCount, scheduleText, showNotice } from './restore.js';
 import { $, clearErrors, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 
@@ -28,6 +29,8 @@ export class DiffusionPanel {
     this.scrubStep = 0;
     this.initImage = null;
     this.initUi = null; // the init image control's file input, preview and status
+    this.maskImage = null; // the inpainting mask's upload id (white = re-generate)
+    this.mask = new MaskEditor((id) => { this.maskImage = id; });
     this.schedule = []; // restored live changes that the next Generate replays
     this.pendingUpdate = {};
     this.updateTimer = null;
@@ -44,6 +47,10 @@ export class DiffusionPanel {
     $('d-to-init').addEventListener('click', () => {
       const run = this.runs.get(this.viewed);
       if (run?.finalUrl) this.useAsInit(withToken(run.finalUrl), `the final image of run ${run.id}`);
+    });
+    $('d-inpaint').addEventListener('click', () => {
+      const run = this.runs.get(this.viewed);
+      if (run?.finalUrl) this.useAsInit(withToken(run.finalUrl), `the final image of run ${run.id}`, true);
     });
     $('replay-clear').addEventListener('click', () => this.setSchedule([]));
     $('d-reuse-seed').addEventListener('click', () => this.reuseSeed());
@@ -70,6 +77,7 @@ export class DiffusionPanel {
   /** The params a Generate would send now; prompts as one line, as the server saves them. */
   params(prompt, negative) {
     const params = diffusionParams(this.controls.values(), oneLine(prompt), oneLine(negative), this.initImage);
+    if (params.init_image && this.maskImage) params.mask_image = this.maskImage;
     const schedule = this.#replayable(params);
     if (schedule.length) params.schedule = schedule;
     return params;
@@ -119,6 +127,10 @@ export class DiffusionPanel {
     const problem = this.controls.problems()[0];
     if (problem) {
       showError(problem);
+      return false;
+    }
+    if (this.mask.uploading) {
+      showError('The inpainting mask is still uploading; press Generate again in a moment.');
       return false;
     }
     const params = this.params(prompt, negative);
@@ -193,6 +205,7 @@ export class DiffusionPanel {
     if (withInit) {
       if (params.init_image) this.setInitImage(params.init_image, null, `id ${params.init_image} (restored)`);
       else this.setInitImage(null);
+      this.mask.restore(params.init_image ? params.mask_image ?? null : null);
     }
     this.#showSizeWarning();
   }
@@ -207,21 +220,31 @@ export class DiffusionPanel {
 
   /** Show `id` as the init image (null clears it); `previewUrl` may be null when only the id is known. */
   setInitImage(id, previewUrl = null, label = null) {
-    const { file, preview, status } = this.initUi;
+    const { file, preview, status, paint } = this.initUi;
     this.initImage = id;
+    this.mask.close(); // a mask belongs to the image it was painted on
     file.value = '';
     if (previewUrl) preview.src = previewUrl;
     preview.hidden = !id || !previewUrl;
+    paint.disabled = preview.hidden;
     status.textContent = id ? (label ?? `id ${id}`) : 'none';
   }
 
   /** A finished image (gallery or final) becomes the init image; a start step of 0 would drown it
-   *  in noise, so it is set to half the steps then. */
-  async useAsInit(url, label) {
+   *  in noise, so it is set to half the steps then. `inpaint`: open the mask editor on it instead
+   *  (the masked part is re-generated from any start step; the rest stays). */
+  async useAsInit(url, label, inpaint = false) {
     try {
       const file = await imageAsUpload(url);
       const id = await uploadInitImage(file);
-      this.setInitImage(id, URL.createObjectURL(file), `from ${label}`);
+      const local = URL.createObjectURL(file);
+      this.setInitImage(id, local, `from ${label}`);
+      if (inpaint) {
+        this.mask.open(local);
+        this.mask.node.scrollIntoView?.({ block: 'nearest' });
+        showNotice('Inpainting', [`from ${label}`], ['paint the part to re-generate, then Generate']);
+        return;
+      }
       const notes = [];
       if (!this.controls.get('skip_steps')) {
         const start = Math.floor(this.controls.get('steps') / 2);
@@ -326,6 +349,7 @@ export class DiffusionPanel {
     setProgress($('d-progress'), run.index, total);
     $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
     $('d-to-init').disabled = !(run.status === 'done' && run.finalUrl);
+    $('d-inpaint').disabled = $('d-to-init').disabled;
 
     let frame;
     if (this.follow) {
@@ -359,7 +383,10 @@ export class DiffusionPanel {
                                title: 'img2img: start from this picture (A1111 “init image”)' });
     const preview = el('img', { class: 'init-preview', alt: 'init image', hidden: true });
     const status = el('span', { class: 'mono', id: 'd-init-status', text: 'none' });
-    this.initUi = { file, preview, status };
+    const paint = el('button', { type: 'button', id: 'd-paint-mask', text: 'paint mask', disabled: true,
+                                 title: 'inpainting: paint the part of the init image to re-generate' });
+    paint.addEventListener('click', () => this.mask.open(preview.src));
+    this.initUi = { file, preview, status, paint };
     const clear = el('button', { type: 'button', text: 'clear', 'aria-label': 'clear init image' });
     file.addEventListener('change', async () => {
       const chosen = file.files?.[0];
@@ -374,16 +401,14 @@ export class DiffusionPanel {
         this.initImage = null;
         status.textContent = 'none';
         showError(err.message);
+      } finally {
+        this.mask.close(); // a mask belongs to the image it was painted on
+        paint.disabled = !this.initImage;
       }
     });
-    clear.addEventListener('click', () => {
-      this.initImage = null;
-      file.value = '';
-      preview.hidden = true;
-      status.textContent = 'none';
-    });
+    clear.addEventListener('click', () => this.setInitImage(null));
     const extra = el('div', { class: 'ctl' }, el('label', { class: 'head', for: 'd-init-file', text: 'init image' }), file,
-      el('div', { class: 'row' }, preview, status, clear));
+      el('div', { class: 'row' }, preview, status, clear, paint), this.mask.node);
     return DIFFUSION_GROUPS.map((g) => (g.legend === 'Init image' ? { ...g, extra } : g));
   }
 

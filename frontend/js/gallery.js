@@ -32,7 +32,7 @@ function summary(item) {
 export class GalleryView {
   /**
    * @param {(item: object) => void} onUse  restores an item's settings into the panels
-   * @param {(item: object) => void} [onInit]  makes an item the init image
+   * @param {(item: object, inpaint: boolean) => void} [onInit]  makes an item the init image (to paint a mask on)
    */
   constructor(onUse, onInit = null) {
     this.onUse = onUse;
@@ -160,7 +160,10 @@ export class GalleryView {
     use.addEventListener('click', () => this.onUse(item));
     const toInit = el('button', { type: 'button', text: 'send to init image', class: 'to-init',
                                   'aria-label': `send to init image: image ${i + 1}, ${prompt.slice(0, 80)}` });
-    toInit.addEventListener('click', () => this.onInit?.(item));
+    toInit.addEventListener('click', () => this.onInit?.(item, false));
+    const inpaint = el('button', { type: 'button', text: 'inpaint', class: 'to-init',
+                                   'aria-label': `inpaint: image ${i + 1}, ${prompt.slice(0, 80)}` });
+    inpaint.addEventListener('click', () => this.onInit?.(item, true));
     const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
     const card = el('article', { class: 'card', 'data-id': item.id },
       link,
@@ -169,7 +172,7 @@ export class GalleryView {
         el('span', { class: 'sub', text: line }),
         history ? el('span', { class: 'sub history', text: history }) : '',
         el('span', { class: 'sub', text: perf })),
-      use, toInit, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
+      use, toInit, inpaint, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
     return card;
   }
 }

@@ -66,7 +66,7 @@ restorer.install($('open-png-file'));
 $('open-png').addEventListener('click', () => $('open-png-file').click());
 const gallery = new GalleryView(
   (item) => restorer.apply({ ...item, source: 'gallery' }, `gallery image ${item.id}`),
-  (item) => diffusion.useAsInit(galleryImageUrl(item), `gallery image ${item.id}`),
+  (item, inpaint) => diffusion.useAsInit(galleryImageUrl(item), `gallery image ${item.id}`, inpaint),
 );
 
 const compare = new CompareView($('compare'), $('compare-caption'));

@@ -45,6 +45,7 @@ export function describeRestore(data) {
   if (count) lines.push(`${count} (${scheduleText(data.schedule)})`);
   if (data.lineage?.parent_run) lines.push(`fork of run ${data.lineage.parent_run} at step ${data.lineage.from_step}`);
   if (data.engine !== 'gan' && p.init_image) lines.push(`init image: upload ${p.init_image}, start step ${p.skip_steps ?? 0}`);
+  if (data.engine !== 'gan' && p.init_image && p.mask_image) lines.push(`inpainting mask: upload ${p.mask_image}`);
   return lines;
 }
 

@@ -173,6 +173,8 @@ DIFFUSION_VALID = {
     "height": st.sampled_from([8, 16, 32, 64]),
     "batch": st.integers(1, 2),
     "init_image": st.one_of(st.none(), st.just(Known("upload", 0)), st.just("0" * 32)),
+    # mostly none: a mask without an init image is refused, and the fuzz must still reach the engine
+    "mask_image": st.one_of(st.none(), st.none(), st.none(), st.just(Known("upload", 0)), st.just("0" * 32)),
     "skip_steps": st.one_of(st.just(0), st.integers(0, 2)),
 }
 DIFFUSION_BAD = {
@@ -186,6 +188,7 @@ DIFFUSION_BAD = {
     "height": outside(0, 7, 72, 4096),
     "batch": outside(0, 3, 65),
     "init_image": outside("../x", "", "a/b", "x" * 65),
+    "mask_image": outside("../x", "", "a/b", "x" * 65),
     "skip_steps": outside(3, 4, -1),
     "evil": outside(1, "x", None),
 }
@@ -356,7 +359,8 @@ GAN_BASE = {"prompt": "a cat", "seed": 1, "search_steps": 1, "search_cutn": 2, "
 # Fields that are each in range but not together.
 DIFFUSION_COMBOS = [{"skip_steps": 1, "steps": 1}, {"width": 64, "height": 64, "batch": 2},
                     {"cutn_overview": "[3]", "cutn_inner": "[2]"}, {"cutn_overview": "[2]", "batch": 2, "steps": 3},
-                    {"init_image": "0" * 32}, {"prompt": "a:1 | b:-1"}, {"prompt": "a:0"}, {"negative_prompt": "|"}]
+                    {"init_image": "0" * 32}, {"prompt": "a:1 | b:-1"}, {"prompt": "a:0"}, {"negative_prompt": "|"},
+                    {"mask_image": "0" * 32}, {"init_image": "0" * 32, "mask_image": "0" * 32}]
 GAN_COMBOS = [{"seed": 2**32 - 1, "grid": 2}, {"seed": 2**32 - 16, "grid": 16}, {"search_cutn": 4, "grid": 2},
               {"mix_layer": 64}, {"search_steps": 1, "prompt": ""}, {"search_steps": 1, "prompt": " | "}]
 
