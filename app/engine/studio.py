@@ -28,6 +28,7 @@ from app.params import (
     ScheduleEntry,
     apply_change,
     dump_schedule,
+    gallery_source,
     live_diff,
 )
 from app.registry import Models
@@ -173,6 +174,9 @@ class Studio:
         for name in ("width", "height"):
             if problem := self.sizes.problem(name, getattr(params, name)):
                 raise StudioError("bad_request", f"params.{name}: {problem}")
+        source = gallery_source(params.init_image)
+        if source is not None and self.gallery.get(source) is None:
+            raise StudioError("not_found", f"params.init_image: there is no gallery image {source}")
         live = LiveState(params.live(), params.schedule)
         peak = self._within_budget(params, live.states_with(LiveUpdate()))
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))
