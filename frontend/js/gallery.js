@@ -3,6 +3,7 @@ import { fetchGallery, galleryImageUrl } from './api.js';
 import { el } from './controls.js';
 import { ganCaption } from './specs.js';
 import { scheduleText } from './restore.js';
+import { batchText, lineageText } from './variations.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
 
 function summary(item) {
@@ -17,6 +18,7 @@ function summary(item) {
     if (p.clip_guidance_scale) parts.push(`clip ${p.clip_guidance_scale}`);
   }
   parts.push(`seed ${item.seed ?? '–'}`, `${item.width}×${item.height}`);
+  if (batchText(item)) parts.push(batchText(item));
   const history = [];
   if (item.lineage?.parent_run) history.push(`fork @${item.lineage.from_step}`);
   if (item.schedule?.length) history.push(scheduleText(item.schedule));
@@ -28,10 +30,12 @@ export class GalleryView {
   /**
    * @param {(item: object) => void} onUse  restores an item's settings into the panels
    * @param {(item: object) => void} [onInit]  makes an item the init image
+   * @param {(item: object) => void} [onVariations]  queues variations of an item
    */
-  constructor(onUse, onInit = null) {
+  constructor(onUse, onInit = null, onVariations = null) {
     this.onUse = onUse;
     this.onInit = onInit;
+    this.onVariations = onVariations;
     this.box = $('gallery');
     this.loading = null;
     this.stale = false; // a refresh was asked for while one was loading
@@ -78,6 +82,11 @@ export class GalleryView {
     const toInit = el('button', { type: 'button', text: 'send to init image', class: 'to-init',
                                   'aria-label': `send to init image: image ${i + 1}, ${prompt.slice(0, 80)}` });
     toInit.addEventListener('click', () => this.onInit?.(item));
+    const vary = el('button', { type: 'button', text: 'variations', class: 'vary',
+                                title: 'four img2img runs from this image at the strength set under the Diffusion viewer',
+                                'aria-label': `variations of image ${i + 1}: ${prompt.slice(0, 80)}` });
+    vary.addEventListener('click', () => this.onVariations?.(item));
+    const source = lineageText(item.lineage);
     const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
     const card = el('article', { class: 'card', 'data-id': item.id },
       link,
@@ -85,8 +94,9 @@ export class GalleryView {
         el('span', { class: 'prompt', title: prompt, text: prompt }),
         el('span', { class: 'sub', text: line }),
         history ? el('span', { class: 'sub history', text: history }) : '',
+        source ? el('span', { class: 'sub lineage', text: source, title: `source: gallery image ${item.lineage.source_image}` }) : '',
         el('span', { class: 'sub', text: perf })),
-      use, toInit);
+      use, toInit, vary);
     return card;
   }
 }
