@@ -409,7 +409,7 @@ export class DiffusionPanel {
     const run = this.runs.get(this.viewed);
     if (run?.status !== 'done' || !run.imageIds?.length) return null;
     const j = Math.min(run.picked ?? 0, run.imageIds.length - 1);
-    const which = run.imageIds.length > 1 ? `image ${j + 1} of run #${run.number}` : `run #${run.number}`;
+    const which = run.imageIds.length > 1 ? `image ${j + 1} of run #${run.number}` : `the final image of run #${run.number}`;
     return { id: run.imageIds[j], params: run.params, label: which };
   }
 
