@@ -6,8 +6,6 @@ import { DIFFUSION_GROUPS } from './specs.js';
 export const VARIATIONS = 4;
 export const STRENGTH_TITLE = 'how much of the image each variation re-draws: 0.1 keeps it nearly as it is, '
   + '1 draws it anew from its settings (A1111 “Denoising strength”: the share of the steps that run)';
-export const VARIETY_TITLE = 'how different the images of a batch or grid are from one another: the mean distance '
-  + 'between their CLIP embeddings, 0 when all are the same, about 1.4 for unrelated pictures (“diversity”)';
 
 /** The first step an img2img run at `strength` samples (0 = from noise; at least one step runs). */
 export function skipForStrength(steps, strength) {
