@@ -87,3 +87,16 @@ def test_a_missing_or_malformed_gallery_source_is_refused_before_queueing(client
         assert "pattern" not in err["message"]
     assert not any(e["type"] == "queued" for e in reader.events)
 
+
+
+def test_a_fork_of_a_variation_batch_keeps_both_lineages(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        source = run_to_done(reader, SOURCE)[1]["image_id"]
+        parent = variations(reader, source, skip_steps=6)
+        ws.send_json({"type": "rewind", "run_id": parent["run_id"], "step": 8, "params": {"cfg_scale": 0}})
+        queued = reader.until("queued")
+        fork = reader.until("done", queued["run_id"])
+    assert len(fork["image_ids"]) == 4 and fork["params"]["batch"] == 4
+    assert fork["lineage"] == {"parent_run": parent["run_id"], "from_step": 8, "source_image": source, "strength": 0.5}
+    assert fork["schedule"] == [{"step": 8, "changes": {"cfg_scale": 0.0}}]
