@@ -100,3 +100,36 @@ def test_batch_grid_variations_and_their_labels(server: str, page) -> None:  # n
     assert page.input_value("#d-seed") == "40" and page.input_value("#d-batch") == "4"
     assert "batch of 4 from seed 40" in page.inner_text("#notice")
     assert not errors, errors
+
+
+LONG = 3000  # steps: a run still going while the test acts; the test cancels it
+
+
+@pytest.fixture
+def long_server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path, max_steps=LONG)
+
+
+def test_the_queue_lists_batches_and_variations(long_server: str, page) -> None:  # noqa: F811
+    page.goto(long_server + "/")
+    page.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    page.fill("#prompt", "cat face")
+    page.fill("#d-seed", "3")
+    set_range(page, "#d-steps", 4)
+    page.click("#generate")
+    cards(page, 1)
+
+    page.eval_on_selector("#d-steps", f"el => {{ el.max = {LONG}; }}")
+    set_range(page, "#d-steps", LONG)
+    set_range(page, "#d-batch", 2)
+    page.click("#generate")
+    page.wait_for_function("() => noisescope.runs.list('diffusion').some(r => r.number === 2 && r.index >= 1)",
+                           timeout=60_000)
+    page.locator("#gallery .card").first.get_by_role("button", name="variations").click()
+    waiting = page.locator("#queue-list li[data-status='queued']")
+    waiting.filter(has_text="variations of gallery image").filter(has_text="×4").wait_for()
+    assert "“cat face” ×2" in page.inner_text("#queue-list li[data-status='running']")
+    page.click("#queue-list button[aria-label='cancel run #2']")
+    cards(page, 5)  # the variations ran after the cancelled batch
+    page.wait_for_selector("#queue", state="hidden")
+    assert runs(page)[1]["status"] == "cancelled" and runs(page)[2]["status"] == "done"
