@@ -69,11 +69,15 @@ class DiffusionRunner:
         init_image = None
         if params.init_image is not None:
             path = self._init_path(params.init_image)
-            if path is None or not path.is_file():
+            try:
+                if path is None:
+                    raise FileNotFoundError(params.init_image)
+                with Image.open(path) as opened:  # a gallery image may be deleted meanwhile
+                    init_image = opened.convert("RGB")
+            except FileNotFoundError:
                 job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
                                "message": missing_init_text(params.init_image)})
                 return
-            init_image = Image.open(path).convert("RGB")
 
         self.history.start(RunRecord(job.run_id, params.model_dump(), params.steps, job.parent, job.from_step))
         job.sink.send({"type": "started", "run_id": job.run_id, "engine": "diffusion", "total": params.steps,
