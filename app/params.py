@@ -16,6 +16,21 @@ from app.diffusion.schedules import parse_schedule
 
 SamplerName = Literal["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m"]
 MAX_SEED = 2**32 - 1  # numpy's RandomState range, which the GAN's seed_to_w uses
+GALLERY_PREFIX = "gallery:"
+# an upload id, or "gallery:" and a gallery image's id (img2img from a finished image: variations)
+INIT_IMAGE_PATTERN = r"^(gallery:[0-9a-f]{24}|[A-Za-z0-9_-]+)$"
+
+
+def gallery_source(init_image: str | None) -> str | None:
+    """The gallery image id an `init_image` names ("gallery:<id>"), or None for an upload or none."""
+    if init_image and init_image.startswith(GALLERY_PREFIX):
+        return init_image[len(GALLERY_PREFIX):]
+    return None
+
+
+def strength(steps: int, skip_steps: int) -> float:
+    """The share of the steps an img2img run re-draws (A1111's denoising strength), to 2 decimals."""
+    return round((steps - skip_steps) / steps, 2)
 
 
 def _parses(text: str) -> str:
@@ -125,7 +140,8 @@ class DiffusionParams(LiveParams):
     width: int = Field(64, ge=8, le=4096, multiple_of=8)
     height: int = Field(64, ge=8, le=4096, multiple_of=8)
     batch: int = Field(1, ge=1, le=64)
-    init_image: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="id from /api/uploads")
+    init_image: str | None = Field(None, max_length=64, pattern=INIT_IMAGE_PATTERN,
+                                   description="id from /api/uploads, or gallery:<image id> for a gallery image")
     mask_image: str | None = Field(
         None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
         description="inpainting: id from /api/uploads of a mask (white = re-generate, black = keep); needs init_image")

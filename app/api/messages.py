@@ -13,7 +13,7 @@ from app.params import MAX_SEED
 _HIDDEN_LOC = {"generate", "generate_gan", "update", "rewind", "cancel", "preview", "hello", "params"}
 _SCHEDULE = "a schedule such as [12]*400+[4]*600 (digits, [ ] * + . and spaces)"
 _PATTERN_HINTS = {"cutn_overview": _SCHEDULE, "cutn_inner": _SCHEDULE, "cut_icgray_p": _SCHEDULE,
-                  "init_image": "the id of an uploaded image (letters, digits, - and _)",
+                  "init_image": "the id of an uploaded image (letters, digits, - and _) or gallery:<image id>",
                   "mask_image": "the id of an uploaded mask image (letters, digits, - and _)"}
 _SEEDS = {"seed", "mix_seed"}
 SEED_RULE = f"must be a whole number from 0 to {MAX_SEED}; leave it empty for a random seed"

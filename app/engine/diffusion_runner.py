@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,29 @@ from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
 from app.engine.live import LiveState, RunCancelled
 from app.engine.scores import image_scores
-from app.params import DiffusionParams, dump_schedule
+from app.params import DiffusionParams, dump_schedule, gallery_source, strength
 from app.store.gallery import Gallery, ImageRecord
+
+
+def missing_init_text(init_image: str) -> str:
+    """Why a run cannot read its init image, in words."""
+    source = gallery_source(init_image)
+    if source is not None:
+        return f"gallery image {source} (the init image) is not in the gallery any more"
+    return "the init image was not found; upload it again"
+
+
+def run_lineage(params: DiffusionParams, parent: str | None, from_step: int) -> dict[str, Any] | None:
+    """Where a run's image comes from: the run it was forked from ({"parent_run", "from_step"}) and,
+    for img2img from a gallery image (variations), that image and the strength ({"source_image",
+    "strength"}); None for a run from noise or an upload."""
+    lineage: dict[str, Any] = {}
+    if parent is not None:
+        lineage.update(parent_run=parent, from_step=from_step)
+    source = gallery_source(params.init_image)
+    if source is not None:
+        lineage.update(source_image=source, strength=strength(params.steps, params.skip_steps))
+    return lineage or None
 
 
 class DiffusionRunner:
@@ -46,12 +68,16 @@ class DiffusionRunner:
             start_latent, start_denoised = record.latent, record.denoised
         init_image = None
         if params.init_image is not None:
-            path = self.uploads / f"{params.init_image}.png"
-            if not path.is_file():
+            path = self._init_path(params.init_image)
+            try:
+                if path is None:
+                    raise FileNotFoundError(params.init_image)
+                with Image.open(path) as opened:  # a gallery image may be deleted meanwhile
+                    init_image = opened.convert("RGB")
+            except FileNotFoundError:
                 job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
-                               "message": "the init image was not found; upload it again"})
+                               "message": missing_init_text(params.init_image)})
                 return
-            init_image = Image.open(path).convert("RGB")
         mask = None
         if params.mask_image is not None:
             path = self.uploads / f"{params.mask_image}.png"
@@ -95,7 +121,7 @@ class DiffusionRunner:
         done_steps = params.steps - job.from_step
         # The starting values plus every change at the step it took effect: a from-scratch replay.
         schedule = dump_schedule(live.schedule())
-        lineage = None if job.parent is None else {"parent_run": job.parent, "from_step": job.from_step}
+        lineage = run_lineage(params, job.parent, job.from_step)
         record = ImageRecord(
             engine="diffusion", params=params.model_dump(exclude={"schedule"}),
             seed=params.seed, clip_score=score, models=self.model_ids,
@@ -103,7 +129,9 @@ class DiffusionRunner:
                      "ms_per_step": round(elapsed / max(1, done_steps), 2)},
             schedule=schedule, lineage=lineage, run_id=job.run_id,
         )
-        ids = [self.gallery.add(img, record) for img in images]
+        # one gallery row per image; image j of a batch drew its noise from seed + j, which its row records
+        # (params keep the batch's own seed and size, so "use these settings" replays the whole batch)
+        ids = [self.gallery.add(img, replace(record, seed=params.seed + j)) for j, img in enumerate(images)]
         final = images[0] if len(images) == 1 else grid(images)
         meta = {"run_id": job.run_id, "step": params.steps, "width": final.width, "height": final.height,
                 "format": "png", "engine": "diffusion", "image_id": ids[0]}
@@ -113,6 +141,16 @@ class DiffusionRunner:
                        "image_ids": ids, "url": f"/api/gallery/{ids[0]}.png", "elapsed_ms": round(elapsed, 1),
                        "clip_score": score, "diversity": spread, "seed": params.seed,
                        "params": params.model_dump(exclude={"schedule"}), "schedule": schedule, "lineage": lineage})
+
+    def _init_path(self, init_image: str) -> Path | None:
+        """Where an init image is read from: the uploads folder, or the gallery for "gallery:<id>"."""
+        source = gallery_source(init_image)
+        if source is None:
+            return self.uploads / f"{init_image}.png"
+        try:
+            return self.gallery.path_for(source)
+        except ValueError:
+            return None
 
     def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, full: bool, kind: str) -> None:
         image = to_pil(preview_rgb(self.models, denoised, full=full))

@@ -28,6 +28,7 @@ from app.params import (
     ScheduleEntry,
     apply_change,
     dump_schedule,
+    gallery_source,
     live_diff,
 )
 from app.registry import Models
@@ -173,8 +174,11 @@ class Studio:
         for name in ("width", "height"):
             if problem := self.sizes.problem(name, getattr(params, name)):
                 raise StudioError("bad_request", f"params.{name}: {problem}")
+        source = gallery_source(params.init_image)
+        if source is not None and self.gallery.get(source) is None:
+            raise StudioError("not_found", f"params.init_image: there is no gallery image {source}")
         if params.mask_image is not None:  # an inpainting run: both uploads must be there before it queues
-            for name in ("init_image", "mask_image"):
+            for name in ("mask_image",) if source is not None else ("init_image", "mask_image"):
                 if not (self.uploads / f"{getattr(params, name)}.png").is_file():
                     raise StudioError("not_found", f"params.{name}: no uploaded image has that id (uploads expire "
                                                    f"after {self.settings.upload_max_age_hours:g} hours); upload it again")

@@ -119,12 +119,18 @@ def a1111_parameters(
             fields.append(("Denoising start step", params.get("skip_steps", 0)))
         if params.get("mask_image"):
             fields.append(("Inpaint mask", f"upload {params['mask_image']}"))
+        batch = params.get("batch") or 1
+        if batch > 1 and seed is not None and params.get("seed") is not None:  # A1111's names for a batch
+            fields += [("Batch size", batch), ("Batch pos", seed - params["seed"])]
     text = ", ".join(f"{k}: {_fmt(v)}" for k, v in fields if v is not None)
     if schedule:
         text += f', Schedule: "{schedule_note(schedule)}"'
     if lineage and lineage.get("parent_run"):
         run = _note_value(lineage["parent_run"])
         text += f', Forked from: "run {run} at step {int(lineage.get("from_step", 0))}"'
+    if lineage and lineage.get("source_image"):
+        source = _note_value(lineage["source_image"])
+        text += f', Variation of: "image {source} at strength {_note_value(lineage.get("strength"))}"'
     lines.append(text)
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 // The Diffusion panel: controls, live image, progress, timeline scrubber with forks, plot.
-import { ControlSet, el } from './controls.js';
-import { uploadInitImage, withToken } from './api.js';
+import { ControlSet, el, randomSeed } from './controls.js';
+import { galleryImageUrl, uploadInitImage } from './api.js';
 import { oneLine } from './input.js';
 import { CLIP_SCORE_TITLE, drawPlot } from './plot.js';
 import { mimeFor, FrameType } from './protocol.js';
@@ -10,6 +10,7 @@ import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
 import { MaskEditor } from './inpaint.js';
 import { imageAsUpload, scheduleCount, scheduleText, showNotice } from './restore.js';
 import { $, clearErrors, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
+import { STRENGTH_TITLE, restoreSeed, variationParams } from './variations.js';
 
 const UPDATE_DEBOUNCE_MS = 60;
 const PREVIEW_REQUEST_DELAY_MS = 80;
@@ -45,13 +46,20 @@ export class DiffusionPanel {
     $('d-live').addEventListener('click', () => this.#setFollow(true));
     $('d-fork').addEventListener('click', () => this.fork());
     $('d-to-init').addEventListener('click', () => {
-      const run = this.runs.get(this.viewed);
-      if (run?.finalUrl) this.useAsInit(withToken(run.finalUrl), `the final image of run ${run.id}`);
+      const shown = this.#shownImage();
+      if (shown) this.useAsInit(galleryImageUrl({ id: shown.id }), shown.label);
     });
     $('d-inpaint').addEventListener('click', () => {
-      const run = this.runs.get(this.viewed);
-      if (run?.finalUrl) this.useAsInit(withToken(run.finalUrl), `the final image of run ${run.id}`, true);
+      const shown = this.#shownImage();
+      if (shown) this.useAsInit(galleryImageUrl({ id: shown.id }), shown.label, true);
     });
+    $('d-variations').addEventListener('click', () => {
+      const shown = this.#shownImage();
+      if (shown) this.variations({ id: shown.id, engine: 'diffusion', params: shown.params }, shown.label);
+    });
+    const strength = $('d-var-strength');
+    strength.title = STRENGTH_TITLE;
+    strength.addEventListener('input', () => { $('d-var-strength-out').textContent = this.strength.toFixed(2); });
     $('replay-clear').addEventListener('click', () => this.setSchedule([]));
     $('d-reuse-seed').addEventListener('click', () => this.reuseSeed());
     this.sizes = null; // /api/info `sizes` of the loaded model
@@ -95,6 +103,8 @@ export class DiffusionPanel {
   }
 
   applyInfo(info) {
+    const maxBatch = info?.limits?.max_batch;
+    if (maxBatch) this.controls.setRange('batch', { max: Math.min(maxBatch, 16) });
     const maxSteps = info?.limits?.max_steps;
     if (maxSteps) {
       this.controls.setRange('steps', { max: Math.min(maxSteps, 500) });
@@ -147,7 +157,35 @@ export class DiffusionPanel {
     if (left > 0) {
       showError(`${left} replayed change${left === 1 ? '' : 's'} fall outside steps ${params.skip_steps || 0}-${params.steps - 1} and were left out`);
     }
-    this.pending.set(ref, { key, prompt: params.prompt });
+    this.pending.set(ref, { key, prompt: params.prompt, batch: params.batch ?? 1 });
+    return true;
+  }
+
+  /** The variation strength the page's control is set to (0.1 to 1). */
+  get strength() {
+    return Number($('d-var-strength').value);
+  }
+
+  /** Queue variations of a gallery image ({id, engine, params}): one img2img batch of four from it
+   *  at the chosen strength, from a new random seed; false when refused or not sent. */
+  variations(item, label) {
+    if (this.sending) return false;
+    const panel = diffusionParams(this.controls.values(), oneLine($('prompt').value), oneLine($('negative_prompt').value), null);
+    const params = variationParams({ source: item.params, engine: item.engine, panel, imageId: item.id,
+                                     strength: this.strength, seed: randomSeed() });
+    if (!params.prompt) {
+      showError('variations: that image has no prompt; type one first.');
+      return false;
+    }
+    this.refs += 1;
+    const ref = `v${this.refs}`;
+    if (!this.socket.send({ type: 'generate', params, ref })) {
+      showError('Not connected to the server.');
+      return false;
+    }
+    clearErrors();
+    this.pending.set(ref, { key: settingsKey(params), prompt: params.prompt, batch: params.batch,
+                            label: `variations of ${label} · strength ${this.strength}` });
     return true;
   }
 
@@ -199,11 +237,13 @@ export class DiffusionPanel {
   applySettings(params, seed, schedule = [], withInit = false) {
     // eta null is the sampler's own (euler_a 1, ddim 0): the same number here replays the same run
     const eta = params.eta ?? SAMPLER_ETA[params.sampler] ?? 0;
-    this.controls.set({ ...params, eta, seed: seed ?? params.seed ?? null });
+    this.controls.set({ ...params, eta, seed: restoreSeed(params, seed) });
     if (params.steps !== undefined) this.controls.setRange('skip_steps', { max: params.steps });
     this.setSchedule(schedule);
     if (withInit) {
-      if (params.init_image) this.setInitImage(params.init_image, null, `id ${params.init_image} (restored)`);
+      const fromGallery = String(params.init_image ?? '').startsWith('gallery:');
+      const preview = fromGallery ? galleryImageUrl({ id: params.init_image.slice(8) }) : null;
+      if (params.init_image) this.setInitImage(params.init_image, preview, `id ${params.init_image} (restored)`);
       else this.setInitImage(null);
       this.mask.restore(params.init_image ? params.mask_image ?? null : null);
     }
@@ -267,7 +307,7 @@ export class DiffusionPanel {
         r.position = ev.position ?? null;
         const sent = this.pending.get(ev.ref);
         this.pending.delete(ev.ref);
-        if (sent) Object.assign(r, { key: sent.key, prompt: sent.prompt });
+        if (sent) Object.assign(r, { key: sent.key, prompt: sent.prompt, batch: sent.batch, label: sent.label ?? null });
         else if (r.parent) r.prompt = this.runs.get(r.parent)?.prompt ?? null;
         if (this.viewed === null) this.viewed = r.id;
         break;
@@ -297,7 +337,8 @@ export class DiffusionPanel {
         if (!run) return;
         Object.assign(run, { status: 'done', imageId: ev.image_id, elapsedMs: ev.elapsed_ms,
           diversity: ev.diversity ?? null, prompt: ev.params?.prompt ?? null,
-          images: ev.params?.batch ?? 1 });
+          images: ev.params?.batch ?? 1, params: ev.params ?? null, lineage: ev.lineage ?? null,
+          imageIds: ev.image_ids ?? (ev.image_id ? [ev.image_id] : []), picked: 0 });
         if (ev.clip_score !== null && ev.clip_score !== undefined) run.clipScore = ev.clip_score;
         run.index = run.total || run.index;
         if (ev.seed !== undefined) run.seed = ev.seed;
@@ -348,9 +389,18 @@ export class DiffusionPanel {
     $('d-stat-div').textContent = fmtScore(run.diversity);
     setProgress($('d-progress'), run.index, total);
     $('d-fork').disabled = run.index === 0 || step > run.index || step >= total;
-    $('d-to-init').disabled = !(run.status === 'done' && run.finalUrl);
+    $('d-to-init').disabled = !this.#shownImage();
+    $('d-variations').disabled = !this.#shownImage() || this.sending;
     $('d-inpaint').disabled = $('d-to-init').disabled;
 
+    const tiles = this.follow && run.status === 'done' && run.imageIds.length > 1;
+    this.#renderTiles(tiles ? run : null);
+    if (tiles) {
+      this.img.hidden = true;
+      $('d-placeholder').hidden = true;
+      drawPlot($('d-plot'), this.runs.series(run.id), total, step);
+      return;
+    }
     let frame;
     if (this.follow) {
       frame = run.status === 'done' && run.final ? run.final : this.runs.nearestFrame(run.id, run.index);
@@ -376,6 +426,45 @@ export class DiffusionPanel {
       placeholder.hidden = false;
     }
     drawPlot($('d-plot'), this.runs.series(run.id), total, step);
+  }
+
+  /** The finished image on screen (the picked one of a batch): {id, params, label}, or null. */
+  #shownImage() {
+    const run = this.runs.get(this.viewed);
+    if (run?.status !== 'done' || !run.imageIds?.length) return null;
+    const j = Math.min(run.picked ?? 0, run.imageIds.length - 1);
+    const which = run.imageIds.length > 1 ? `image ${j + 1} of run #${run.number}` : `the final image of run #${run.number}`;
+    return { id: run.imageIds[j], params: run.params, label: which };
+  }
+
+  /** A finished batch as a grid of its images (the server's preview grid has the same columns);
+   *  clicking one picks it for "variations" and "send to init image". */
+  #renderTiles(run) {
+    const box = $('d-tiles');
+    if (!run) {
+      box.hidden = true;
+      box.replaceChildren();
+      box.dataset.run = '';
+      return;
+    }
+    if (box.dataset.run !== run.id) {
+      const n = run.imageIds.length;
+      box.style.setProperty('--cols', String(Math.min(n, 4)));
+      box.replaceChildren(...run.imageIds.map((id, j) => {
+        const img = el('img', { src: galleryImageUrl({ id }), alt: `image ${j + 1} of ${n}` });
+        if ((run.width || 0) < 256) img.classList.add('pixelated');
+        const tile = el('button', { type: 'button', 'data-id': id,
+                                    'aria-label': `pick image ${j + 1} of ${n} (seed ${run.seed + j})` }, img);
+        tile.addEventListener('click', () => {
+          run.picked = j;
+          this.render();
+        });
+        return tile;
+      }));
+      box.dataset.run = run.id;
+    }
+    [...box.children].forEach((tile, j) => tile.setAttribute('aria-pressed', String(j === (run.picked ?? 0))));
+    box.hidden = false;
   }
 
   #groupsWithInitImage() {

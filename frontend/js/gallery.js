@@ -6,6 +6,7 @@ import { fileActions } from './gallery_actions.js';
 import { lastPageOffset, MAX_QUERY_CHARS, PAGE_SIZE, pageQuery, pagerState } from './gallery_paging.js';
 import { ganCaption } from './specs.js';
 import { scheduleText } from './restore.js';
+import { batchText, lineageText } from './variations.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
 
 const SEARCH_PAUSE_MS = 250; // typing: search once the keys pause
@@ -22,6 +23,7 @@ function summary(item) {
     if (p.clip_guidance_scale) parts.push(`clip ${p.clip_guidance_scale}`);
   }
   parts.push(`seed ${item.seed ?? '–'}`, `${item.width}×${item.height}`);
+  if (batchText(item)) parts.push(batchText(item));
   const history = [];
   if (item.lineage?.parent_run) history.push(`fork @${item.lineage.from_step}`);
   if (item.schedule?.length) history.push(scheduleText(item.schedule));
@@ -33,10 +35,12 @@ export class GalleryView {
   /**
    * @param {(item: object) => void} onUse  restores an item's settings into the panels
    * @param {(item: object, inpaint: boolean) => void} [onInit]  makes an item the init image (to paint a mask on)
+   * @param {(item: object) => void} [onVariations]  queues variations of an item
    */
-  constructor(onUse, onInit = null) {
+  constructor(onUse, onInit = null, onVariations = null) {
     this.onUse = onUse;
     this.onInit = onInit;
+    this.onVariations = onVariations;
     this.box = $('gallery');
     this.loading = null;
     this.stale = false; // a refresh was asked for while one was loading
@@ -164,6 +168,11 @@ export class GalleryView {
     const inpaint = el('button', { type: 'button', text: 'inpaint', class: 'to-init',
                                    'aria-label': `inpaint: image ${i + 1}, ${prompt.slice(0, 80)}` });
     inpaint.addEventListener('click', () => this.onInit?.(item, true));
+    const vary = el('button', { type: 'button', text: 'variations', class: 'vary',
+                                title: 'four img2img runs from this image at the strength set under the Diffusion viewer',
+                                'aria-label': `variations of image ${i + 1}: ${prompt.slice(0, 80)}` });
+    vary.addEventListener('click', () => this.onVariations?.(item));
+    const source = lineageText(item.lineage);
     const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
     const card = el('article', { class: 'card', 'data-id': item.id },
       link,
@@ -171,8 +180,9 @@ export class GalleryView {
         el('span', { class: 'prompt', title: prompt, text: prompt }),
         el('span', { class: 'sub', text: line }),
         history ? el('span', { class: 'sub history', text: history }) : '',
+        source ? el('span', { class: 'sub lineage', text: source, title: `source: gallery image ${item.lineage.source_image}` }) : '',
         el('span', { class: 'sub', text: perf })),
-      use, toInit, inpaint, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
+      use, toInit, inpaint, vary, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
     return card;
   }
 }

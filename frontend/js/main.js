@@ -67,6 +67,10 @@ $('open-png').addEventListener('click', () => $('open-png-file').click());
 const gallery = new GalleryView(
   (item) => restorer.apply({ ...item, source: 'gallery' }, `gallery image ${item.id}`),
   (item, inpaint) => diffusion.useAsInit(galleryImageUrl(item), `gallery image ${item.id}`, inpaint),
+  (item) => {
+    diffusion.variations(item, `gallery image ${item.id.slice(-8)}`);
+    refreshButtons();
+  },
 );
 
 const compare = new CompareView($('compare'), $('compare-caption'));

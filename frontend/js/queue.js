@@ -98,7 +98,8 @@ export class QueueView {
   }
 
   #row(run, numberOf) {
-    const what = run.parent ? `fork of #${numberOf(run.parent) ?? '?'} at step ${run.fromStep}` : `“${short(run.prompt ?? '')}”`;
+    const plain = run.parent ? `fork of #${numberOf(run.parent) ?? '?'} at step ${run.fromStep}` : `“${short(run.prompt ?? '')}”`;
+    const what = `${run.label ?? plain}${run.batch > 1 ? ` ×${run.batch}` : ''}`;
     const name = el('button', { type: 'button', class: 'queue-run', text: `#${run.number} ${what}`,
                                 title: 'show this run' });
     name.addEventListener('click', () => this.actions.view(run.id));

@@ -4,6 +4,7 @@
 import { withToken } from './api.js';
 import { el } from './controls.js';
 import { $, showError } from './ui.js';
+import { restoreSeed } from './variations.js';
 
 const SHORT = { cfg_scale: 'cfg', clip_guidance_scale: 'clip', eta: 'eta' };
 
@@ -30,7 +31,8 @@ export function describeRestore(data) {
   const parts = [];
   if (p.prompt) parts.push(`prompt “${p.prompt.length > 60 ? `${p.prompt.slice(0, 57)}…` : p.prompt}”`);
   if (p.negative_prompt) parts.push('negative prompt');
-  parts.push(data.seed === null || data.seed === undefined ? 'seed random' : `seed ${data.seed}`);
+  const seed = data.engine === 'gan' ? data.seed : restoreSeed(p, data.seed);
+  parts.push(seed === null || seed === undefined ? 'seed random' : `seed ${seed}`);
   if (data.engine === 'gan') {
     if (p.truncation_psi !== undefined) parts.push(`ψ ${p.truncation_psi}`);
     if (p.search_steps) parts.push(`search ${p.search_steps}`);
@@ -44,6 +46,8 @@ export function describeRestore(data) {
   const count = scheduleCount(data.schedule);
   if (count) lines.push(`${count} (${scheduleText(data.schedule)})`);
   if (data.lineage?.parent_run) lines.push(`fork of run ${data.lineage.parent_run} at step ${data.lineage.from_step}`);
+  if (data.lineage?.source_image) lines.push(`variation of gallery image ${data.lineage.source_image} at strength ${data.lineage.strength}`);
+  if (data.engine !== 'gan' && (p.batch ?? 1) > 1) lines.push(`batch of ${p.batch} from seed ${p.seed} (Generate makes the whole batch again)`);
   if (data.engine !== 'gan' && p.init_image) lines.push(`init image: upload ${p.init_image}, start step ${p.skip_steps ?? 0}`);
   if (data.engine !== 'gan' && p.init_image && p.mask_image) lines.push(`inpainting mask: upload ${p.mask_image}`);
   return lines;

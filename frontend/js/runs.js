@@ -22,6 +22,12 @@ export class Run {
     this.clipScore = null;
     this.diversity = null; // of a finished batch or grid
     this.images = 1; // images in the finished batch or grid
+    this.batch = 1; // images the run makes (its params' batch)
+    this.imageIds = []; // gallery ids of the finished images, in batch order
+    this.picked = 0; // which of them "variations" and "send to init image" take
+    this.params = null; // the starting values `done` reports
+    this.lineage = null; // a fork's parent, a variation's source image and strength
+    this.label = null; // what the queue calls a run that is not a plain Generate ("variations of …")
     this.prompt = null;
     this.imageId = null;
     this.createdAt = Date.now();

@@ -25,6 +25,8 @@ export const DIFFUSION_GROUPS = [
         title: 'image width in pixels, offered from the loaded model (A1111 “Width”, Disco “width_height”); ⚠ above its trained size' },
       { key: 'height', label: 'height', kind: 'select', options: sizeOptions, numeric: true, value: 64,
         title: 'image height in pixels, offered from the loaded model (A1111 “Height”, Disco “width_height”); ⚠ above its trained size' },
+      { key: 'batch', label: 'images per run', kind: 'range', min: 1, max: 4, step: 1, value: 1,
+        title: 'how many images one run makes, each from its own seed (seed, seed + 1, …), shown as a grid with how varied they are (A1111 “Batch size”)' },
       live({ key: 'cfg_scale', label: 'CFG scale', kind: 'range', min: 0, max: 30, step: 0.5, value: 5 }),
       live({ key: 'eta', label: 'eta', kind: 'range', min: 0, max: 1, step: 0.05, value: 0 }),
     ],
