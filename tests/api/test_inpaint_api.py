@@ -83,4 +83,4 @@ def test_inpaint_run_keeps_outside_records_and_replays(client: TestClient, tiny_
 
 
 def pixels(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB"))).float()
+    return torch.from_numpy(np.array(image.convert("RGB"))).float()
