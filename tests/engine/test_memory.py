@@ -15,17 +15,7 @@ from app.engine.jobs import Job
 from app.engine.live import LiveState, RunCancelled
 from app.engine.worker import Worker
 from app.params import LiveParams
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def send(self, event: dict) -> None:
-        self.events.append(event)
-
-    def image(self, meta: dict, data: bytes, kind: str) -> None:
-        pass
+from tests.engine.test_engine_parts import ListSink
 
 
 def test_resident_bytes_reads_statm() -> None:

@@ -1,4 +1,4 @@
-"""Shared by the page's node checks: run one .mjs file beside this one and read its JSON output."""
+"""Shared by the page's tests: run one node check beside this file and read its JSON; read the gallery."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import pytest
 
@@ -22,3 +23,9 @@ def node_check(script: str) -> Any:
     proc = subprocess.run([node, str(HERE / script)], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def gallery(server: str) -> list[dict]:
+    """The server's gallery list (newest first), as the page reads it."""
+    with urlopen(server + "/api/gallery") as res:
+        return json.loads(res.read())

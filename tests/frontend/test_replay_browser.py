@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -17,24 +15,15 @@ from PIL import Image
 
 from app.params import DiffusionParams
 from app.store.gallery import Gallery, ImageRecord
-from tests.frontend.test_browser import page, serve  # noqa: F401  (the page fixture)
+from tests.frontend.conftest import gallery
+from tests.frontend.test_browser import page, server  # noqa: F401  (fixtures)
 from tests.store.test_readback import A1111_TEXT, a1111_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
-    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path)
-
-
-def gallery(server: str) -> list[dict]:
-    with urlopen(server + "/api/gallery") as res:
-        return json.loads(res.read())
-
-
-def pixels(server: str, url: str) -> np.ndarray:
-    with urlopen(server + url) as res:
+def pixels(base: str, url: str) -> np.ndarray:
+    with urlopen(base + url) as res:
         return np.asarray(Image.open(io.BytesIO(res.read())).convert("RGB"))
 
 

@@ -5,26 +5,15 @@ assertions: every wait is for a state."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
 
-from tests.frontend.test_browser import page, serve  # noqa: F401  (the page fixture)
+from tests.frontend.conftest import gallery
+from tests.frontend.test_browser import page, serve, server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def server(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
-    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path)
-
-
-def gallery(server: str) -> list[dict]:
-    with urlopen(server + "/api/gallery") as res:
-        return json.loads(res.read())
 
 
 def set_range(pg, selector: str, value: float) -> None:
