@@ -164,3 +164,11 @@ def test_sdxl_runs_over_the_engine(sdxl_dir: Path, tiny_clip_dir: Path, tmp_path
     finally:
         studio.stop()
         studio.gallery.close()
+
+
+def test_fp16_keeps_sdxls_vae_in_fp32(sdxl_dir: Path, tmp_path: Path) -> None:
+    """SDXL's VAE overflows in fp16 (`force_upcast` in its config): with an fp16 UNet it stays fp32."""
+    half = load_diffusion_models(str(sdxl_dir), torch.device("cpu"), torch.float16, cache_dir=tmp_path)
+    assert next(half.unet.parameters()).dtype == torch.float16
+    assert next(half.vae.parameters()).dtype == torch.float32
+    assert all(next(m.parameters()).dtype == torch.float16 for m in half.conditioner.modules)

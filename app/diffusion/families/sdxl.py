@@ -73,8 +73,15 @@ class SDXLConditioner:
 
 
 def _from_pretrained(name: str, dtype: torch.dtype, local_only: bool) -> Any:
+    """In fp16, the repository's fp16 weight files when it has them (half the download), else its own."""
     from diffusers import StableDiffusionXLPipeline
 
+    if dtype == torch.float16:
+        try:
+            return StableDiffusionXLPipeline.from_pretrained(name, dtype=dtype, variant="fp16",
+                                                             local_files_only=local_only)
+        except (OSError, ValueError):
+            pass
     return StableDiffusionXLPipeline.from_pretrained(name, dtype=dtype, local_files_only=local_only)
 
 
