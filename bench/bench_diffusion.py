@@ -21,6 +21,9 @@ machines differed by ~15% in absolute time, so read the ratios as +-5%):
   ours dpmpp_2m / diffusers DPM++ 2M  0.905   (1.065 in the earlier run)
   ours ddim / diffusers DDIM          0.998   (0.982)
   CLIP-guided step / plain step       1.94x   (3.32x)
+Tiny SDXL-shaped pipeline, 64x64, 20 Euler steps, CPU, 1 thread, 2026-11-30 at load ~15 on 2 cores
+(`--sdxl-only --threads 1 --repeats 7 --clock process`): ours/diffusers SDXL 0.989 (5 repeats: 1.024;
+wall clock, 5 repeats: 1.261, mostly waiting for a core).
 Tiny demo pipeline, 64x64: preview 0.940, ours/diffusers 1.235 (DPM) and 0.822 (DDIM): launch-bound
 and noise-dominated at that size.
 """
