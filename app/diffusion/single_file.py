@@ -129,22 +129,27 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(config, prediction_type(config, keys, path, read), in_channels)
 
 
+def _patch(file: Path, **changes: Any) -> None:
+    file.write_text(json.dumps({**json.loads(file.read_text()), **changes}, indent=2))
+
+
+def adapt_config_folder(ckpt: Checkpoint, source: Path, folder: Path) -> Path:
+    """A copy of the config folder `source` told what the file says: its prediction type and UNet
+    input channels (9 for inpainting)."""
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    _patch(folder / "scheduler" / "scheduler_config.json", prediction_type=ckpt.prediction_type)
+    _patch(folder / "unet" / "config.json", in_channels=ckpt.in_channels)
+    return folder
+
+
 def write_config_folder(ckpt: Checkpoint, folder: Path) -> Path:
-    """The shipped config of `ckpt.config`, adjusted to the file (prediction type, inpainting
-    channels, SD 2.x's trained size), with the CLIP vocabulary written into its tokenizer folders."""
-    shutil.copytree(CONFIGS / ckpt.config, folder, dirs_exist_ok=True)
-
-    def patch(rel: str, **changes: Any) -> None:
-        file = folder / rel
-        file.write_text(json.dumps({**json.loads(file.read_text()), **changes}, indent=2))
-
-    patch("scheduler/scheduler_config.json", prediction_type=ckpt.prediction_type)
-    unet_changes: dict[str, Any] = {"in_channels": ckpt.in_channels}
+    """The shipped full-size config of `ckpt.config` adapted to the file (and SD 2.x's trained size
+    to its prediction type), with the CLIP vocabulary written into its tokenizer folders."""
+    adapt_config_folder(ckpt, CONFIGS / ckpt.config, folder)
     if ckpt.config == "sd2":  # 768 px v models, 512 px epsilon (base) models
         side = 96 if ckpt.prediction_type == "v_prediction" else 64
-        unet_changes["sample_size"] = side
-        patch("vae/config.json", sample_size=side * 8)
-    patch("unet/config.json", **unet_changes)
+        _patch(folder / "unet" / "config.json", sample_size=side)
+        _patch(folder / "vae" / "config.json", sample_size=side * 8)
     for tokenizer in sorted(folder.glob("tokenizer*")):
         write_clip_tokenizer_files(tokenizer)
     return folder
@@ -152,7 +157,8 @@ def write_config_folder(ckpt: Checkpoint, folder: Path) -> Path:
 
 def load_single_file(path: Path, dtype: torch.dtype, work_dir: Path, config: Path | None = None) -> Any:
     """A diffusers pipeline from one checkpoint file, offline. `config`: a diffusers-format config
-    folder to use instead of the shipped one (tests pass their tiny model's)."""
+    folder to use instead of the shipped full-size one (tests pass their tiny model's); it is
+    adapted to the file alike (prediction type, input channels)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelNotFound(f"checkpoint file {path.name} not found")
@@ -167,5 +173,6 @@ def load_single_file(path: Path, dtype: torch.dtype, work_dir: Path, config: Pat
                                                                           "requires_safety_checker": False}
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        folder = config if config is not None else write_config_folder(ckpt, Path(tmp) / ckpt.config)
+        folder = (write_config_folder(ckpt, Path(tmp) / ckpt.config) if config is None
+                  else adapt_config_folder(ckpt, config, Path(tmp) / ckpt.config))
         return cls.from_single_file(str(path), config=str(folder), local_files_only=True, dtype=dtype, **extra)

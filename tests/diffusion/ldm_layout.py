@@ -85,14 +85,15 @@ def clip_to_ldm(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def open_clip_to_ldm(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    """transformers CLIPTextModelWithProjection keys -> an OpenCLIP text tower under `prefix`
+    """transformers CLIPTextModel(WithProjection) keys -> an OpenCLIP text tower under `prefix`
     (q, k, v fused into in_proj; the projection stored as x @ P, i.e. transposed)."""
     state = {k.removeprefix("text_model."): v for k, v in state.items()}
     out = {prefix + "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
            prefix + "positional_embedding": state.pop("embeddings.position_embedding.weight"),
            prefix + "ln_final.weight": state.pop("final_layer_norm.weight"),
-           prefix + "ln_final.bias": state.pop("final_layer_norm.bias"),
-           prefix + "text_projection": state.pop("text_projection.weight").T.contiguous()}
+           prefix + "ln_final.bias": state.pop("final_layer_norm.bias")}
+    if "text_projection.weight" in state:  # SDXL's bigG projects; SD 2.x's ViT-H tower is used unprojected
+        out[prefix + "text_projection"] = state.pop("text_projection.weight").T.contiguous()
     layers = sorted({int(m[1]) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
     names = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
              "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
@@ -112,6 +113,13 @@ def sd_single_file(pipe: Any) -> dict[str, Tensor]:
     return {**unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config),
             **vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config),
             **clip_to_ldm(pipe.text_encoder.state_dict(), "cond_stage_model.transformer.")}
+
+
+def sd2_single_file(pipe: Any) -> dict[str, Tensor]:
+    """An SD 2.x StableDiffusionPipeline (OpenCLIP text tower) as one original-layout state dict."""
+    return {**unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config),
+            **vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config),
+            **open_clip_to_ldm(pipe.text_encoder.state_dict(), "cond_stage_model.model.")}
 
 
 def sdxl_single_file(pipe: Any) -> dict[str, Tensor]:

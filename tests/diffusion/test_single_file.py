@@ -18,7 +18,7 @@ from app.diffusion.families import ModelNotFound
 from app.diffusion.generate import DiffusionModels, generate, load_diffusion_models, models_from_pipeline
 from app.diffusion.single_file import Checkpoint, family_config, inspect_checkpoint, load_tensors_only
 from app.params import DiffusionParams
-from tests.diffusion.ldm_layout import sd_single_file, sdxl_single_file
+from tests.diffusion.ldm_layout import sd2_single_file, sd_single_file, sdxl_single_file
 
 CPU = torch.device("cpu")
 
@@ -74,6 +74,41 @@ def test_tiny_single_file_loads_offline_and_equals_its_source(kind: str, tmp_pat
     ours = models_from_pipeline(loaded, ckpt.name, CPU, torch.float32, cache_dir=tmp_path / "cache")
     theirs = models_from_pipeline(source, "source", CPU, torch.float32, cache_dir=tmp_path / "cache")
     assert torch.equal(latent(ours), latent(theirs)), "the loaded model samples differently from its source"
+
+
+@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon"])
+def test_tiny_sd2_single_file_takes_its_prediction_type_from_the_file(prediction: str, tmp_path: Path,
+                                                                      offline: None) -> None:
+    """SD 2.x's OpenCLIP text tower and linear projections; v or epsilon as the A1111-style yaml
+    beside the file says, whatever the config folder said."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    from app.demo_models import build_tiny_diffusion
+
+    source = StableDiffusionPipeline.from_pretrained(build_tiny_diffusion(tmp_path / "base", seed=2,
+                                                                          prediction_type=prediction))
+    torch.manual_seed(3)
+    source.unet = UNet2DConditionModel.from_config({**source.unet.config, "use_linear_projection": True})
+    source.save_pretrained(tmp_path / "source")
+    ckpt = tmp_path / "tiny-sd2.safetensors"
+    save_file(sd2_single_file(source), ckpt)
+    ckpt.with_suffix(".yaml").write_text(
+        f'model:\n  params:\n    parameterization: "{"v" if prediction == "v_prediction" else "eps"}"\n')
+    assert inspect_checkpoint(ckpt) == Checkpoint("sd2", prediction, 4)
+    config = config_only(tmp_path / "source", tmp_path / "config")
+    other = "epsilon" if prediction == "v_prediction" else "v_prediction"
+    scheduler_file = config / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "prediction_type": other}))
+
+    loaded = single_file.load_single_file(ckpt, torch.float32, tmp_path / "work", config=config)
+    assert loaded.scheduler.config.prediction_type == prediction
+    for name in ("unet", "vae", "text_encoder"):
+        want, got = getattr(source, name).state_dict(), getattr(loaded, name).state_dict()
+        assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want), name
+    ours = models_from_pipeline(loaded, ckpt.name, CPU, torch.float32, cache_dir=tmp_path / "cache")
+    assert ours.prediction_type == prediction
+    theirs = models_from_pipeline(source, "source", CPU, torch.float32, cache_dir=tmp_path / "cache")
+    assert torch.equal(latent(ours), latent(theirs))
 
 
 def test_ckpt_is_read_tensors_only(tmp_path: Path, offline: None) -> None:
