@@ -42,10 +42,11 @@ def _per_field(ctx: Context, fn: Callable[[Tensor], Tensor]) -> Context:
 
 def cat_context(parts: list[Context]) -> Context:
     """Stack contexts along the batch."""
-    if isinstance(parts[0], Tensor):
-        return torch.cat(parts)  # type: ignore[arg-type]
-    return replace(parts[0], **{f.name: torch.cat([getattr(p, f.name) for p in parts])  # type: ignore[type-var]
-                                for f in fields(parts[0])})  # type: ignore[arg-type]
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts)
+    assert is_dataclass(first)
+    return replace(first, **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(first)})
 
 
 def expand_context(ctx: Context, b: int) -> Context:
