@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from app.diffusion import previews
-from app.diffusion.denoiser import encode_text
+from app.diffusion.generate import family_of
 from app.engine.budget import Calibration, meminfo_available
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,11 @@ def _calibrate(models, latent_side: int) -> Calibration:
     channels, scale = models.latent_channels, models.vae_scale
     latent_px = latent_side * latent_side
     image_px = latent_px * scale * scale
-    sigma = torch.full((1,), models.denoiser.sigma_max, device=device)
-    context = encode_text(models.tokenizer, models.text_encoder, [""])
     latents = {side: torch.randn(1, channels, side, side, device=device) for side in (latent_side, 2 * latent_side)}
+    probes = {side: family_of(models).probe(latent) for side, latent in latents.items()}
 
     def unet(side: int = latent_side) -> Callable[[], object]:
-        # an inpainting UNet's mask and masked-image channels (app.diffusion.inpaint), blank here
-        extra = int(models.unet.config.in_channels) - channels
-        concat = torch.zeros(1, extra, side, side, device=device) if extra else None
-        return lambda: models.denoiser(latents[side], sigma, context, concat=concat)
+        return probes[side]
 
     def decode(side: int = latent_side) -> Callable[[], object]:
         return lambda: previews.decode(models.vae, latents[side])
