@@ -2,6 +2,7 @@
 
     python bench/bench_diffusion.py                  # models/diffusion if present, else a tiny demo pipeline
     python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
+    python bench/bench_diffusion.py --flow           # flow matching: tiny SD3- and FLUX-shaped pipelines
 
 Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
   ours without previews / with a fast preview every step / with the per-step CLIP score (since issue 17
@@ -136,9 +137,50 @@ def _scheduler(folder: Path):
     return DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
 
 
+def flow_rows(device: torch.device, dtype: torch.dtype, steps: int, size: int, repeats: int) -> list[tuple]:
+    """Ours (app.diffusion.flow_family, flow Euler) vs diffusers' StableDiffusion3Pipeline / FluxPipeline
+    with FlowMatchEulerDiscreteScheduler on the same weights: same steps, size and guidance, both
+    stopping at the latent. SD3: CFG 4.0 with a negative prompt (two branches per call); FLUX.1-dev-
+    shaped: distilled guidance 3.5 (one branch)."""
+    from diffusers import DiffusionPipeline
+
+    from app.demo_flow_models import build_tiny_flux, build_tiny_sd3
+
+    rows = []
+    for label, build, cfg in (("SD3-shaped tiny", build_tiny_sd3, 4.0), ("FLUX-shaped tiny", build_tiny_flux, 3.5)):
+        folder = build(Path(tempfile.mkdtemp()) / "flow", seed=0)
+        models = load_diffusion_models(str(folder), device, dtype, cache_dir=Path(tempfile.mkdtemp()))
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        negative = "blurry" if label.startswith("SD3") else None
+        params = DiffusionParams(prompt="a red fox in the snow", negative_prompt=negative or "", seed=1, steps=steps,
+                                 width=size, height=size, cfg_scale=cfg, sampler="euler")
+        lv = params.live()
+        extra = {"negative_prompt": negative} if negative else {}
+
+        def theirs() -> object:
+            return pipe(params.prompt, guidance_scale=cfg, num_inference_steps=steps, width=size, height=size,
+                        generator=torch.Generator(device).manual_seed(1), output_type="latent", **extra)
+
+        t = median_times({"ours": lambda: generate(models, params, live=lambda: lv, on_step=lambda s: None),
+                          "theirs": theirs}, device, repeats)
+        rows += [(f"ours flow euler, {label}", t["ours"], ""),
+                 (f"diffusers FlowMatchEuler, {label}", t["theirs"],
+                  f"ours/diffusers {t['ours'] / t['theirs']:.3f} (goal <= 1.0)")]
+    return rows
+
+
+def print_rows(header: str, rows: list[tuple]) -> None:
+    print(header)
+    print(f"{'case':48} {'seconds':>9}  ratio")
+    for case, t, note in rows:
+        print(f"{case:48} {t:9.4f}  {note}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
+    ap.add_argument("--flow", action="store_true", help="only the flow-matching rows (SD3- / FLUX-shaped tiny)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15-shaped, else 64)")
     ap.add_argument("--repeats", type=int, default=5)
@@ -146,6 +188,12 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if args.flow:
+        size = args.size or 64
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        print_rows(f"\nflow matching; device: {name} {str(dtype).replace('torch.', '')}; {size}x{size}, {args.steps} "
+                   f"steps; median of {args.repeats}", flow_rows(device, dtype, args.steps, size, args.repeats))
+        return
     models, pipe, label = load(args, device, dtype)
     size = args.size or (512 if args.sd15_shaped else 64)
     params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,

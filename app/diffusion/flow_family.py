@@ -126,8 +126,14 @@ def pipeline_class_name(name_or_path: str) -> str | None:
         return None
     from diffusers import DiffusionPipeline
 
-    return DiffusionPipeline.load_config(name_or_path, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1"
-                                         ).get("_class_name")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        return DiffusionPipeline.load_config(name_or_path, local_files_only=offline).get("_class_name")
+    except OSError as exc:
+        if not offline:
+            raise
+        raise FileNotFoundError(f"diffusion model {name_or_path!r} is neither a local folder nor in the Hugging Face "
+                                "cache, and HF_HUB_OFFLINE=1 forbids downloading it") from exc
 
 
 def flow_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:

@@ -10,7 +10,7 @@ The pipeline feeds the timestep as t in [0, 1] (it divides the scheduler's 1000 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -49,6 +49,7 @@ class Flux:
     tokenizer_2: object
     text_encoder_2: torch.nn.Module
     t5_tokens: int = T5_TOKENS
+    _ids: dict[tuple, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)  # per latent size and text length
     patch = 2  # the pipeline's 2 x 2 packing
     pipeline_linspace = True  # FluxPipeline passes sigmas = linspace(1, 1/n, n)
     native_latent = 128  # FluxPipeline's default_sample_size
@@ -81,8 +82,11 @@ class Flux:
         g = None
         if self.distilled_guidance:
             g = torch.full((b,), 1.0 if guidance is None else float(guidance), device=x.device, dtype=torch.float32)
+        key = (h, w, tokens.shape[1], x.device, dtype)
+        if key not in self._ids:
+            self._ids[key] = (tokens.new_zeros(tokens.shape[1], 3, dtype=dtype), image_ids(h, w, x.device, dtype))
+        txt_ids, img_ids = self._ids[key]
         out = self.transformer(hidden_states=pack_latents(x).to(dtype), timestep=t.to(dtype), guidance=g,
                                pooled_projections=pooled.to(dtype), encoder_hidden_states=tokens.to(dtype),
-                               txt_ids=tokens.new_zeros(tokens.shape[1], 3, dtype=dtype),
-                               img_ids=image_ids(h, w, x.device, dtype), return_dict=False)[0]
+                               txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
         return unpack_latents(out.float(), h, w)

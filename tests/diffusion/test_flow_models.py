@@ -224,3 +224,13 @@ def test_sizes_previews_and_calibration(sd3: DiffusionModels, flux: DiffusionMod
     assert [im.size for im in decode_to_pil(sd3, latent)] == [(32, 32)] * 2
     cal = calibrate(flux)
     assert cal.latent_channels == 4 and cal.unet_s_per_px > 0
+
+
+def test_hub_id_offline_with_an_empty_cache_names_the_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.diffusion.flow_family import pipeline_class_name
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match="someone/not-cached"):
+        pipeline_class_name("someone/not-cached")
+    assert pipeline_class_name(str(tmp_path)) is None  # a folder without model_index.json: not ours to judge
