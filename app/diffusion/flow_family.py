@@ -92,8 +92,11 @@ class FlowFamily:
 
     def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
                concat: Tensor | None = None) -> Denoiser:
-        states = self.context([negative] + [p for p, _ in prompts])
-        cond = TextConditioning(states[1:], tuple(w for _, w in prompts), states[:1])
+        weights = tuple(w for _, w in prompts)
+        # at a fixed scale 1 one prompt of weight 1 is the whole composition: the negative is never read
+        skip_negative = self.kind.distilled_guidance and weights == (1.0,)
+        states = self.context(([] if skip_negative else [negative]) + [p for p, _ in prompts])
+        cond = TextConditioning(states[-len(prompts):], weights, states[:1])
         if self.kind.distilled_guidance:
             def model(x: Tensor, t: Tensor, context: Tensor) -> Tensor:
                 return self.denoiser(x, t, context, concat, guidance=cfg())

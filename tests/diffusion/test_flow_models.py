@@ -115,6 +115,8 @@ def test_flux_dev_matches_diffusers_pipeline_with_distilled_guidance(flux: Diffu
     torch.testing.assert_close(ours, unpack_latents(theirs, 16, 24), **TOLERANCE)
     other, _ = run(flux, p.model_copy(update={"cfg_scale": 1.0}))
     assert not torch.allclose(other, ours, atol=1e-3)  # the guidance input is read
+    weighted, _ = run(flux, p.model_copy(update={"prompt": "a red fox:1 | blurry:-0.5"}))
+    assert torch.isfinite(weighted).all() and not torch.allclose(weighted, ours, atol=1e-3)
 
 
 def test_flux_without_guidance_input_takes_true_cfg(tmp_path: Path) -> None:
