@@ -81,6 +81,10 @@ class FlowFamily:
         self.schedule = schedule
         self.denoiser = FlowDenoiser(kind)
 
+    @property
+    def distilled_guidance(self) -> bool:
+        return self.kind.distilled_guidance
+
     def levels(self, steps: int, karras: bool, shape: tuple[int, ...]) -> Tensor:
         """The run's times t, 1 -> 0; the image's token count sets a dynamic shift."""
         h, w = shape[-2:]

@@ -77,6 +77,8 @@ class Family(Protocol):
     noising, text conditioning with CFG, samplers and CLIP guidance's weight; calibrate and the
     studio ask for one timed call and the sizes it draws."""
 
+    distilled_guidance: bool  # cfg_scale feeds the model (FLUX.1-dev) instead of CFG branches
+
     def levels(self, steps: int, karras: bool, shape: tuple[int, ...]) -> Tensor: ...
     def noised(self, x0: Tensor | None, noise: Tensor, level: float) -> Tensor: ...
     def signal(self, level: float | Tensor) -> float | Tensor: ...  # x0's coefficient at a level (inpainting)
@@ -92,6 +94,7 @@ class UNetFamily:
     """SD 1.x / 2.x: a UNetDenoiser in VE form x0 + sigma eps (epsilon or v), one CLIP text encoder, CFG."""
 
     sample = staticmethod(run_sampler)
+    distilled_guidance = False
 
     def __init__(self, models: DiffusionModels) -> None:
         self.models = models

@@ -124,7 +124,7 @@ def _calibrate(models, latent_side: int) -> Calibration:
         unet_bytes_per_px=unet_sum / latent_px, decode_bytes_per_px=decode_sum / image_px,
         clip_bytes_per_image=clip_sum, unet_peak_bytes_per_px=unet_max / latent_px,
         decode_peak_bytes_per_px=decode_max / image_px, latent_channels=channels, vae_scale=scale,
-        device=device.type,
+        device=device.type, distilled_guidance=family_of(models).distilled_guidance,
     )
     log.info("calibrated on %s: UNet %.2f ms + %.4f ms per latent pixel, decode %.2f ms + %.5f ms per pixel, "
              "CLIP %.2f ms per image", device, unet_fixed * 1000, unet_px * 1000, decode_fixed * 1000,

@@ -224,8 +224,14 @@ def test_sizes_previews_and_calibration(sd3: DiffusionModels, flux: DiffusionMod
     assert preview_rgb(sd3, steps[0].denoised).shape == (16, 32, 3)
     assert preview_rgb(sd3, latent, full=True).shape == (32, 64, 3)
     assert [im.size for im in decode_to_pil(sd3, latent)] == [(32, 32)] * 2
+    from app.engine.budget import estimate
+
     cal = calibrate(flux)
-    assert cal.latent_channels == 4 and cal.unet_s_per_px > 0
+    assert cal.latent_channels == 4 and cal.unet_s_per_px > 0 and cal.distilled_guidance
+    assert not calibrate(sd3).distilled_guidance
+    p = params(cfg_scale=3.5)  # FLUX.1-dev: one pass per step whatever the scale, as with CFG off
+    assert estimate(p, cal, has_clip=False).seconds == estimate(p.model_copy(update={"cfg_scale": 1.0}), cal,
+                                                                has_clip=False).seconds
 
 
 def test_hub_id_offline_with_an_empty_cache_names_the_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
