@@ -3,6 +3,7 @@
     python bench/bench_diffusion.py                  # models/diffusion if present, else a tiny demo pipeline
     python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
     python bench/bench_diffusion.py --sdxl-only      # just the SDXL rows
+    python bench/bench_diffusion.py --flow           # flow matching: tiny SD3- and FLUX-shaped pipelines
 
 Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
   ours without previews / with a fast preview every step / with the per-step CLIP score (since issue 17
@@ -26,6 +27,11 @@ Tiny SDXL-shaped pipeline, 64x64, 20 Euler steps, CPU, 1 thread, 2026-11-30 at l
 wall clock, 5 repeats: 1.261, mostly waiting for a core).
 Tiny demo pipeline, 64x64: preview 0.940, ours/diffusers 1.235 (DPM) and 0.822 (DDIM): launch-bound
 and noise-dominated at that size.
+
+--flow (only these rows): ours (flow Euler through generate) vs diffusers' StableDiffusion3Pipeline /
+FluxPipeline + FlowMatchEulerDiscreteScheduler on the same tiny SD3- / FLUX-shaped weights, both to the
+latent. Measured 2026-11-30 on the project's 2-core CPU at load ~18-22 (OMP_NUM_THREADS=1, --size 32,
+median of 9): SD3 1.008, FLUX 1.010; earlier runs 1.077 / 0.908 and 0.951 / 1.037 (noise +-8 %).
 """
 
 from __future__ import annotations
@@ -175,6 +181,39 @@ def sdxl_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
     ]
 
 
+def flow_rows(device: torch.device, dtype: torch.dtype, steps: int, size: int, repeats: int) -> list[tuple]:
+    """Ours (app.diffusion.flow_family, flow Euler) vs diffusers' StableDiffusion3Pipeline / FluxPipeline
+    with FlowMatchEulerDiscreteScheduler on the same weights: same steps, size and guidance, both
+    stopping at the latent. SD3: CFG 4.0 with a negative prompt (two branches per call); FLUX.1-dev-
+    shaped: distilled guidance 3.5 (one branch)."""
+    from diffusers import DiffusionPipeline
+
+    from app.demo_flow_models import build_tiny_flux, build_tiny_sd3
+
+    rows = []
+    for label, build, cfg in (("SD3-shaped tiny", build_tiny_sd3, 4.0), ("FLUX-shaped tiny", build_tiny_flux, 3.5)):
+        folder = build(Path(tempfile.mkdtemp()) / "flow", seed=0)
+        models = load_diffusion_models(str(folder), device, dtype, cache_dir=Path(tempfile.mkdtemp()))
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        negative = "blurry" if label.startswith("SD3") else None
+        params = DiffusionParams(prompt="a red fox in the snow", negative_prompt=negative or "", seed=1, steps=steps,
+                                 width=size, height=size, cfg_scale=cfg, sampler="euler")
+        lv = params.live()
+        extra = {"negative_prompt": negative} if negative else {}
+
+        def theirs() -> object:
+            return pipe(params.prompt, guidance_scale=cfg, num_inference_steps=steps, width=size, height=size,
+                        generator=torch.Generator(device).manual_seed(1), output_type="latent", **extra)
+
+        t = median_times({"ours": lambda: generate(models, params, live=lambda: lv, on_step=lambda s: None),
+                          "theirs": theirs}, device, repeats)
+        rows += [(f"ours flow euler, {label}", t["ours"], ""),
+                 (f"diffusers FlowMatchEuler, {label}", t["theirs"],
+                  f"ours/diffusers {t['ours'] / t['theirs']:.3f} (goal <= 1.0)")]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
@@ -182,6 +221,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--clock", choices=["wall", "process"], default="wall",
                     help="process: CPU seconds of this process (CPU runs on a shared machine)")
+    ap.add_argument("--flow", action="store_true", help="only the flow-matching rows (SD3- / FLUX-shaped tiny)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15-shaped, else 64)")
     ap.add_argument("--repeats", type=int, default=5)
@@ -196,6 +236,11 @@ def main() -> None:
         CLOCK = time.process_time
     if args.sdxl_only:
         print_rows(sdxl_rows(args, device, dtype), "tiny SDXL-shaped pipeline", device, dtype, args, 7.5)
+        return
+    if args.flow:
+        size = args.size or 64
+        print_rows(flow_rows(device, dtype, args.steps, size, args.repeats), "flow matching (tiny SD3- / FLUX-shaped)",
+                   device, dtype, args, "SD3 4.0 / FLUX 3.5 (distilled)", size)
         return
     models, pipe, label = load(args, device, dtype)
     size = args.size or (512 if args.sd15_shaped else 64)
@@ -258,7 +303,7 @@ def main() -> None:
 
 
 def print_rows(rows: list[tuple[str, float, str]], label: str, device: torch.device, dtype: torch.dtype,
-               args: argparse.Namespace, cfg: float, size: int | None = None) -> None:
+               args: argparse.Namespace, cfg: float | str, size: int | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     side = size or args.size or 64
     print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {side}x{side}, "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from app.diffusion.sizes import model_sizes
+from app.diffusion.generate import family_of
 from app.engine import budget
 from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
@@ -79,8 +79,7 @@ class Studio:
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (
             models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
-        d = models.diffusion
-        self.sizes = model_sizes(d.unet, d.vae, d.vae_scale, settings.max_pixels)  # what /api/info offers
+        self.sizes = family_of(models.diffusion).sizes(settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
