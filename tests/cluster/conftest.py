@@ -19,7 +19,7 @@ def engine(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path_factory: pyte
 
     from app.cluster.launch import Scale, deploy, runtime_env
 
-    ray.init(num_cpus=2, object_store_memory=96 * 1024 * 1024, include_dashboard=False, runtime_env=runtime_env(),
+    ray.init(address="local", num_cpus=2, object_store_memory=96 * 1024 * 1024, include_dashboard=False, runtime_env=runtime_env(),
              log_to_driver=False)
     try:
         settings = make_settings(tmp_path_factory.mktemp("replica-settings"), diffusion_model=str(tiny_diffusion_dir),
