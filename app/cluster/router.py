@@ -1,6 +1,6 @@
 """The engine deployment's request router (Ray Serve's custom request router API). A call that names
 a replica (`replica=` keyword: the one holding the run it is about) goes to that replica and waits
-for room there; any other call (a new run) goes to the replica with the fewest ongoing requests, which
+for room there. Any other call (a new run) goes to the replica with the fewest ongoing requests, which
 for the engine are its queued and running runs."""
 
 from __future__ import annotations
@@ -29,4 +29,12 @@ class RunRouter(FIFOMixin, RequestRouter):
                 return [pinned]
             # The replica is gone: the ingress answers `replica_lost` itself once it has seen that; until
             # then any replica answers, with `not_found`, as for a run it does not hold.
-        return [candidate_replicas]  # one rank: the least loaded of all (queue lengths are probed)
+        return self.least_loaded_first(candidate_replicas)
+
+    def least_loaded_first(self, replicas: list[RunningReplica]) -> list[list[RunningReplica]]:
+        """One replica per rank, fewest ongoing requests first (Serve tries the next rank when one is
+        full). A replica this router has no recent count for counts as idle, so a burst of new runs
+        spreads over every replica instead of piling onto the ones it last heard from; ties go by id,
+        so a burst alternates."""
+        counts = self.replica_queue_len_cache
+        return [[r] for r in sorted(replicas, key=lambda r: (counts.get(r.replica_id) or 0, r.replica_id.unique_id))]

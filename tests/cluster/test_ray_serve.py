@@ -8,12 +8,14 @@ import io
 import json
 import os
 import signal
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.api.protocol import FrameType
+from app.api.ws import owner_key
 from tests.api.conftest import WsReader
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
@@ -83,6 +85,36 @@ def test_update_preview_and_fork_reach_the_replica_holding_the_run(ray_client: T
     assert fork_steps == list(range(6, 41))
     same = [frames_of(page, r, FrameType.FINAL)[0][2] for r in (parent, fork)]
     assert same[0] == same[1], "an unchanged fork reproduces its parent's image from the parent's history"
+
+
+def test_info_and_vocab_come_from_the_replicas_models(ray_client: TestClient) -> None:
+    info = ray_client.get("/api/info").json()
+    assert info["device"] == "cpu" and info["diffusion"] and info["gan"] is None
+    assert info["sizes"]["native"] == 32
+    assert ray_client.get("/api/vocab", params={"prefix": "a"}).status_code == 200  # the replica's tokenizer
+
+
+def test_a_closed_page_cancels_its_run_on_its_replica(ray_client: TestClient, engine) -> None:
+    secret = "closed-page-secret-0123456789abcdef"
+    with ray_client.websocket_connect("/ws") as ws:
+        page = WsReader(ws)
+        ws.send_json({"type": "hello", "owner": secret})
+        run = generate(page, {**BASE, "steps": 500})
+        page.until("step", run)
+        replica = replica_of(ray_client, run)
+    # the replica cancels the run when its stream is dropped; a cancel then finds nothing to stop
+    for _ in range(300):
+        answer = engine.cancel.remote(run, owner_key(secret), replica=replica).result()
+        if answer[0] == "refused":
+            break
+        time.sleep(0.1)
+    assert answer == ("refused", "not_found", f"run {run!r} is not queued or running")
+    with ray_client.websocket_connect("/ws") as ws:  # the same page, reloaded: its run stopped early
+        page = WsReader(ws)
+        ws.send_json({"type": "hello", "owner": secret})
+        ws.send_json({"type": "preview", "run_id": run, "step": 499})
+        refused = page.until("error")
+    assert refused["code"] == "not_found" and "499" in refused["message"]
 
 
 def test_a_replica_killed_mid_run_ends_that_run_only(ray_client: TestClient, engine) -> None:
