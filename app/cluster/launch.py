@@ -48,6 +48,7 @@ class Scale:
             "request_router_config": RequestRouterConfig(request_router_class=RunRouter),
             # a replica being scaled down finishes its runs first
             "graceful_shutdown_timeout_s": 600.0,
+            "max_constructor_retry_count": 3,  # a model that cannot load fails the deployment soon
         }
         if self.max_replicas is not None and self.max_replicas > self.replicas:
             options["autoscaling_config"] = {
