@@ -4,7 +4,9 @@ One local Ray cluster, one deployment of two CPU replicas of the embedded models
 `--runs` diffusion runs at once and times them until the last is done: once with every run pinned to
 one replica (what one replica does; the other idles) and once spread by the router over both. Rounds
 alternate, so both see the same load on a shared machine; it prints each round and the ratio of the
-medians. Runs go through the replicas' streaming calls as the ingress sends them (every step's event
+medians, and how many cores the replica processes got (their CPU time over the round's wall time: on a
+machine shared with other work that, not the replica count, bounds what 2 replicas can do). Runs go
+through the replicas' streaming calls as the ingress sends them (every step's event
 and preview streams back), without a websocket.
 
     python bench/bench_ray.py [--runs 6] [--steps 30] [--rounds 3] [--size 64]
@@ -22,6 +24,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 async def one_round(engine, runs: int, steps: int, size: int, replica: str | None) -> tuple[float, set[str]]:
@@ -75,13 +87,17 @@ def main() -> int:
             if len(used) != 2:
                 raise RuntimeError(f"two runs at once went to {len(used)} replica(s), not 2")
             replicas = sorted(used)
+            pids = [(await engine.describe.remote(replica=r))["pid"] for r in replicas]
             times: dict[str, list[float]] = {"1 replica": [], "2 replicas": []}
             for r in range(args.rounds):
                 for label, replica in (("1 replica", replicas[0]), ("2 replicas", None)):
+                    cpu0 = cpu_seconds(pids)
                     seconds, used = await one_round(engine, args.runs, args.steps, args.size, replica)
+                    cores = (cpu_seconds(pids) - cpu0) / seconds
                     times[label].append(seconds)
                     print(f"round {r + 1} {label:10s}: {args.runs} runs x {args.steps} steps in {seconds:6.2f} s "
-                          f"({args.runs / seconds:.2f} runs/s) on {len(used)} replica(s)", flush=True)
+                          f"({args.runs / seconds:.2f} runs/s) on {len(used)} replica(s); the replicas got "
+                          f"{cores:.2f} cores", flush=True)
             return times
 
         times = asyncio.run(rounds())
