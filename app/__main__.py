@@ -48,6 +48,10 @@ def serve(argv: list[str]) -> int:
                      help="autoscaling target: queued + running runs per replica (default 2)")
     args = parser.parse_args(argv)
     cluster = {k: vars(args).pop(k) for k in ("ray", "ray_address", "replicas", "max_replicas", "target_runs")}
+    if cluster["replicas"] < 1 or cluster["target_runs"] <= 0:
+        parser.error("--replicas must be at least 1 and --target-runs more than 0")
+    if cluster["max_replicas"] is not None and cluster["max_replicas"] < cluster["replicas"]:
+        parser.error("--max-replicas must be at least --replicas")
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)
     if cluster["ray"]:
