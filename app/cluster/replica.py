@@ -46,9 +46,32 @@ class FrameList:
         self.frames.append((dict(meta), data, kind))
 
 
+FOLDER_PREFIX = "noisescope-replica-"
+
+
+def sweep_dead_replica_folders(root: Path) -> int:
+    """Remove the scratch folders of replicas whose process is gone (killed, so `__del__` never ran);
+    their names carry the pid. Returns how many."""
+    removed = 0
+    for folder in root.glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
+
+
 class EngineReplica:
     def __init__(self, settings: dict[str, Any]) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="noisescope-replica-"))  # uploads and gallery images sent here
+        sweep_dead_replica_folders(Path(tempfile.gettempdir()))
+        # uploads and gallery images sent with runs
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         config = Settings.model_validate({**settings, "data_dir": self.folder})
         self.replica = serve.get_replica_context().replica_id.unique_id
         models = load_models(config)

@@ -114,3 +114,21 @@ def test_gallery_stores_what_a_replica_prepared(tmp_path: Path) -> None:
         gallery.store(ImageRecord(engine="gan", params={}, id="../x"), png)
     added = gallery.add(image(), record(6))  # add is prepare + store
     assert gallery.get(added).seed == 6 and [r.id for r in gallery.list()] == [added, rec.id]
+
+
+def test_scratch_folders_of_dead_replicas_are_swept(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed")
+    import os
+    import subprocess
+    import sys
+
+    from app.cluster.replica import FOLDER_PREFIX, sweep_dead_replica_folders
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{FOLDER_PREFIX}{gone.stdout.strip()}-abc"
+    alive = tmp_path / f"{FOLDER_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "noisescope-replica-notapid"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+    assert sweep_dead_replica_folders(tmp_path) == 1
+    assert not dead.exists() and alive.exists() and other.exists()
