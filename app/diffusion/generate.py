@@ -25,11 +25,13 @@ from app.diffusion.inpaint import (
     masked_denoiser,
     pixel_mask,
 )
+from app.diffusion.lora import LoraLibrary
 from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
 from app.diffusion.samplers import run_sampler
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
+from app.diffusion.tiny_decoder import TinyDecoder
 from app.diffusion.transfer import Pending, to_host_async
 from app.params import DiffusionParams, LiveParams
 
@@ -54,6 +56,8 @@ class DiffusionModels:
     denoiser: UNetDenoiser
     rgb_map: LatentRGBMap
     clip: ClipBackend | None = None
+    loras: LoraLibrary | None = None  # --lora / --lora-dir (app.diffusion.lora), set by the registry
+    preview_decoder: TinyDecoder | None = None  # --preview-decoder (app.diffusion.tiny_decoder)
 
     @property
     def latent_channels(self) -> int:
