@@ -24,6 +24,7 @@ from app.main import create_app
 from app.params import DiffusionParams, LiveUpdate
 from app.registry import Models, load_models
 from app.settings import Settings
+from app.store.a1111 import from_parameters
 from app.store.gallery import Gallery
 from tests.api.conftest import WsReader, make_settings
 from tests.api.test_replay import ChangingSink, pixels
@@ -97,6 +98,12 @@ def test_a_lora_weight_changed_mid_run_is_recorded_and_replays_bit_exact(studio:
 
     with Image.open(studio.gallery.path_for(done["image_id"])) as img:
         chunk = json.loads(img.text["noisescope"])
+        text = img.text["parameters"]
+    # the A1111 text carries them too, and reads back to the same starting weights and schedule
+    assert 'Lora weights: "style=0.8"' in text and 'Schedule: "5: lora_weights[style]=-0.5"' in text
+    read = from_parameters(text)
+    back = DiffusionParams(**read["params"], seed=read["seed"], schedule=read["schedule"])
+    assert back.lora_weights == {"style": 0.8} and back.schedule[0].changes.lora_weights == {"style": -0.5}
     message = client_message.validate_python(
         {"type": "generate", "params": {**chunk["params"], "seed": chunk["seed"], "schedule": chunk["schedule"]}})
     assert isinstance(message, GenerateDiffusion)
