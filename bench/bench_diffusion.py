@@ -8,7 +8,12 @@ Rows, each the median of --repeats runs after one warm-up, all measured in this 
   on the fully decoded steps, 10, 20 and 30 by default; the H100 figure below predates that);
   ours dpmpp_2m + karras vs diffusers' StableDiffusionPipeline + DPMSolverMultistepScheduler(karras);
   ours ddim vs diffusers + DDIMScheduler (same steps, size, cfg; both stop at the latent);
-  one CLIP-guided step (8 cutouts) vs one plain step.
+  one CLIP-guided step (8 cutouts) vs one plain step;
+  ours with a LoRA (rank --lora-rank on every attention / feed-forward Linear and 1x1 proj conv, weight
+  live: read before every UNet call) and with that LoRA at weight 0 (skipped), vs no LoRA;
+  a preview every step from the tiny decoder (--preview-decoder, else a random AutoencoderTiny in TAESD's
+  own architecture: 64 channels, 3 blocks per stage, one stage per 2x of the model's VAE) and from the
+  full VAE, vs none; and one preview alone by each of the linear map, the tiny decoder and the VAE.
 
 Measured 2026-11-23 on one H100 (fp16), SD1.5-shaped random weights, 512x512, 20 steps, cfg 7.5,
 median of 3, cases run one after another (before the round-robin order above; runs on fresh
@@ -38,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.diffusion.generate import DiffusionModels, generate, load_diffusion_models, models_from_pipeline  # noqa: E402
-from app.diffusion.previews import fast_preview  # noqa: E402
+from app.diffusion.lora import applied  # noqa: E402
+from app.diffusion.previews import fast_preview, full_decode, to_uint8_hwc  # noqa: E402
 from app.params import DiffusionParams  # noqa: E402
 
 
@@ -136,6 +142,42 @@ def _scheduler(folder: Path):
     return DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
 
 
+def bench_lora(models: DiffusionModels, rank: int):
+    """A random LoRA of `rank` on the layers kohya's trainer adapts: attention and feed-forward Linears and
+    the transformer blocks' proj_in / proj_out."""
+    from app.diffusion.lora import LoraFile, LoraLayer, adaptable_layers
+
+    g = torch.Generator().manual_seed(0)
+    layers = {}
+    for name, m in adaptable_layers(models.unet).items():
+        if not (".attentions." in name and ("transformer_blocks" in name or "proj_" in name)):
+            continue
+        w = m.weight
+        down = torch.randn(rank, *w.shape[1:], generator=g) * 0.01
+        up = torch.randn(w.shape[0], rank, *([1] * (w.ndim - 2)), generator=g) * 0.01
+        layers[name] = LoraLayer(down.to(w.device, w.dtype), up.to(w.device, w.dtype))
+    return LoraFile("bench", "kohya", {"unet": layers})
+
+
+def bench_tiny_decoder(models: DiffusionModels, name: str | None):
+    """--preview-decoder, or a random AutoencoderTiny in TAESD's architecture fitted to the model's VAE."""
+    from diffusers import AutoencoderTiny
+
+    from app.diffusion.tiny_decoder import TinyDecoder, check_fits, load_tiny_decoder
+
+    if name:
+        tiny = load_tiny_decoder(name, models.device, models.dtype)
+    else:
+        stages = models.vae_scale.bit_length()  # one stage per 2x, plus the last
+        torch.manual_seed(0)
+        vae = AutoencoderTiny(latent_channels=models.latent_channels, encoder_block_out_channels=(64,) * stages,
+                              decoder_block_out_channels=(64,) * stages, num_encoder_blocks=(1,) + (3,) * (stages - 1),
+                              num_decoder_blocks=(3,) * (stages - 1) + (1,))
+        tiny = TinyDecoder(f"random TAESD-shaped ({stages} stages)", vae.to(models.device, models.dtype).eval())
+    check_fits(tiny, models.latent_channels, models.vae_scale)
+    return tiny
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
@@ -143,6 +185,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15-shaped, else 64)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--lora-rank", type=int, default=16)
+    ap.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id (default: random, TAESD-shaped)")
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -175,6 +219,21 @@ def main() -> None:
                                                   solver_order=2)
     ddim = DDIMScheduler.from_config(cfg)
     preview = lambda s: fast_preview(models.rgb_map, s.denoised)  # noqa: E731
+    tiny = bench_tiny_decoder(models, args.preview_decoder)
+    tiny_preview = lambda s: tiny.preview(s.denoised)  # noqa: E731
+    vae_preview = lambda s: to_uint8_hwc(full_decode(models.vae, s.denoised.to(device)))  # noqa: E731
+    lora = bench_lora(models, args.lora_rank)
+
+    def with_lora(p: DiffusionParams, weight: float) -> Callable[[], object]:
+        plain = ours(p)
+        parts = {"unet": models.unet}
+
+        def call() -> object:
+            with applied(parts, [lora], {"bench": weight}, live=lambda: {"bench": weight}):
+                return plain()
+
+        return call
+
     n = 5
     few = params.model_copy(update={"steps": n, "sampler": "euler"})
     t = median_times({
@@ -186,11 +245,18 @@ def main() -> None:
         "ddim": theirs(ddim),
         "step": ours(few),
         "guided": ours(few.model_copy(update={"clip_guidance_scale": 1000.0}), with_clip=True),
+        "lora": with_lora(params, 0.8),
+        "lora0": with_lora(params, 0.0),
+        "tiny": ours(params, tiny_preview),
+        "vae": ours(params, vae_preview),
     }, device, args.repeats)
     step, guided = t["step"] / n, t["guided"] / n
     latent = torch.randn(1, models.latent_channels, size // models.vae_scale, size // models.vae_scale, device=device)
-    one_preview = median_times({"p": lambda: [fast_preview(models.rgb_map, latent) for _ in range(100)]},
-                               device, args.repeats)["p"] / 100
+    one = median_times({"p": lambda: [fast_preview(models.rgb_map, latent) for _ in range(100)],
+                        "tiny": lambda: [tiny.preview(latent) for _ in range(10)],
+                        "vae": lambda: [to_uint8_hwc(full_decode(models.vae, latent)) for _ in range(10)]},
+                       device, args.repeats)
+    one_preview, one_tiny, one_vae = one["p"] / 100, one["tiny"] / 10, one["vae"] / 10
     rows = [
         ("ours dpmpp_2m karras, no previews", t["plain"], "1.00"),
         ("ours + fast preview every step", t["preview"], f"{t['preview'] / t['plain']:.3f} vs no previews (goal <= 1.03)"),
@@ -201,11 +267,20 @@ def main() -> None:
         ("per step, plain (euler, cfg)", step, ""),
         ("per step, CLIP-guided, 8 overview cutouts", guided, f"{guided / step:.2f}x a plain step"),
         ("one fast preview alone (map + uint8)", one_preview, f"{one_preview / step:.4f} of a plain step"),
+        (f"ours + LoRA rank {args.lora_rank} ({len(lora.layers['unet'])} layers), weight 0.8", t["lora"],
+         f"{t['lora'] / t['plain']:.3f} vs no LoRA (per-step overhead of the live weight)"),
+        ("ours + the same LoRA at weight 0 (skipped)", t["lora0"], f"{t['lora0'] / t['plain']:.3f} vs no LoRA"),
+        ("ours + tiny-decoder preview every step", t["tiny"], f"{t['tiny'] / t['plain']:.3f} vs no previews"),
+        ("ours + full-VAE preview every step", t["vae"], f"{t['vae'] / t['plain']:.3f} vs no previews"),
+        ("one tiny-decoder preview alone", one_tiny,
+         f"{one_tiny / step:.4f} of a plain step; {one_tiny / one_preview:.1f}x the map, {one_vae / one_tiny:.1f}x "
+         "faster than the VAE"),
+        ("one full-VAE preview alone", one_vae, f"{one_vae / step:.4f} of a plain step"),
     ]
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {size}x{size}, "
-          f"{args.steps} steps, cfg {params.cfg_scale}; median of {args.repeats}")
+          f"{args.steps} steps, cfg {params.cfg_scale}; median of {args.repeats}; tiny decoder: {tiny.name}")
     print(f"{'case':48} {'seconds':>9}  ratio")
     for case, t, note in rows:
         print(f"{case:48} {t:9.4f}  {note}")
