@@ -280,7 +280,7 @@ class LoraLibrary:
             self._fixed[name] = read_lora(path, name, self.parts)
 
     def info(self) -> list[dict]:
-        """What /api/info lists: the loaded LoRAs (one slider each) and whether names resolve in a folder."""
+        """What /api/info lists: the --lora files (one slider each), with the weight the slider starts at."""
         return [{"name": n, "weight": self.default_weight, "layers": f.size, "format": f.format}
                 for n, f in self._fixed.items()]
 
