@@ -24,7 +24,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--cpu-threads", type=int, help="torch threads per worker thread on CPU (default 1)")
-    parser.add_argument("--diffusion-model", help="diffusers SD folder or hub id")
+    parser.add_argument("--diffusion-model",
+                        help="diffusers SD 1.x / 2.x / SDXL folder or hub id, or a single-file .safetensors")
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
     parser.add_argument("--lora", action="append", metavar="FILE.safetensors",
                         help="a LoRA file (kohya / A1111 or diffusers format), with a live weight slider; repeatable")

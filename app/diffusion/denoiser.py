@@ -8,7 +8,8 @@ Table 1, "VP" column and §5 for v-prediction).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
@@ -19,6 +20,50 @@ from app.diffusion.sigmas import model_sigmas, sigma_to_t
 
 def _bcast(v: Tensor, x: Tensor) -> Tensor:
     return v.view(-1, *([1] * (x.ndim - 1)))
+
+
+class FamilyContext(Protocol):
+    """A model family's conditioning beyond the text states (e.g. SDXL's pooled embeddings and
+    size ids): a dataclass whose fields are all tensors batched along dim 0; only the family's
+    `unet_kwargs` reads them, CFG merely stacks and repeats them like a tensor."""
+
+    def unet_kwargs(self, dtype: torch.dtype) -> dict[str, Any]: ...
+
+
+Context: TypeAlias = "Tensor | FamilyContext"  # [B, L, D] text states, or a family's batched context
+
+
+def _per_field(ctx: Context, fn: Callable[[Tensor], Tensor]) -> Context:
+    if isinstance(ctx, Tensor):
+        return fn(ctx)
+    assert is_dataclass(ctx)
+    return replace(ctx, **{f.name: fn(getattr(ctx, f.name)) for f in fields(ctx)})
+
+
+def cat_context(parts: list[Context]) -> Context:
+    """Stack contexts along the batch."""
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts)
+    assert is_dataclass(first)
+    return replace(first, **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(first)})
+
+
+def expand_context(ctx: Context, b: int) -> Context:
+    """A one-row context broadcast to batch b."""
+    return _per_field(ctx, lambda t: t.expand(b, *t.shape[1:]))
+
+
+def repeat_context(ctx: Context, b: int) -> Context:
+    """Each row repeated b times in place (rows r, r, ..., r + 1, ...)."""
+    return _per_field(ctx, lambda t: t.repeat_interleave(b, dim=0))
+
+
+def unet_kwargs(ctx: Context, dtype: torch.dtype) -> dict[str, Any]:
+    """The UNet's conditioning arguments: the text states alone, or what the family's context says."""
+    if isinstance(ctx, Tensor):
+        return {"encoder_hidden_states": ctx.to(dtype)}
+    return ctx.unet_kwargs(dtype)
 
 
 class UNetDenoiser:
@@ -49,14 +94,14 @@ class UNetDenoiser:
     def sigma_max(self) -> float:
         return float(self.sigmas[-1])
 
-    def __call__(self, x: Tensor, sigma: Tensor, context: Tensor, concat: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, context: Context, concat: Tensor | None = None) -> Tensor:
         sigma = sigma.float()
         c_in = _bcast((sigma**2 + 1).rsqrt(), x)
         t = sigma_to_t(sigma, self.log_sigmas)
         inputs = x * c_in
         if concat is not None:
             inputs = torch.cat([inputs, concat.to(x.dtype).repeat(x.shape[0] // concat.shape[0], 1, 1, 1)], dim=1)
-        out = self.unet(inputs.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
+        out = self.unet(inputs.to(self.dtype), t, **unet_kwargs(context, self.dtype)).sample.float()
         s = _bcast(sigma, x)
         if self.prediction_type == "epsilon":
             return x - s * out
@@ -65,11 +110,12 @@ class UNetDenoiser:
 
 @dataclass(frozen=True)
 class TextConditioning:
-    """Text-encoder states for CFG: one per weighted prompt, and the negative prompt as uncond."""
+    """Text-encoder states for CFG: one per weighted prompt, and the negative prompt as uncond
+    (tensors [n, L, D] and [1, L, D], or a family's context batched alike)."""
 
-    cond: Tensor  # [n, L, D]
+    cond: Context
     weights: tuple[float, ...]
-    uncond: Tensor  # [1, L, D]
+    uncond: Context
 
 
 @torch.no_grad()
@@ -87,25 +133,26 @@ def text_conditioning(tokenizer, text_encoder: torch.nn.Module, prompts: list[tu
     return TextConditioning(states[1:], tuple(w for _, w in prompts), states[:1])
 
 
-def cfg_denoiser(model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: TextConditioning,
+def cfg_denoiser(model: Callable[[Tensor, Tensor, Context], Tensor], cond: TextConditioning,
                  scale: Live) -> Denoiser:
     """Classifier-free guidance (Ho & Salimans 2022) with weighted prompts composed as in
     Liu et al. 2022: D = D_u + scale * sum_i w_i (D_i - D_u), all branches in one model call.
     `scale` is re-read at every call."""
     n = len(cond.weights)
-    contexts = torch.cat([cond.uncond, cond.cond])  # [n + 1, L, D]
+    contexts = cat_context([cond.uncond, cond.cond])  # [n + 1, L, D]
     only_cond = n == 1 and cond.weights[0] == 1.0
-    batched: dict[int, Tensor] = {}  # batch size -> contexts repeated for it
+    batched: dict[int, Context] = {}  # batch size -> contexts repeated for it
 
     def denoise(x: Tensor, sigma: Tensor) -> Tensor:
         s = _read(scale)
         b = x.shape[0]
         if s == 0.0:
-            return model(x, sigma, cond.uncond.expand(b, -1, -1))
+            return model(x, sigma, expand_context(cond.uncond, b))
         if s == 1.0 and only_cond:
-            return model(x, sigma, cond.cond.expand(b, -1, -1))
-        out = model(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1),
-                    batched.setdefault(b, contexts.repeat_interleave(b, dim=0))).chunk(n + 1)
+            return model(x, sigma, expand_context(cond.cond, b))
+        if b not in batched:
+            batched[b] = repeat_context(contexts, b)
+        out = model(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1), batched[b]).chunk(n + 1)
         uncond = out[0]
         guided = uncond
         for w, branch in zip(cond.weights, out[1:]):

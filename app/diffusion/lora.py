@@ -314,8 +314,9 @@ class LoraLibrary:
 
 def model_parts(models) -> dict[str, nn.Module]:
     """The parts of a loaded diffusion model (app.diffusion.generate.DiffusionModels) a LoRA may adapt."""
-    parts = {"unet": models.unet, "text_encoder": models.text_encoder,
-             "text_encoder_2": getattr(models, "text_encoder_2", None)}
+    encoders = tuple(getattr(getattr(models, "conditioner", None), "encoders", None) or (models.text_encoder,))
+    parts = {"unet": models.unet, "text_encoder": encoders[0],
+             "text_encoder_2": encoders[1] if len(encoders) > 1 else None}  # SDXL's second encoder
     return {k: v for k, v in parts.items() if v is not None}
 
 
