@@ -275,3 +275,24 @@ def test_prompt_tags() -> None:
     for bad in ({"../x": 1.0}, {"x": 11.0}, {"x": float("nan")}, {f"l{i}": 1.0 for i in range(17)}):
         with pytest.raises(ValueError):
             DiffusionParams(prompt="cat", lora_weights=bad)
+
+
+def test_a_diffusers_sdxl_lora_adapts_both_text_encoders(tmp_path: Path) -> None:
+    """SDXL: the second text encoder lives in the family's conditioner; `text_encoder_2.` keys reach it."""
+    from app.demo_models import build_tiny_sdxl
+
+    sdxl = load_diffusion_models(str(build_tiny_sdxl(tmp_path / "sdxl", seed=0)), torch.device("cpu"), torch.float32,
+                                 cache_dir=tmp_path / "cache")
+    parts = model_parts(sdxl)
+    assert set(parts) == {"unet", "text_encoder", "text_encoder_2"}
+    state = {}
+    for prefix, model, seed in (("unet.", sdxl.unet, 1), ("text_encoder_2.", parts["text_encoder_2"], 2)):
+        for name, (down, up) in random_lora(model, seed, convs=False).items():
+            state[f"{prefix}{name}.lora_A.weight"], state[f"{prefix}{name}.lora_B.weight"] = down, up
+    save_file(state, str(tmp_path / "xl.safetensors"))
+    lora = read_lora(tmp_path / "xl.safetensors", "xl", parts)
+    assert set(lora.layers) == {"unet", "text_encoder_2"}
+    bare, pooled = sdxl.conditioner.encode(["a cat"])
+    with applied(parts, [lora], {"xl": 1.0}):
+        states, pooled_lora = sdxl.conditioner.encode(["a cat"])
+    assert not torch.allclose(pooled, pooled_lora) and not torch.allclose(bare, states)
