@@ -27,6 +27,12 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--diffusion-model",
                         help="diffusers SD 1.x / 2.x / SDXL folder or hub id, or a single-file .safetensors")
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
+    parser.add_argument("--lora", action="append", metavar="FILE.safetensors",
+                        help="a LoRA file (kohya / A1111 or diffusers format), with a live weight slider; repeatable")
+    parser.add_argument("--lora-dir", help="folder of LoRA .safetensors files that prompts name as <lora:name:0.8>")
+    parser.add_argument("--lora-weight", type=float, help="the weight LoRA sliders start at (default 1)")
+    parser.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id for preview frames "
+                        "(madebyollin/taesd, madebyollin/taesdxl, madebyollin/taesd3, madebyollin/taef1)")
     parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "

@@ -28,12 +28,14 @@ from app.diffusion.inpaint import (
     masked_denoiser,
     pixel_mask,
 )
+from app.diffusion.lora import LoraLibrary
 from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
 from app.diffusion.samplers import Denoiser, run_sampler
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
 from app.diffusion.sizes import SizeRange, model_sizes
+from app.diffusion.tiny_decoder import TinyDecoder
 from app.diffusion.transfer import Pending, to_host_async
 from app.params import DiffusionParams, LiveParams
 
@@ -61,6 +63,8 @@ class DiffusionModels:
     # prompts -> the denoiser's conditioning, the family's own (app.diffusion.families);
     # None: SD 1.x / 2.x's, from `tokenizer` and `text_encoder`
     conditioner: Conditioner | None = None
+    loras: LoraLibrary | None = None  # --lora / --lora-dir (app.diffusion.lora), set by the registry
+    preview_decoder: TinyDecoder | None = None  # --preview-decoder (app.diffusion.tiny_decoder)
 
     def __post_init__(self) -> None:
         if self.conditioner is None:

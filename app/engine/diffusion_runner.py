@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image
 
 from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
+from app.diffusion.lora import LoraError, run_loras
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
@@ -104,14 +105,19 @@ class DiffusionRunner:
                            "sigma": float(info.sigma), "elapsed_ms": round(elapsed, 1),
                            "clip_score": info.clip_score})
             if info.preview and info.index < info.total:
-                full = info.index % live.params().full_decode_every == 0
+                knobs = live.params()
+                decoder = "full" if info.index % knobs.full_decode_every == 0 else knobs.preview_decoder
                 self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
-                                    full, "preview")
+                                    decoder, "preview")
 
         try:
-            latent = generate(self.models, params, live=live.params, on_step=on_step,
-                              start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
-                              init_image=init_image, on_boundary=live.advance, check=live.check, mask=mask)
+            with run_loras(self.models, params.lora_weights, lambda: live.params().lora_weights):
+                latent = generate(self.models, params, live=live.params, on_step=on_step,
+                                  start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
+                                  init_image=init_image, on_boundary=live.advance, check=live.check, mask=mask)
+        except LoraError as exc:  # a --lora-dir file removed or changed since the run was queued
+            job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id, "message": str(exc)})
+            return
         except RunCancelled:
             job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
             return
@@ -152,13 +158,20 @@ class DiffusionRunner:
         except ValueError:
             return None
 
-    def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, full: bool, kind: str) -> None:
-        image = to_pil(preview_rgb(self.models, denoised, full=full))
-        if not full:  # the fast map works at latent resolution
+    def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, decoder: str, kind: str) -> None:
+        """One preview frame drawn by `decoder`: "linear" (the fitted map), "tiny" (--preview-decoder) or
+        "full" (the VAE)."""
+        tiny = self.models.preview_decoder
+        if decoder == "tiny" and tiny is not None:
+            image = to_pil(tiny.preview(denoised))
+        else:
+            decoder = "full" if decoder == "full" else "linear"
+            image = to_pil(preview_rgb(self.models, denoised, full=decoder == "full"))
+        if decoder == "linear":  # the fast map works at latent resolution
             scale = self.models.vae_scale
             image = image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
         meta = {"run_id": run_id, "step": index, "width": image.width, "height": image.height,
-                "format": "jpeg", "engine": "diffusion", "full": full}
+                "format": "jpeg", "engine": "diffusion", "full": decoder == "full", "decoder": decoder}
         sink.image(meta, encode(image, "jpeg"), kind)  # type: ignore[arg-type]
 
     def timeline_preview(self, sink: Sink, run_id: str, index: int) -> bool:
@@ -166,5 +179,5 @@ class DiffusionRunner:
         record = self.history.step(run_id, index)
         if record is None or record.denoised is None:
             return False
-        self.encoder.submit(self._send_preview, sink, run_id, index, record.denoised, True, "timeline")
+        self.encoder.submit(self._send_preview, sink, run_id, index, record.denoised, "full", "timeline")
         return True
