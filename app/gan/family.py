@@ -50,6 +50,7 @@ DEFAULT_FORMAT = "noisescope-stylegan2"
 # config.json "format" -> "module:Class" of its GanFamily (imported on first use).
 FAMILIES: dict[str, str] = {
     "noisescope-stylegan2": "app.gan.stylegan_family:StyleGAN2Family",
+    "noisescope-stylegan3": "app.gan.stylegan_family:StyleGAN3Family",
 }
 
 Truncation = Literal["w_lerp", "truncated_normal", "z_scale", "none"]
