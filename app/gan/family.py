@@ -117,6 +117,11 @@ def controls_problem(controls: GanControls, p: GanParams) -> str | None:
             return "class_index: this generator is not class-conditional"
         if p.class_index >= len(controls.classes):
             return f"class_index must be below {len(controls.classes)} for this generator"
+    if p.walk_class is not None:
+        if controls.condition != "class" or "class" not in controls.walk:
+            return "walk_class: this generator does not walk between classes"
+        if p.walk_class >= len(controls.classes):
+            return f"walk_class must be below {len(controls.classes)} for this generator"
     if controls.condition == "class" and p.class_index is None:
         return "class_index: this generator is class-conditional; pick a class"
     if p.truncation_cutoff is not None and not controls.truncation_cutoff:
