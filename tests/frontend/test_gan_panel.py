@@ -198,3 +198,25 @@ def test_the_panel_hides_what_a_stylegan2_lacks(server_with_unconditional_gan: s
     params = sent(page)[-1]["params"]
     assert not {"translate_x", "translate_y", "rotate", "class_index"} & params.keys()
     assert params["noise_mode"] == "const"
+
+
+def test_a_latent_walk_streams_and_is_offered_as_an_animated_webp(server_with_stylegan3: str, page) -> None:  # noqa: F811
+    open_panel(page, server_with_stylegan3)
+    page.evaluate("() => window.noisescope.gan.controls.set({ seed: 3, walk_seed: 8, walk_frames: 4, walk_fps: 8 })")
+    assert sent(page) == [], "the walk's controls only set up its button"
+    assert not page.is_visible("#g-walk-save")
+    page.click("#g-walk")
+    page.wait_for_function("() => document.getElementById('g-walk-status').innerText === 'walk done: 4 frames'",
+                           timeout=60_000)
+    walk = sent(page)[-1]["params"]
+    assert (walk["walk_frames"], walk["walk_seed"], walk["walk_fps"], walk["seed"]) == (4, 8, 8, 3)
+    assert page.is_visible("#g-walk-save") and page.get_attribute("#g-walk-save", "download").endswith(".webp")
+    frame = page.evaluate("""() => {
+      const run = window.noisescope.runs.list('gan').filter((r) => r.walk).at(-1);
+      return [run.latestFrame.meta.format, run.latestFrame.meta.frames, run.latestFrame.url];
+    }""")
+    assert frame[:2] == ["webp", 4] and frame[2] == page.get_attribute("#g-walk-save", "href")
+    page.wait_for_function("() => document.getElementById('g-image').complete")
+    assert page.evaluate("() => document.getElementById('g-image').naturalWidth") == 16, "the browser decodes it"
+    assert page.get_attribute("#g-image", "src") == page.get_attribute("#g-walk-save", "href"), "the walk loops in place"
+    assert page.inner_text("#errors").strip() == ""
