@@ -132,6 +132,8 @@ export class GanPanel {
       const { search_steps: _steps, walk_frames: _frames, ...rest } = defaults;
       this.controls.set(rest);
     }
+    const frames = info?.limits?.max_walk_frames;
+    if (frames) this.controls.setRange('walk_frames', { max: frames });
     this.applyControls(gan?.controls ?? null);
     this.#showSearch();
   }
