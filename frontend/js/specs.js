@@ -77,7 +77,7 @@ export const GAN_GROUPS = [
       { key: 'translate_y', label: 'translate y', kind: 'range', min: -1, max: 1, step: 0.01, value: 0, needs: 'transform',
         title: 'shift the input in image heights' },
       { key: 'rotate', label: 'rotate (°)', kind: 'range', min: -180, max: 180, step: 1, value: 0, needs: 'transform',
-        title: 'rotate the input, degrees counter-clockwise' },
+        title: 'rotate the input, in degrees (as gen_images.py --rotate)' },
     ],
   },
   {
