@@ -117,17 +117,19 @@ def main() -> int:
         model, frunner, fp = family_rows[name]
         return lambda: model.family.render(frunner.styles(fp, 1), fp)
 
-    with torch.no_grad():
-        t = {"gan_slider": median_ms(gan_slider, args.repeats, device),
-             "gan_new_seed": median_ms(gan_new_seed, args.repeats, device),
-             **{f"{name} slider ({family_rows[name][0].family.resolution} px, transform set)":
-                median_ms(family_slider(name), args.repeats, device) for name in family_rows},
-             "diffusion_step": median_ms(diffusion_loop, max(3, args.repeats // 3), device) / args.steps,
-             "diffusion_image": median_ms(diffusion_image, max(3, args.repeats // 3), device)}
+    cases: dict[str, tuple[Callable[[], object], int, int]] = {
+        "gan_slider": (gan_slider, args.repeats, 1), "gan_new_seed": (gan_new_seed, args.repeats, 1),
+        **{f"{name} slider ({family_rows[name][0].family.resolution} px, transform set)":
+           (family_slider(name), args.repeats, 1) for name in family_rows},
+        "diffusion_step": (diffusion_loop, max(3, args.repeats // 3), args.steps),
+        "diffusion_image": (diffusion_image, max(3, args.repeats // 3), 1)}
     print(f"device: {device}; prompt {args.prompt!r}; diffusion {args.steps} steps dpmpp_2m, cfg {dp.cfg_scale}")
-    print(f"{'case':40} {'median ms':>10}")
-    for name, ms in t.items():
-        print(f"{name:40} {ms:10.2f}")
+    print(f"{'case':56} {'median ms':>10}", flush=True)
+    t = {}
+    with torch.no_grad():
+        for name, (fn, repeats, per) in cases.items():  # each row as soon as it is measured
+            t[name] = median_ms(fn, repeats, device) / per
+            print(f"{name:56} {t[name]:10.2f}", flush=True)
     print(f"GAN render (slider) / one diffusion step:  {t['gan_slider'] / t['diffusion_step']:.3f}")
     for key in t:
         if key.startswith(tuple(family_rows)):
