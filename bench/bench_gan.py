@@ -118,10 +118,11 @@ def main() -> int:
         return lambda: model.family.render(frunner.styles(fp, 1), fp)
 
     cases: dict[str, tuple[Callable[[], object], int, int]] = {
-        "gan_slider": (gan_slider, args.repeats, 1), "gan_new_seed": (gan_new_seed, args.repeats, 1),
+        "gan_slider": (gan_slider, args.repeats, 1),
+        "diffusion_step": (diffusion_loop, max(3, args.repeats // 3), args.steps),
         **{f"{name} slider ({family_rows[name][0].family.resolution} px, transform set)":
            (family_slider(name), args.repeats, 1) for name in family_rows},
-        "diffusion_step": (diffusion_loop, max(3, args.repeats // 3), args.steps),
+        "gan_new_seed": (gan_new_seed, args.repeats, 1),
         "diffusion_image": (diffusion_image, max(3, args.repeats // 3), 1)}
     print(f"device: {device}; prompt {args.prompt!r}; diffusion {args.steps} steps dpmpp_2m, cfg {dp.cfg_scale}")
     print(f"{'case':56} {'median ms':>10}", flush=True)
