@@ -4,9 +4,12 @@ Medians over repeats, measured side by side in one run on the default models:
   - one GAN render (mapping cached, synthesis + uint8, what a slider change costs);
   - one GAN render from a new seed (mapping + synthesis);
   - a whole diffusion image (steps + VAE decode) and one diffusion step (the sampling loop's time
-    divided by its steps: CFG, the default sampler).
+    divided by its steps: CFG, the default sampler);
+  - one row per further GAN family (`--families`): StyleGAN3-T and -R at the shipped G's resolution and
+    width (random weights: the cost does not depend on them), rendered through the same family
+    interface the server uses, with the input transform set (translate + rotate, the live sliders).
 
-    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu]
+    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu] [--families stylegan3-t,stylegan3-r]
 """
 
 from __future__ import annotations
@@ -36,12 +39,38 @@ def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> f
     return statistics.median(times)
 
 
+def stylegan3(config: str) -> Callable[[int, torch.device], object]:
+    """A StyleGAN3 GanModel of the NVIDIA config at the shipped G's resolution and width, random weights."""
+
+    def build(resolution: int, device: torch.device) -> object:
+        import tempfile
+
+        from app.engine.gan_runner import load_gan_model
+        from app.gan.convert import FORMAT_SG3, save_generator
+        from app.gan.stylegan3 import Generator
+
+        kwargs = {"z_dim": 128, "c_dim": 0, "w_dim": 256, "img_resolution": resolution, "img_channels": 3,
+                  "mapping_kwargs": {"num_layers": 2}, "channel_base": 16384, "channel_max": 256}
+        if config == "r":  # --cfg=stylegan3-r: 1x1 convolutions, radial filters, doubled width
+            kwargs.update(conv_kernel=1, use_radial_filters=True, channel_base=32768, channel_max=512)
+        torch.manual_seed(0)
+        folder = save_generator(Path(tempfile.mkdtemp()) / "g", kwargs, Generator(**kwargs).state_dict(), fmt=FORMAT_SG3)
+        return load_gan_model(folder, device)
+
+    return build
+
+
+FAMILY_BUILDS = {"stylegan3-t": stylegan3("t"), "stylegan3-r": stylegan3("r")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompt", default="red heart")
+    ap.add_argument("--families", default="stylegan3-t,stylegan3-r",
+                    help="comma-separated extra families to time ('' for none): " + ", ".join(FAMILY_BUILDS))
     args = ap.parse_args()
 
     from app.clip import load_clip
@@ -77,16 +106,35 @@ def main() -> int:
     def diffusion_loop() -> object:
         return generate(diffusion, dp, live=lambda: live, on_step=lambda s: None)
 
-    with torch.no_grad():
-        t = {"gan_slider": median_ms(gan_slider, args.repeats, device),
-             "gan_new_seed": median_ms(gan_new_seed, args.repeats, device),
-             "diffusion_step": median_ms(diffusion_loop, max(3, args.repeats // 3), device) / args.steps,
-             "diffusion_image": median_ms(diffusion_image, max(3, args.repeats // 3), device)}
+    family_rows = {}
+    for name in filter(None, args.families.split(",")):
+        model = FAMILY_BUILDS[name](gan.G.img_resolution, device)
+        fp = GanParams(seed=1, truncation_psi=0.7, translate_x=0.1, translate_y=-0.05, rotate=10)
+        frunner = GanRunner(model, None, None, {})  # type: ignore[arg-type]
+        family_rows[name] = (model, frunner, fp)
+
+    def family_slider(name: str) -> Callable[[], object]:
+        model, frunner, fp = family_rows[name]
+        return lambda: model.family.render(frunner.styles(fp, 1), fp)
+
+    cases: dict[str, tuple[Callable[[], object], int, int]] = {
+        "gan_slider": (gan_slider, args.repeats, 1),
+        "diffusion_step": (diffusion_loop, max(3, args.repeats // 3), args.steps),
+        **{f"{name} slider ({family_rows[name][0].family.resolution} px, transform set)":
+           (family_slider(name), args.repeats, 1) for name in family_rows},
+        "gan_new_seed": (gan_new_seed, args.repeats, 1),
+        "diffusion_image": (diffusion_image, max(3, args.repeats // 3), 1)}
     print(f"device: {device}; prompt {args.prompt!r}; diffusion {args.steps} steps dpmpp_2m, cfg {dp.cfg_scale}")
-    print(f"{'case':40} {'median ms':>10}")
-    for name, ms in t.items():
-        print(f"{name:40} {ms:10.2f}")
+    print(f"{'case':56} {'median ms':>10}", flush=True)
+    t = {}
+    with torch.no_grad():
+        for name, (fn, repeats, per) in cases.items():  # each row as soon as it is measured
+            t[name] = median_ms(fn, repeats, device) / per
+            print(f"{name:56} {t[name]:10.2f}", flush=True)
     print(f"GAN render (slider) / one diffusion step:  {t['gan_slider'] / t['diffusion_step']:.3f}")
+    for key in t:
+        if key.startswith(tuple(family_rows)):
+            print(f"{key.split(' ')[0]} render (slider) / one diffusion step: {t[key] / t['diffusion_step']:.3f}")
     print(f"whole diffusion image / GAN render (slider): {t['diffusion_image'] / t['gan_slider']:.1f}x")
     print(f"whole diffusion image / GAN render (new seed): {t['diffusion_image'] / t['gan_new_seed']:.1f}x")
     return 0

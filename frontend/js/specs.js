@@ -76,23 +76,41 @@ export const DIFFUSION_GROUPS = [
   },
 ];
 
+// Each GAN control names the capability it `needs` from /api/info gan.controls (see ganOffers); the
+// panel shows only what the loaded generator offers, and sends only what it shows.
 export const GAN_GROUPS = [
   {
     legend: 'Generator',
     controls: [
       { key: 'seed', label: 'seed', kind: 'seed', value: 0 },
-      { key: 'truncation_psi', label: 'truncation psi', kind: 'range', min: -1, max: 2, step: 0.05, value: 0.7 },
-      { key: 'noise_mode', label: 'noise mode', kind: 'select', options: [['const', 'const'], ['random', 'random'], ['none', 'none']], value: 'const' },
-      { key: 'mix_seed', label: 'style-mix seed', kind: 'optint', value: null, placeholder: 'none' },
-      { key: 'mix_layer', label: 'style-mix layer', kind: 'range', min: 0, max: 16, step: 1, value: 4 },
+      { key: 'class_index', label: 'class', kind: 'choice', value: null, needs: 'classes', placeholder: 'type to search classes' },
+      { key: 'truncation_psi', label: 'truncation psi', kind: 'range', min: -1, max: 2, step: 0.05, value: 0.7, needs: 'truncation' },
+      { key: 'noise_mode', label: 'noise mode', kind: 'select', options: [['const', 'const'], ['random', 'random'], ['none', 'none']], value: 'const', needs: 'noise' },
+      { key: 'mix_seed', label: 'style-mix seed', kind: 'optint', value: null, placeholder: 'none', needs: 'mixing' },
+      { key: 'mix_layer', label: 'style-mix layer', kind: 'range', min: 0, max: 16, step: 1, value: 4, needs: 'mixing' },
+      { key: 'translate_x', label: 'translate x', kind: 'range', min: -1, max: 1, step: 0.01, value: 0, needs: 'transform',
+        title: 'shift the input in image widths (the StyleGAN3 visualizer’s translate)' },
+      { key: 'translate_y', label: 'translate y', kind: 'range', min: -1, max: 1, step: 0.01, value: 0, needs: 'transform',
+        title: 'shift the input in image heights' },
+      { key: 'rotate', label: 'rotate (°)', kind: 'range', min: -180, max: 180, step: 1, value: 0, needs: 'transform',
+        title: 'rotate the input, in degrees (as gen_images.py --rotate)' },
     ],
   },
   {
-    legend: 'CLIP search in w',
+    legend: 'CLIP search',
     controls: [
-      { key: 'search_steps', label: 'search steps', kind: 'range', min: 1, max: 200, step: 1, value: 50 },
-      { key: 'search_lr', label: 'search lr', kind: 'range', min: 0.005, max: 0.5, step: 0.005, value: 0.05 },
-      { key: 'search_pull', label: 'pull to w_avg', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1 },
+      { key: 'search_steps', label: 'search steps', kind: 'range', min: 1, max: 200, step: 1, value: 50, needs: 'search' },
+      { key: 'search_lr', label: 'search lr', kind: 'range', min: 0.005, max: 0.5, step: 0.005, value: 0.05, needs: 'search' },
+      { key: 'search_pull', label: 'pull to centre', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1, needs: 'search' },
+    ],
+  },
+  {
+    legend: 'Latent walk',
+    controls: [
+      { key: 'walk_seed', label: 'walk to seed', kind: 'optint', value: null, placeholder: 'seed + 1' },
+      { key: 'walk_class', label: 'walk to class', kind: 'choice', value: null, needs: 'class_walk', placeholder: 'same class' },
+      { key: 'walk_frames', label: 'frames', kind: 'range', min: 2, max: 120, step: 1, value: 24 },
+      { key: 'walk_fps', label: 'frames per second', kind: 'range', min: 1, max: 30, step: 1, value: 12 },
     ],
   },
 ];
@@ -102,6 +120,33 @@ export function loraHint(info) {
   const tag = 'name one from the server’s --lora-dir in the prompt: <lora:name:0.8>';
   if (info?.loras?.length) return info.lora_dir ? `more: ${tag}` : '';
   return info?.lora_dir ? `no LoRAs loaded; ${tag}` : 'no LoRAs loaded (start the server with --lora FILE.safetensors)';
+}
+
+/** The latent walk's own controls: like the search's, they set up its button and never send a request. */
+export const WALK_KEYS = new Set(['walk_seed', 'walk_class', 'walk_frames', 'walk_fps']);
+
+// What the one truncation slider means for each kind of truncation a family describes.
+export const TRUNCATION_LABELS = {
+  w_lerp: 'truncation psi',
+  truncated_normal: 'truncation (truncated normal)',
+  z_scale: 'z scale',
+};
+
+// Before /api/info describes the generator (or from an older server): what a StyleGAN2 offered.
+const LEGACY_OFFERS = ['truncation', 'noise', 'mixing', 'search'];
+
+/** The capabilities (GAN_GROUPS `needs`) a generator's /api/info `controls` description offers. */
+export function ganOffers(controls) {
+  if (!controls) return new Set(LEGACY_OFFERS);
+  const offers = new Set();
+  if (controls.truncation && controls.truncation !== 'none') offers.add('truncation');
+  if (controls.noise) offers.add('noise');
+  if (controls.mixing_layers > 0) offers.add('mixing');
+  if (controls.input_transform) offers.add('transform');
+  if (controls.condition === 'class' && controls.classes?.length) offers.add('classes');
+  if (controls.search) offers.add('search');
+  if (offers.has('classes') && controls.walk?.includes('class')) offers.add('class_walk');
+  return offers;
 }
 
 /** DiffusionParams for a `generate` message from the controls' values. */
@@ -120,13 +165,23 @@ export const SEARCH_KEYS = new Set(['search_steps', 'search_lr', 'search_pull'])
 /**
  * GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery.
  * Only `search` = true (the search button) sends the search steps; every other request renders.
+ * `offers` (ganOffers) leaves out the controls the loaded generator does not have; `walk` = true (the
+ * walk button) sends the latent walk's controls, which no other request carries.
  */
-export function ganParams(values, prompt, grid = 1, save = true, search = false) {
+export function ganParams(values, prompt, grid = 1, save = true, search = false, offers = new Set(LEGACY_OFFERS),
+  walk = false) {
   const params = { prompt, grid, save };
-  for (const group of GAN_GROUPS) for (const c of group.controls) params[c.key] = values[c.key];
-  if (!search) params.search_steps = 0;
+  for (const group of GAN_GROUPS) {
+    for (const c of group.controls) if (!c.needs || offers.has(c.needs)) params[c.key] = values[c.key];
+  }
+  if (!search || walk) params.search_steps = 0;
+  if (walk) params.grid = 1;
+  else for (const key of WALK_KEYS) delete params[key];
+  if (params.walk_seed === null) delete params.walk_seed;
+  if (params.walk_class === null) delete params.walk_class;
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;
+  if (params.class_index === null) delete params.class_index;
   return params;
 }
 

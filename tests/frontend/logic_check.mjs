@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compareTable, speedText, truncationCaption } from '../../frontend/js/compare.js';
 import { RunStore } from '../../frontend/js/runs.js';
 import { ownerSecret } from '../../frontend/js/ws.js';
-import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganCaption, ganParams } from '../../frontend/js/specs.js';
+import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganCaption, ganOffers, ganParams } from '../../frontend/js/specs.js';
 
 // ---- RunStore: frames by step, fork ancestry, eviction --------------------------------------
 const revoked = [];
@@ -134,6 +134,21 @@ const gvalues = {};
 for (const g of GAN_GROUPS) for (const c of g.controls) gvalues[c.key] = c.value;
 for (const key of LIVE_KEYS) assert.ok(key in values, `live key ${key} has a control`);
 assert.equal(ganParams({ ...gvalues, search_steps: 40 }, 'a face', 1, false).search_steps, 0, 'a slider render never searches');
+// The panel sends only what the generator's description offers: no family names, only capabilities.
+const sg3 = ganOffers({ truncation: 'w_lerp', mixing_layers: 16, noise: false, input_transform: true, condition: 'none',
+  classes: [], search: 'w+', walk: ['seed'] });
+assert.deepEqual([...sg3].sort(), ['mixing', 'search', 'transform', 'truncation']);
+const sg3params = ganParams({ ...gvalues, rotate: 30 }, '', 1, false, false, sg3);
+assert.equal(sg3params.rotate, 30);
+assert.ok(!('noise_mode' in sg3params) && !('class_index' in sg3params) && !('walk_frames' in sg3params));
+const classy = ganOffers({ truncation: 'truncated_normal', condition: 'class', classes: ['cat', 'dog'], walk: ['seed', 'class'] });
+assert.deepEqual([...classy].sort(), ['class_walk', 'classes', 'truncation']);
+assert.deepEqual([...ganOffers({ truncation: 'none', condition: 'none', classes: [] })], []);
+assert.deepEqual([...ganOffers(null)].sort(), ['mixing', 'noise', 'search', 'truncation'], 'an older server: StyleGAN2');
+const walk = ganParams({ ...gvalues, seed: 3, walk_seed: 9, walk_frames: 8 }, 'a face', 8, true, true, ganOffers(null), true);
+assert.equal(walk.grid, 1, 'a walk is one seed path');
+assert.equal(walk.search_steps, 0, 'a walk never searches');
+assert.ok(!('walk_frames' in ganParams(gvalues, 'a face', 1)), 'only the walk button sends walk controls');
 assert.equal(ganCaption({ prompt: '', condition: 'none' }), 'unconditional sample (no prompt)');
 assert.equal(ganCaption({ prompt: 'cat', condition: 'none', search_steps: 9 }), 'cat (unconditional GAN: the prompt steered the CLIP search)');
 assert.equal(ganCaption({ prompt: 'cat', condition: 'prompt' }), 'cat');
@@ -145,6 +160,8 @@ process.stdout.write(JSON.stringify({
   gan_defaults: ganParams(gvalues, 'a face', 1),
   gan_grid: ganParams({ ...gvalues, seed: null, mix_seed: 3 }, '', 8),
   gan_search: ganParams({ ...gvalues, seed: 4 }, 'red heart', 1, true, true),
+  gan_walk: walk,
+  gan_sg3: sg3params,
   live_keys: [...LIVE_KEYS].sort(),
   compare_v2_rows: v2.offline.map((r) => r[0]),
   owner_secret: secret,
