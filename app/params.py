@@ -206,6 +206,11 @@ class GanParams(StrictModel):
     noise_mode: Literal["const", "random", "none"] = "const"
     mix_seed: int | None = Field(None, ge=0, le=MAX_SEED)
     mix_layer: int = Field(4, ge=0, le=64)
+    translate_x: float = Field(0.0, ge=-4.0, le=4.0, description="Input shift in image widths (families with an "
+                               "input transform: StyleGAN3)")
+    translate_y: float = Field(0.0, ge=-4.0, le=4.0, description="Input shift in image heights")
+    rotate: float = Field(0.0, ge=-360.0, le=360.0, description="Input rotation in degrees, counter-clockwise")
+    class_index: int | None = Field(None, ge=0, le=100_000, description="Class id (class-conditional families)")
     search_steps: int = Field(0, ge=0, le=1000, description="CLIP search iterations in w space; 0 = none")
     search_lr: float = Field(0.05, gt=0.0, le=10.0)
     search_pull: float = Field(0.1, ge=0.0, le=100.0)

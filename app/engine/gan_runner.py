@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,14 @@ from app.engine.images import encode, grid
 from app.engine.jobs import Job
 from app.engine.live import RunCancelled
 from app.engine.scores import image_scores
-from app.gan.networks import Generator, mix_styles, truncate
-from app.gan.render import clip_search, conditional_centre, render, seed_to_w
+from app.gan.family import Condition, GanFamily, controls_problem, load_family
 from app.params import GanParams
 from app.store.gallery import Gallery, ImageRecord
 
 log = logging.getLogger(__name__)
 
 W_CACHE = 256
+CONDITIONS = 64
 
 
 class GanInputError(ValueError):
@@ -45,35 +45,58 @@ class GanInputError(ValueError):
 
 @dataclass
 class GanModel:
-    G: Generator
+    """A loaded generator family, the CLIP model that conditions, searches and scores it, and its name."""
+
+    family: GanFamily
     device: torch.device
     clip: ClipBackend | None
     name: str
+    _texts: OrderedDict[str, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def G(self) -> torch.nn.Module:
+        return self.family.G
+
+    def text_use(self) -> str:
+        """What the prompt does: 'condition' (c = its CLIP embedding), 'clip_search' (steers the search and
+        is scored), 'none' (no CLIP model)."""
+        controls = self.family.controls()
+        if controls.condition == "text":
+            return "condition"
+        return "clip_search" if self.clip is not None and controls.search else "none"
 
     def info(self) -> dict[str, Any]:
-        text = "condition" if self.G.c_dim else ("clip_search" if self.clip is not None else "none")
-        return {"name": Path(self.name).name, "z_dim": self.G.z_dim, "c_dim": self.G.c_dim, "w_dim": self.G.w_dim,
-                "resolution": self.G.img_resolution, "num_ws": self.G.num_ws, "text": text,
-                "truncation_centre": "prompt" if self.G.c_dim else "w_avg"}
+        return {"name": Path(self.name).name, **self.family.info(), "text": self.text_use(),
+                "controls": self.family.controls().describe()}
 
     @torch.no_grad()
-    def condition(self, prompt: str) -> torch.Tensor | None:
-        """c for a prompt: the CLIP text embedding (conditional generators), None for c_dim = 0."""
-        if not self.G.c_dim:
-            return None
+    def condition(self, prompt: str, class_index: int | None = None) -> Condition:
+        """The generator's condition for a request: the prompt's CLIP text embedding (text-conditioned),
+        the class's c (class-conditional), or none."""
+        kind = self.family.controls().condition
+        if kind == "class":
+            if class_index is None:
+                raise GanInputError("this generator is class-conditional: class_index is required")
+            return Condition(f"class:{class_index}", self.family.class_condition(class_index).to(self.device))
+        if kind != "text":
+            return Condition()
         if self.clip is None:
             raise GanInputError("this generator is text-conditioned but no CLIP model is loaded")
-        c = self.clip.encode_text([prompt])
-        if c.shape[-1] != self.G.c_dim:
-            raise GanInputError(f"the generator expects c of size {self.G.c_dim}, CLIP gives {c.shape[-1]}")
-        return c.to(self.device)
+        if prompt not in self._texts:
+            c = self.clip.encode_text([prompt])
+            c_dim = int(getattr(self.family.G, "c_dim", c.shape[-1]))
+            if c.shape[-1] != c_dim:
+                raise GanInputError(f"the generator expects c of size {c_dim}, CLIP gives {c.shape[-1]}")
+            self._texts[prompt] = c.to(self.device)
+            while len(self._texts) > CONDITIONS:
+                self._texts.popitem(last=False)
+        self._texts.move_to_end(prompt)
+        return Condition(f"text:{prompt}", self._texts[prompt])
 
 
 def load_gan_model(folder: str | Path, device: torch.device, clip: ClipBackend | None = None) -> GanModel:
-    from app.gan.convert import load_generator
-
-    G = load_generator(folder, device).eval().requires_grad_(False)
-    return GanModel(G, device, clip, str(folder))
+    """Load a converted generator folder as its family (app.gan.family.FAMILIES, by config.json "format")."""
+    return GanModel(load_family(folder, device), device, clip, str(folder))
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -102,19 +125,22 @@ class GanRunner:
         self.model_ids = model_ids
         self.waiting = waiting
         self._w_cache: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
-        self._centres: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def problem(self, p: GanParams) -> str | None:
         """Why this generator cannot serve `p` (checked before it is queued), or None."""
-        G = self.model.G
-        if p.mix_seed is not None and p.mix_layer >= G.num_ws:
-            return f"mix_layer must be below {G.num_ws} for this generator"
+        family = self.model.family
+        controls = family.controls()
+        problem = controls_problem(controls, p) or family.problem(p)
+        if problem:
+            return problem
         blank = not p.prompt.strip()
-        if G.c_dim and blank:
+        if controls.condition == "text" and blank:
             return ("prompt is empty: this GAN is text-conditioned (it draws the prompt's CLIP embedding), "
                     "so it needs a prompt, as Generate does")
-        if G.c_dim and self.model.clip is None:
+        if controls.condition == "text" and self.model.clip is None:
             return "this GAN is text-conditioned but no CLIP model is loaded"
+        if p.search_steps and not controls.search:
+            return "search_steps: this generator has no CLIP search"
         if p.search_steps and self.model.clip is None:
             return "search_steps: the CLIP search needs a CLIP model, and none is loaded"
         if p.search_steps and blank:
@@ -126,35 +152,27 @@ class GanRunner:
                 return f"prompt: {exc}"
         return None
 
+    def condition(self, p: GanParams) -> Condition:
+        return self.model.condition(p.prompt, p.class_index)
+
     @torch.no_grad()
-    def w_for(self, seed: int, prompt: str) -> torch.Tensor:
-        """Un-truncated ws [1, num_ws, w_dim] for a seed and prompt (cached)."""
-        key = (seed, prompt if self.model.G.c_dim else "")
+    def w_for(self, seed: int, cond: Condition) -> torch.Tensor:
+        """The family's un-truncated latent [1, ...] of a seed under a condition (cached)."""
+        key = (seed, cond.key)
         if key not in self._w_cache:
-            self._w_cache[key] = seed_to_w(self.model.G, seed, self.model.condition(prompt))
+            self._w_cache[key] = self.model.family.seed_latent(seed, cond)
             while len(self._w_cache) > W_CACHE:
                 self._w_cache.popitem(last=False)
         self._w_cache.move_to_end(key)
         return self._w_cache[key]
 
-    def centre_for(self, prompt: str) -> torch.Tensor:
-        """Truncation centre: the prompt's own mean w for text-conditioned generators (cached)."""
-        key = prompt if self.model.G.c_dim else ""
-        if key not in self._centres:
-            self._centres[key] = conditional_centre(self.model.G, self.model.condition(prompt))
-            while len(self._centres) > W_CACHE:
-                self._centres.popitem(last=False)
-        self._centres.move_to_end(key)
-        return self._centres[key]
-
+    @torch.no_grad()
     def styles(self, p: GanParams, seed: int) -> torch.Tensor:
-        ws = torch.cat([self.w_for(seed + i, p.prompt) for i in range(p.grid)])
-        centre = self.centre_for(p.prompt)
-        ws = truncate(centre, ws, p.truncation_psi, p.truncation_cutoff)
-        if p.mix_seed is not None:
-            other = truncate(centre, self.w_for(p.mix_seed, p.prompt), p.truncation_psi, p.truncation_cutoff)
-            ws = mix_styles(ws, other.expand_as(ws), p.mix_layer)
-        return ws
+        """What the family synthesises for seeds seed .. seed + grid - 1 under p's controls."""
+        cond = self.condition(p)
+        base = torch.cat([self.w_for(seed + i, cond) for i in range(p.grid)])
+        mix = self.w_for(p.mix_seed, cond) if p.mix_seed is not None else None
+        return self.model.family.styles(base, cond, p, mix)
 
     def run(self, job: Job) -> None:
         p: GanParams = job.params  # type: ignore[assignment]
@@ -171,10 +189,10 @@ class GanRunner:
         except GanInputError as exc:
             job.sink.send({"type": "error", "code": "bad_request", "run_id": job.run_id, "message": str(exc)})
             return
-        G = self.model.G
+        family = self.model.family
         total = max(1, p.search_steps)
         job.sink.send({"type": "started", "run_id": job.run_id, "engine": "gan", "task": run_task(p), "total": total,
-                       "seed": seed, "width": G.img_resolution, "height": G.img_resolution, "from_step": 0,
+                       "seed": seed, "width": family.resolution, "height": family.resolution, "from_step": 0,
                        "parent": None})
         if p.search_steps:
             reached = [0]
@@ -184,7 +202,7 @@ class GanRunner:
                 self._flush()  # the steps already streamed go before `cancelled`
                 job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": reached[0]})
                 return
-        images = to_pil(render(G, ws, p.noise_mode))
+        images = to_pil(family.render(ws, p))
         elapsed = round((time.perf_counter() - t0) * 1000, 1)
         final = images[0] if len(images) == 1 else grid(images)
         if p.search_steps:
@@ -204,7 +222,7 @@ class GanRunner:
         score, spread = (None, None) if skipped else image_scores(self.model.clip, images, p.prompt)
         image_id = None
         if p.save:
-            condition = "prompt" if self.model.G.c_dim else "none"
+            condition = {"text": "prompt", "class": "class"}.get(self.model.family.controls().condition, "none")
             record = ImageRecord(engine="gan", params={**p.model_dump(), "condition": condition},
                                  seed=seed, clip_score=score, models=self.model_ids,
                                  timings={"total_ms": elapsed, "steps": total,
@@ -232,9 +250,7 @@ class GanRunner:
             self.encoder.submit(self._search_step, job, p, i + 1, elapsed, loss, to_pil(image))
             return True
 
-        result = clip_search(self.model.G, clip, target.embeds, ws, steps=p.search_steps, lr=p.search_lr,
-                             pull=p.search_pull, cutn=p.search_cutn, noise_mode=p.noise_mode, callback=on_iter,
-                             weights=target.weights)
+        result = self.model.family.search(clip, target.embeds, target.weights, ws, p, callback=on_iter)
         return result.ws.detach()
 
     def _search_step(self, job: Job, p: GanParams, index: int, elapsed: float, loss: float,

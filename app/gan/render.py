@@ -1,4 +1,4 @@
-"""Pure functions the engine calls on a StyleGAN2 generator: z -> w, truncation, rendering, CLIP search.
+"""Pure functions the engine calls on a StyleGAN generator: z -> w, truncation, rendering, CLIP search.
 
 Mapping and truncation are separate so a caller can cache the un-truncated ws of a seed and move the
 psi slider without re-running the mapping network.
@@ -111,50 +111,71 @@ class SearchResult:
     stopped: bool  # True when the callback cancelled the search
 
 
-def clip_search(G: Generator, clip: ClipBackend, text_emb: torch.Tensor, w_init: torch.Tensor, steps: int = 100,
-                lr: float = 0.05, pull: float = 0.0, cutn: int = 8, callback: SearchCallback | None = None, *,
-                w_plus: bool = True, noise_mode: str = "const", cut_pow: float = 1.0,
-                generator: torch.Generator | None = None, weights: torch.Tensor | None = None) -> SearchResult:
-    """StyleCLIP-style latent optimisation (Patashnik et al. 2021, Sec. 4, Eq. 1) with Adam on w or w+.
+def latent_search(synthesize: Callable[[torch.Tensor], torch.Tensor], clip: ClipBackend, text_emb: torch.Tensor,
+                  init: torch.Tensor, centre: torch.Tensor | None = None, steps: int = 100, lr: float = 0.05,
+                  pull: float = 0.0, cutn: int = 8, callback: SearchCallback | None = None, *, cut_pow: float = 1.0,
+                  generator: torch.Generator | None = None, weights: torch.Tensor | None = None) -> SearchResult:
+    """CLIP-guided latent optimisation with Adam (StyleCLIP, Patashnik et al. 2021, Sec. 4, Eq. 1), any family.
 
     loss = mean over cutouts of the prompts' weighted sum of spherical_dist(CLIP(cutout), text_emb)
-           + pull * mean((w - w_avg) ** 2)
-    The second term is a per-element mean (not a sum over w_dim) so `pull` means the same at any w_dim.
-    weights: [T] (a negative one pushes away from its prompt), as the CLIP score weighs the prompts;
-    None weighs T prompts 1/T each. text_emb: [T, D] or [D], L2-normalised.
-    w_init: [N, num_ws, w_dim] or [N, w_dim]. With
-    w_plus=False a single w per sample is optimised (row 0 of a ws init). The callback sees the
-    render of iteration i and its loss, before that iteration's update.
+           + pull * mean((x - centre) ** 2)
+    `synthesize(x)` renders the latent x (same shape as `init`) to [N, C, H, W] in about [-1, 1]. The
+    pull term is a per-element mean so `pull` means the same at any latent size. weights: [T] (a
+    negative one pushes away from its prompt), as the CLIP score weighs the prompts; None weighs T
+    prompts 1/T each. text_emb: [T, D] or [D], L2-normalised. The callback sees the render of
+    iteration i and its loss, before that iteration's update. Returns the optimised x in `ws`.
     """
-    device = G.mapping.w_avg.device
-    w_avg = G.mapping.w_avg.detach()
+    device = init.device
     text = F.normalize(text_emb.to(device, torch.float32).reshape(-1, text_emb.shape[-1]), dim=-1)
     if weights is None:
         weights = torch.full([text.shape[0]], 1 / text.shape[0])
     weights = weights.to(device, torch.float32).reshape(-1)
-    w_init = w_init.detach().to(device, torch.float32)
-    if w_plus:
-        w = (w_init if w_init.ndim == 3 else w_init.unsqueeze(1).repeat(1, G.num_ws, 1)).clone()
-    else:
-        w = (w_init[:, 0] if w_init.ndim == 3 else w_init).clone()
-    w.requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
+    x = init.detach().to(device, torch.float32).clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.999))
     losses: list[float] = []
     stopped = False
     for i in range(steps):
-        ws = w if w_plus else w.unsqueeze(1).repeat(1, G.num_ws, 1)
-        img = G.synthesis(ws, noise_mode=noise_mode)
+        img = synthesize(x)
         pixels = ((img + 1) / 2).clamp(0, 1)
         emb = clip.encode_image(make_cutouts(pixels, cutn, clip.image_size, cut_pow, generator))
         loss = (spherical_dist(emb[:, None, :], text[None, :, :]) * weights).sum(-1).mean()
-        if pull:
-            loss = loss + pull * (ws - w_avg).square().mean()
+        if pull and centre is not None:
+            loss = loss + pull * (x - centre.detach()).square().mean()
         losses.append(float(loss.detach()))
         if callback is not None and callback(i, to_uint8(img), losses[-1]) is False:
             stopped = True
             break
         # autograd.grad keeps gradients out of G's parameters, whatever their requires_grad.
-        (w.grad,) = torch.autograd.grad(loss, [w])
+        (x.grad,) = torch.autograd.grad(loss, [x])
         opt.step()
-    ws = w.detach() if w_plus else w.detach().unsqueeze(1).repeat(1, G.num_ws, 1)
-    return SearchResult(ws=ws, losses=losses, stopped=stopped)
+    return SearchResult(ws=x.detach(), losses=losses, stopped=stopped)
+
+
+def clip_search(G: Generator, clip: ClipBackend, text_emb: torch.Tensor, w_init: torch.Tensor, steps: int = 100,
+                lr: float = 0.05, pull: float = 0.0, cutn: int = 8, callback: SearchCallback | None = None, *,
+                w_plus: bool = True, noise_mode: str = "const", cut_pow: float = 1.0,
+                generator: torch.Generator | None = None, weights: torch.Tensor | None = None,
+                synthesis_kwargs: dict | None = None) -> SearchResult:
+    """StyleCLIP-style search on a StyleGAN's w or w+ (`latent_search` with the pull towards w_avg).
+
+    w_init: [N, num_ws, w_dim] or [N, w_dim]. With w_plus=False a single w per sample is optimised
+    (row 0 of a ws init). `synthesis_kwargs` go to G.synthesis (e.g. a StyleGAN3 input transform).
+    Returns ws [N, num_ws, w_dim].
+    """
+    device = G.mapping.w_avg.device
+    w_init = w_init.detach().to(device, torch.float32)
+    extra = dict(synthesis_kwargs or {})
+    if w_plus:
+        init = w_init if w_init.ndim == 3 else w_init.unsqueeze(1).repeat(1, G.num_ws, 1)
+    else:
+        init = w_init[:, 0] if w_init.ndim == 3 else w_init
+
+    def expand(w: torch.Tensor) -> torch.Tensor:
+        return w if w_plus else w.unsqueeze(1).repeat(1, G.num_ws, 1)
+
+    def synthesize(w: torch.Tensor) -> torch.Tensor:
+        return G.synthesis(expand(w), noise_mode=noise_mode, **extra)
+
+    result = latent_search(synthesize, clip, text_emb, init, G.mapping.w_avg.detach(), steps, lr, pull, cutn, callback,
+                           cut_pow=cut_pow, generator=generator, weights=weights)
+    return SearchResult(ws=expand(result.ws), losses=result.losses, stopped=result.stopped)

@@ -148,6 +148,28 @@ function buildOne(spec, emit) {
       const node = el('label', { class: 'ctl', for: id }, headRow(spec), el('div', { class: 'pair' }, ...parts), note);
       return { node, input, get, set, problem: check };
     }
+    case 'choice': {
+      // A searchable pick among many named options (a class list): the value is the option's index.
+      const list = el('datalist', { id: `${id}-options` });
+      const input = el('input', { type: 'text', id, name: spec.key, list: list.id, placeholder: spec.placeholder || '',
+                                  spellcheck: 'false', autocomplete: 'off' });
+      let names = [];
+      const index = () => {
+        const text = input.value.trim();
+        const exact = names.indexOf(text);
+        if (exact >= 0) return exact;
+        const n = /^#?(\d+)$/.exec(text);
+        return n && Number(n[1]) < names.length ? Number(n[1]) : null;
+      };
+      const set = (v) => { input.value = v === null || v === undefined ? '' : names[v] ?? String(v); };
+      input.addEventListener('change', () => { if (index() !== null) emit(spec, index()); });
+      const setOptions = (options) => {
+        names = options.map(String);
+        list.replaceChildren(...names.map((name) => el('option', { value: name })));
+      };
+      const node = el('label', { class: 'ctl', for: id }, headRow(spec), input, list);
+      return { node, input, get: () => (input.value.trim() === '' ? null : index()), set, setOptions };
+    }
     default:
       throw new Error(`unknown control kind ${spec.kind}`);
   }
@@ -169,6 +191,7 @@ export class ControlSet {
       for (const spec of group.controls) {
         const ctl = buildOne({ ...spec, prefix, scope }, (s, v) => onChange(s.key, v, s));
         ctl.spec = spec;
+        ctl.fieldset = fs;
         this.controls.set(spec.key, ctl);
         fs.append(ctl.node);
       }
@@ -223,6 +246,32 @@ export class ControlSet {
     const current = input.value;
     input.replaceChildren(...options.map(([value, label]) => el('option', { value, text: label })));
     input.value = options.some(([v]) => v === current) ? current : String(fallback);
+  }
+
+  /** Show or hide one control; a group whose controls are all hidden is hidden with them. */
+  show(key, visible) {
+    const ctl = this.controls.get(key);
+    if (!ctl) return;
+    ctl.node.hidden = !visible;
+    const mates = [...this.controls.values()].filter((c) => c.fieldset === ctl.fieldset);
+    ctl.fieldset.hidden = mates.every((c) => c.node.hidden);
+  }
+
+  /** Whether a control is shown. */
+  shown(key) {
+    const ctl = this.controls.get(key);
+    return Boolean(ctl) && !ctl.node.hidden;
+  }
+
+  /** Relabel a control (its first label text). */
+  relabel(key, label) {
+    const span = this.controls.get(key)?.node.querySelector('.head > span');
+    if (span) span.textContent = label;
+  }
+
+  /** Replace the named options of a 'choice' control. */
+  setChoices(key, options) {
+    this.controls.get(key)?.setOptions?.(options);
   }
 
   /** The labelled node of a control (to place a note beside it). */

@@ -3,7 +3,7 @@
 // own stop button. Moving a search slider only sets up that button.
 import { ControlSet, el, randomSeed } from './controls.js';
 import { mimeFor } from './protocol.js';
-import { GAN_GROUPS, SEARCH_KEYS, ganParams } from './specs.js';
+import { GAN_GROUPS, SEARCH_KEYS, TRUNCATION_LABELS, ganOffers, ganParams } from './specs.js';
 import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 
 // What the loaded generator does with the prompt (/api/info gan.text).
@@ -43,6 +43,7 @@ export class GanPanel {
     this.prompt = prompt;
     this.loaded = false;
     this.text = null; // 'condition' | 'clip_search' | 'none': what the generator does with the prompt
+    this.offers = ganOffers(null); // what the loaded generator's controls description offers
     this.awaitingSearch = false; // a search was sent and its `queued` has not come back yet
     this.img = $('g-image');
     this.searchBtn = el('button', { type: 'button', id: 'g-search', text: 'CLIP search' });
@@ -75,6 +76,22 @@ export class GanPanel {
     this.#showSearch();
   }
 
+  /** Draw the panel from the generator's own description (/api/info gan.controls): no family names here. */
+  applyControls(controls) {
+    this.offers = ganOffers(controls);
+    for (const group of GAN_GROUPS) {
+      for (const c of group.controls) if (c.needs) this.controls.show(c.key, this.offers.has(c.needs));
+    }
+    if (!controls) return;
+    this.controls.relabel('truncation_psi', TRUNCATION_LABELS[controls.truncation] ?? 'truncation');
+    const [min, max, value] = controls.truncation_range ?? [];
+    if (Number.isFinite(min) && Number.isFinite(max)) this.controls.setRange('truncation_psi', { min, max });
+    if (Number.isFinite(value)) this.controls.set({ truncation_psi: value });
+    if (controls.mixing_layers > 0) this.controls.setRange('mix_layer', { max: controls.mixing_layers - 1 });
+    this.controls.setChoices('class_index', controls.classes ?? []);
+    if (this.offers.has('classes') && this.controls.get('class_index') === null) this.controls.set({ class_index: 0 });
+  }
+
   applyInfo(info) {
     const gan = info?.gan ?? info?.models?.gan ?? null;
     this.text = gan?.text ?? null;
@@ -87,6 +104,7 @@ export class GanPanel {
       const { search_steps: _steps, ...rest } = defaults;
       this.controls.set(rest);
     }
+    this.applyControls(gan?.controls ?? null);
     this.#showSearch();
   }
 
@@ -114,7 +132,7 @@ export class GanPanel {
     }
     this.hint.textContent = '';
     this.#fixSeed();
-    const params = ganParams(this.controls.values(), prompt, grid, !quiet);
+    const params = ganParams(this.controls.values(), prompt, grid, !quiet, false, this.offers);
     if (!this.socket.send({ type: 'generate_gan', params })) {
       if (!quiet) showError('Not connected to the server.');
       return false;
@@ -138,7 +156,7 @@ export class GanPanel {
       return false;
     }
     this.#fixSeed();
-    const params = ganParams(this.controls.values(), prompt, 1, true, true);
+    const params = ganParams(this.controls.values(), prompt, 1, true, true, this.offers);
     if (!(params.search_steps > 0)) {
       showError('Set search steps above 0 first.');
       return false;
@@ -236,7 +254,8 @@ export class GanPanel {
     const active = this.#activeSearch();
     const steps = this.controls.get('search_steps');
     this.searchBtn.textContent = `CLIP search (${steps} steps)`;
-    this.searchBtn.disabled = !this.loaded || this.text === 'none' || Boolean(active) || this.awaitingSearch;
+    this.searchBtn.disabled = !this.loaded || this.text === 'none' || !this.offers.has('search') || Boolean(active)
+      || this.awaitingSearch;
     this.searchBtn.title = this.text === 'none' ? 'no CLIP model is loaded' : 'optimise w towards the prompt with CLIP';
     this.stopBtn.disabled = !active;
     const last = this.runs.list('gan').filter((r) => r.search).at(-1) ?? null;

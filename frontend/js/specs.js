@@ -60,26 +60,58 @@ export const DIFFUSION_GROUPS = [
   },
 ];
 
+// Each GAN control names the capability it `needs` from /api/info gan.controls (see ganOffers); the
+// panel shows only what the loaded generator offers, and sends only what it shows.
 export const GAN_GROUPS = [
   {
     legend: 'Generator',
     controls: [
       { key: 'seed', label: 'seed', kind: 'seed', value: 0 },
-      { key: 'truncation_psi', label: 'truncation psi', kind: 'range', min: -1, max: 2, step: 0.05, value: 0.7 },
-      { key: 'noise_mode', label: 'noise mode', kind: 'select', options: [['const', 'const'], ['random', 'random'], ['none', 'none']], value: 'const' },
-      { key: 'mix_seed', label: 'style-mix seed', kind: 'optint', value: null, placeholder: 'none' },
-      { key: 'mix_layer', label: 'style-mix layer', kind: 'range', min: 0, max: 16, step: 1, value: 4 },
+      { key: 'class_index', label: 'class', kind: 'choice', value: null, needs: 'classes', placeholder: 'type to search classes' },
+      { key: 'truncation_psi', label: 'truncation psi', kind: 'range', min: -1, max: 2, step: 0.05, value: 0.7, needs: 'truncation' },
+      { key: 'noise_mode', label: 'noise mode', kind: 'select', options: [['const', 'const'], ['random', 'random'], ['none', 'none']], value: 'const', needs: 'noise' },
+      { key: 'mix_seed', label: 'style-mix seed', kind: 'optint', value: null, placeholder: 'none', needs: 'mixing' },
+      { key: 'mix_layer', label: 'style-mix layer', kind: 'range', min: 0, max: 16, step: 1, value: 4, needs: 'mixing' },
+      { key: 'translate_x', label: 'translate x', kind: 'range', min: -1, max: 1, step: 0.01, value: 0, needs: 'transform',
+        title: 'shift the input in image widths (the StyleGAN3 visualizer’s translate)' },
+      { key: 'translate_y', label: 'translate y', kind: 'range', min: -1, max: 1, step: 0.01, value: 0, needs: 'transform',
+        title: 'shift the input in image heights' },
+      { key: 'rotate', label: 'rotate (°)', kind: 'range', min: -180, max: 180, step: 1, value: 0, needs: 'transform',
+        title: 'rotate the input, degrees counter-clockwise' },
     ],
   },
   {
-    legend: 'CLIP search in w',
+    legend: 'CLIP search',
     controls: [
-      { key: 'search_steps', label: 'search steps', kind: 'range', min: 1, max: 200, step: 1, value: 50 },
-      { key: 'search_lr', label: 'search lr', kind: 'range', min: 0.005, max: 0.5, step: 0.005, value: 0.05 },
-      { key: 'search_pull', label: 'pull to w_avg', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1 },
+      { key: 'search_steps', label: 'search steps', kind: 'range', min: 1, max: 200, step: 1, value: 50, needs: 'search' },
+      { key: 'search_lr', label: 'search lr', kind: 'range', min: 0.005, max: 0.5, step: 0.005, value: 0.05, needs: 'search' },
+      { key: 'search_pull', label: 'pull to centre', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1, needs: 'search' },
     ],
   },
 ];
+
+// What the one truncation slider means for each kind of truncation a family describes.
+export const TRUNCATION_LABELS = {
+  w_lerp: 'truncation psi',
+  truncated_normal: 'truncation (truncated normal)',
+  z_scale: 'z scale',
+};
+
+// Before /api/info describes the generator (or from an older server): what a StyleGAN2 offered.
+const LEGACY_OFFERS = ['truncation', 'noise', 'mixing', 'search'];
+
+/** The capabilities (GAN_GROUPS `needs`) a generator's /api/info `controls` description offers. */
+export function ganOffers(controls) {
+  if (!controls) return new Set(LEGACY_OFFERS);
+  const offers = new Set();
+  if (controls.truncation && controls.truncation !== 'none') offers.add('truncation');
+  if (controls.noise) offers.add('noise');
+  if (controls.mixing_layers > 0) offers.add('mixing');
+  if (controls.input_transform) offers.add('transform');
+  if (controls.condition === 'class' && controls.classes?.length) offers.add('classes');
+  if (controls.search) offers.add('search');
+  return offers;
+}
 
 /** DiffusionParams for a `generate` message from the controls' values. */
 export function diffusionParams(values, prompt, negative, initImage) {
@@ -97,13 +129,17 @@ export const SEARCH_KEYS = new Set(['search_steps', 'search_lr', 'search_pull'])
 /**
  * GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery.
  * Only `search` = true (the search button) sends the search steps; every other request renders.
+ * `offers` (ganOffers) leaves out the controls the loaded generator does not have.
  */
-export function ganParams(values, prompt, grid = 1, save = true, search = false) {
+export function ganParams(values, prompt, grid = 1, save = true, search = false, offers = new Set(LEGACY_OFFERS)) {
   const params = { prompt, grid, save };
-  for (const group of GAN_GROUPS) for (const c of group.controls) params[c.key] = values[c.key];
+  for (const group of GAN_GROUPS) {
+    for (const c of group.controls) if (!c.needs || offers.has(c.needs)) params[c.key] = values[c.key];
+  }
   if (!search) params.search_steps = 0;
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;
+  if (params.class_index === null) delete params.class_index;
   return params;
 }
 
