@@ -211,6 +211,12 @@ class GanParams(StrictModel):
     translate_y: float = Field(0.0, ge=-4.0, le=4.0, description="Input shift in image heights")
     rotate: float = Field(0.0, ge=-360.0, le=360.0, description="Input rotation in degrees, counter-clockwise")
     class_index: int | None = Field(None, ge=0, le=100_000, description="Class id (class-conditional families)")
+    blend_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Interpolate towards this seed's styles "
+                                   "(families whose controls offer a seed walk)")
+    blend_class: int | None = Field(None, ge=0, le=100_000, description="Interpolate towards this class (families "
+                                    "whose controls offer a class walk)")
+    blend: float = Field(0.5, ge=0.0, le=1.0, description="Where between the seed / class (0) and the blend seed / "
+                         "class (1), along the family's own path (a line, or slerp for Gaussian z)")
     search_steps: int = Field(0, ge=0, le=1000, description="CLIP search iterations in w space; 0 = none")
     search_lr: float = Field(0.05, gt=0.0, le=10.0)
     search_pull: float = Field(0.1, ge=0.0, le=100.0)

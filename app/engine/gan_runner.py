@@ -170,7 +170,18 @@ class GanRunner:
     def styles(self, p: GanParams, seed: int) -> torch.Tensor:
         """What the family synthesises for seeds seed .. seed + grid - 1 under p's controls."""
         cond = self.condition(p)
-        base = torch.cat([self.w_for(seed + i, cond) for i in range(p.grid)])
+        styles = self._controlled(p, seed, cond)
+        if p.blend_seed is None and p.blend_class is None:
+            return styles
+        # The blend target: another seed (every grid cell goes towards it), another class, or both.
+        other_cond = self.model.condition(p.prompt, p.blend_class) if p.blend_class is not None else cond
+        other = self._controlled(p, seed, other_cond, p.blend_seed)
+        return self.model.family.interpolate(styles, other.expand_as(styles), p.blend)
+
+    def _controlled(self, p: GanParams, seed: int, cond: Condition, only: int | None = None) -> torch.Tensor:
+        """The family's styles for the grid's seeds (or for seed `only`) under a condition and p's controls."""
+        seeds = [only] if only is not None else [seed + i for i in range(p.grid)]
+        base = torch.cat([self.w_for(s, cond) for s in seeds])
         mix = self.w_for(p.mix_seed, cond) if p.mix_seed is not None else None
         return self.model.family.styles(base, cond, p, mix)
 

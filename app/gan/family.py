@@ -50,6 +50,8 @@ DEFAULT_FORMAT = "noisescope-stylegan2"
 # config.json "format" -> "module:Class" of its GanFamily (imported on first use).
 FAMILIES: dict[str, str] = {
     "noisescope-stylegan2": "app.gan.stylegan_family:StyleGAN2Family",
+    "noisescope-biggan": "app.gan.biggan_family:BigGANFamily",
+    "noisescope-dcgan": "app.gan.dcgan_family:DCGANFamily",
 }
 
 Truncation = Literal["w_lerp", "truncated_normal", "z_scale", "none"]
@@ -71,7 +73,8 @@ class GanControls:
     condition       what drives c: "text" (the prompt's CLIP embedding), "class" (`class_index`), "none".
     classes         class names, index = class id (condition "class").
     search          the latent a CLIP search optimises ("w+", "z+class", ...), None when it has none.
-    walk            what a latent walk moves between: "seed", and "class" for class-conditional families.
+    walk            what a latent walk moves between: "seed", and "class" for class-conditional families;
+                    also what the blend controls offer (`blend_seed`, `blend_class`, `blend`).
     """
 
     truncation: Truncation = "none"
@@ -120,6 +123,13 @@ def controls_problem(controls: GanControls, p: GanParams) -> str | None:
         return "class_index: this generator is class-conditional; pick a class"
     if p.truncation_cutoff is not None and not controls.truncation_cutoff:
         return "truncation_cutoff: this generator's truncation has no cutoff"
+    if p.blend_seed is not None and "seed" not in controls.walk:
+        return "blend_seed: this generator offers no interpolation between seeds"
+    if p.blend_class is not None:
+        if "class" not in controls.walk:
+            return "blend_class: this generator offers no interpolation between classes"
+        if p.blend_class >= len(controls.classes):
+            return f"blend_class must be below {len(controls.classes)} for this generator"
     return None
 
 
