@@ -299,7 +299,8 @@ def read_class_names(path: str | Path) -> list[str]:
 
 
 def convert_package_checkpoint(src: str | Path, outdir: str | Path, overwrite: bool = False,
-                               class_names: list[str] | None = None) -> Path:
+                               class_names: list[str] | None = None,
+                               state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """A `pytorch_pretrained_biggan` folder (config.json + pytorch_model.bin), or its .bin with config.json
     beside it, -> the served folder. The .bin is read tensors-only."""
     import json
@@ -310,7 +311,7 @@ def convert_package_checkpoint(src: str | Path, outdir: str | Path, overwrite: b
     if not cfg_file.is_file():
         raise FileNotFoundError(f"no config.json beside {weights} (the BigGAN layout is config.json + weights)")
     config = BigGANConfig.from_dict(json.loads(cfg_file.read_text())).to_dict()
-    sd = find_state_dict(read_checkpoint(weights))
+    sd = state_dict if state_dict is not None else find_state_dict(read_checkpoint(weights))
     G = build(config, sd)  # strict: every key and shape checked before anything is written
     if class_names is not None and len(class_names) != G.num_classes:
         raise ValueError(f"{len(class_names)} class names for {G.num_classes} classes")

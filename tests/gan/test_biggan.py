@@ -128,3 +128,24 @@ def test_class_names_file(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("tench\n\ngoldfish\n")
     assert biggan.read_class_names(tmp_path / "a.json") == ["tench", "goldfish"]
     assert biggan.read_class_names(tmp_path / "b.txt") == ["tench", "goldfish"]
+
+
+def test_convert_gan_cli_reads_a_biggan_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.__main__ import main
+    from app.gan.family import load_family
+
+    pytest.importorskip("pytorch_pretrained_biggan")
+    src = tmp_path / "biggan-deep-tiny"
+    src.mkdir()
+    ref = package_model()
+    torch.save(ref.state_dict(), src / "pytorch_model.bin")
+    (src / "config.json").write_text(ref.config.to_json_string())
+    (tmp_path / "names.txt").write_text("\n".join(["tench", "goldfish", "shark", "ray", "cock"]))
+    assert main(["convert-gan", str(src), str(tmp_path / "out"), "--class-names", str(tmp_path / "names.txt")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    family = load_family(tmp_path / "out")
+    assert family.format == biggan.FORMAT and family.controls().classes[1] == "goldfish"
+    z = biggan.truncated_z(0, 8, 0.5)
+    with torch.no_grad():
+        assert (family.G(z, torch.eye(5)[[3]], 0.5) - ref(z, torch.eye(5)[[3]], 0.5)).abs().max() < 1e-5
+

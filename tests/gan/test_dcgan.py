@@ -129,3 +129,23 @@ def test_real_faces_generator_converts_and_matches_the_package(tmp_path: Path) -
         mine, theirs = G(z), ref(z)
     assert torch.equal(mine, theirs)
     assert float(mine.std()) > 0.1  # a trained generator, not a constant
+
+
+def test_convert_gan_cli_reads_torch_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.__main__ import main
+    from app.gan.family import load_family
+
+    ckpt = tmp_path / "netG.pth"
+    torch.save(tiny_tutorial().state_dict(), ckpt, _use_new_zipfile_serialization=False)  # a bare legacy state dict
+    assert main(["convert-gan", str(ckpt), str(tmp_path / "out")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert load_family(tmp_path / "out").format == dcgan.FORMAT
+    assert main(["convert-gan", str(ckpt), str(tmp_path / "out")]) == 1
+    assert "already holds" in capsys.readouterr().out
+    assert main(["convert-gan", str(ckpt), str(tmp_path / "o2"), "--class-names", str(ckpt)]) == 1
+    torch.save({"mapping.fc0.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
+    assert main(["convert-gan", str(tmp_path / "other.pt"), str(tmp_path / "o3")]) == 1
+    assert "no known generator layout" in capsys.readouterr().out
+    torch.save({"x": Payload(tmp_path / "ran")}, tmp_path / "evil.tar")
+    assert main(["convert-gan", str(tmp_path / "evil.tar"), str(tmp_path / "o4")]) == 1
+    assert "refused" in capsys.readouterr().out and not (tmp_path / "ran").exists()
