@@ -233,8 +233,12 @@ class GanRunner:
         score, spread = (None, None) if skipped else image_scores(self.model.clip, images, p.prompt)
         image_id = None
         if p.save:
-            condition = {"text": "prompt", "class": "class"}.get(self.model.family.controls().condition, "none")
-            record = ImageRecord(engine="gan", params={**p.model_dump(), "condition": condition},
+            controls = self.model.family.controls()
+            condition = {"text": "prompt", "class": "class"}.get(controls.condition, "none")
+            extra = {"condition": condition}
+            if condition == "class" and p.class_index is not None:  # the gallery names the class it drew
+                extra["class_name"] = controls.classes[p.class_index]
+            record = ImageRecord(engine="gan", params={**p.model_dump(), **extra},
                                  seed=seed, clip_score=score, models=self.model_ids,
                                  timings={"total_ms": elapsed, "steps": total,
                                           "ms_per_step": round(elapsed / total, 2)})

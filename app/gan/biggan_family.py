@@ -48,8 +48,8 @@ class BigGANFamily(GanFamily):
     def controls(self) -> GanControls:
         # Without a names file the picker lists the ids; a name or "#id" picks a class.
         names = tuple(self.class_names) if self.class_names else tuple(str(i) for i in range(self.G.num_classes))
-        step = 1.0 / (self.G.config.n_stats - 1)
-        return GanControls(truncation="truncated_normal", truncation_range=(step, 1.0, 0.4), condition="class",
+        # The slider stops at 0.05 (its step); requests may go down to any value above 0.
+        return GanControls(truncation="truncated_normal", truncation_range=(0.05, 1.0, 0.4), condition="class",
                            classes=names, search="z+class", walk=("seed", "class"))
 
     def info(self) -> dict[str, Any]:

@@ -78,6 +78,12 @@ export const GAN_GROUPS = [
         title: 'shift the input in image heights' },
       { key: 'rotate', label: 'rotate (°)', kind: 'range', min: -180, max: 180, step: 1, value: 0, needs: 'transform',
         title: 'rotate the input, degrees counter-clockwise' },
+      { key: 'blend_seed', label: 'blend towards seed', kind: 'optint', value: null, placeholder: 'none', needs: 'blend_seed',
+        title: 'interpolate towards this seed (the family’s own path: a line, or slerp for a Gaussian z)' },
+      { key: 'blend_class', label: 'blend towards class', kind: 'choice', value: null, needs: 'blend_class',
+        placeholder: 'none', title: 'interpolate the class embedding towards this class' },
+      { key: 'blend', label: 'blend', kind: 'range', min: 0, max: 1, step: 0.01, value: 0.5, needs: 'blend',
+        title: '0 = the seed and class above, 1 = the blend seed / class' },
     ],
   },
   {
@@ -110,6 +116,9 @@ export function ganOffers(controls) {
   if (controls.input_transform) offers.add('transform');
   if (controls.condition === 'class' && controls.classes?.length) offers.add('classes');
   if (controls.search) offers.add('search');
+  // A walk between seeds / classes is also offered as a static blend at one point of it.
+  if (controls.walk?.includes('seed')) offers.add('blend_seed').add('blend');
+  if (controls.walk?.includes('class') && offers.has('classes')) offers.add('blend_class').add('blend');
   return offers;
 }
 
@@ -140,6 +149,8 @@ export function ganParams(values, prompt, grid = 1, save = true, search = false,
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;
   if (params.class_index === null) delete params.class_index;
+  if (params.blend_seed === null) delete params.blend_seed;
+  if (params.blend_class === null) delete params.blend_class;
   return params;
 }
 
@@ -149,6 +160,10 @@ export function ganParams(values, prompt, grid = 1, save = true, search = false,
  */
 export function ganCaption(params) {
   const prompt = String(params?.prompt ?? '').trim();
+  if (params?.condition === 'class') {
+    const cls = params.class_name ?? `class ${params.class_index}`;
+    return prompt ? `${cls} (${params.search_steps ? 'searched towards' : 'scored against'} “${prompt}”)` : cls;
+  }
   if (params?.condition !== 'none') return prompt || '(no prompt)';
   if (!prompt) return 'unconditional sample (no prompt)';
   const used = params.search_steps ? 'steered the CLIP search' : 'only scored it';

@@ -207,6 +207,9 @@ GAN_VALID = {
     "search_cutn": st.integers(1, 4),
     "grid": st.one_of(st.integers(1, 4), st.just(16)),
     "save": st.booleans(),
+    "blend_seed": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    "blend_class": st.one_of(st.none(), st.integers(0, 100_000)),
+    "blend": floats(0, 1),
 }
 GAN_BAD = {
     "prompt": BAD_PROMPT,
@@ -221,6 +224,9 @@ GAN_BAD = {
     "search_pull": outside(-1, 101),
     "search_cutn": outside(0, 5, 65),
     "grid": outside(0, 17),
+    "blend_seed": outside(-1, 2**32),
+    "blend_class": outside(-1, 100_001),
+    "blend": outside(-0.1, 1.5, float("nan")),
     "evil": outside(1, "x", None),
 }
 GAN = spoiled(GAN_VALID, GAN_BAD)
@@ -362,7 +368,8 @@ DIFFUSION_COMBOS = [{"skip_steps": 1, "steps": 1}, {"width": 64, "height": 64, "
                     {"init_image": "0" * 32}, {"prompt": "a:1 | b:-1"}, {"prompt": "a:0"}, {"negative_prompt": "|"},
                     {"mask_image": "0" * 32}, {"init_image": "0" * 32, "mask_image": "0" * 32}]
 GAN_COMBOS = [{"seed": 2**32 - 1, "grid": 2}, {"seed": 2**32 - 16, "grid": 16}, {"search_cutn": 4, "grid": 2},
-              {"mix_layer": 64}, {"search_steps": 1, "prompt": ""}, {"search_steps": 1, "prompt": " | "}]
+              {"mix_layer": 64}, {"search_steps": 1, "prompt": ""}, {"search_steps": 1, "prompt": " | "},
+              {"blend_seed": 2**32 - 1, "grid": 16}, {"blend_class": 3}]
 
 
 def sweep(diffusion_run: str, gan_run: str) -> Iterator[dict]:

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compareTable, speedText, truncationCaption } from '../../frontend/js/compare.js';
 import { RunStore } from '../../frontend/js/runs.js';
 import { ownerSecret } from '../../frontend/js/ws.js';
-import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganCaption, ganParams } from '../../frontend/js/specs.js';
+import { DIFFUSION_GROUPS, GAN_GROUPS, LIVE_KEYS, diffusionParams, ganCaption, ganOffers, ganParams } from '../../frontend/js/specs.js';
 
 // ---- RunStore: frames by step, fork ancestry, eviction --------------------------------------
 const revoked = [];
@@ -138,6 +138,18 @@ assert.equal(ganCaption({ prompt: '', condition: 'none' }), 'unconditional sampl
 assert.equal(ganCaption({ prompt: 'cat', condition: 'none', search_steps: 9 }), 'cat (unconditional GAN: the prompt steered the CLIP search)');
 assert.equal(ganCaption({ prompt: 'cat', condition: 'prompt' }), 'cat');
 assert.equal(ganCaption({ prompt: '' }), '(no prompt)', 'an older record does not say what it drew');
+assert.equal(ganCaption({ prompt: '', condition: 'class', class_index: 1, class_name: 'goldfish' }), 'goldfish');
+assert.equal(ganCaption({ prompt: 'red', condition: 'class', class_index: 3, search_steps: 4 }), 'class 3 (searched towards “red”)');
+{
+  const ganOffersFor = (controls) => [...ganOffers(controls)].sort().join(',');
+  assert.equal(ganOffersFor({ truncation: 'z_scale', walk: ['seed'], search: 'z' }), 'blend,blend_seed,search,truncation');
+  assert.equal(ganOffersFor({ truncation: 'truncated_normal', condition: 'class', classes: ['a', 'b'], walk: ['seed', 'class'] }),
+               'blend,blend_class,blend_seed,classes,truncation');
+  const dc = ganParams({ seed: 3, truncation_psi: 0.5, blend_seed: null, blend_class: 1, blend: 0.2, noise_mode: 'const' },
+                       '', 1, false, false, ganOffers({ truncation: 'z_scale', walk: ['seed'] }));
+  assert.deepEqual(Object.keys(dc).sort(), ['blend', 'grid', 'prompt', 'save', 'search_steps', 'seed', 'truncation_psi'],
+                   'a DCGAN request carries no class, noise or null blend seed');
+}
 
 process.stdout.write(JSON.stringify({
   diffusion_defaults: diffusionParams(values, 'a fox', '', null),

@@ -29,7 +29,7 @@ def test_biggan_describes_classes_truncated_normal_and_walks(tiny_biggan_dir: Pa
     info = model.info()
     c = info["controls"]
     assert info["family"] == "biggan" and info["resolution"] == 32 and info["num_classes"] == 5
-    assert c["truncation"] == "truncated_normal" and c["truncation_range"] == [0.02, 1.0, 0.4]
+    assert c["truncation"] == "truncated_normal" and c["truncation_range"] == [0.05, 1.0, 0.4]
     assert c["condition"] == "class" and c["classes"][1] == "goldfish" and c["search"] == "z+class"
     assert c["walk"] == ["seed", "class"] and c["mixing_layers"] == 0 and not c["noise"] and not c["input_transform"]
 
