@@ -6,7 +6,12 @@ Medians over repeats, measured side by side in one run on the default models:
   - a whole diffusion image (steps + VAE decode) and one diffusion step (the sampling loop's time
     divided by its steps: CFG, the default sampler).
 
-    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu]
+A row per GAN family follows (one render at the default controls, latents cached, against the same
+run's diffusion step): the embedded StyleGAN2, DCGAN (gan-face-generate's trained 64x64 faces when that
+package is installed, converted on the fly), and BigGAN-deep at the biggan-deep-128 config with random
+weights (the real architecture and size; no hub download here).
+
+    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu] [--no-families]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompt", default="red heart")
+    ap.add_argument("--no-families", action="store_true", help="skip the per-family rows")
     args = ap.parse_args()
 
     from app.clip import load_clip
@@ -89,7 +95,45 @@ def main() -> int:
     print(f"GAN render (slider) / one diffusion step:  {t['gan_slider'] / t['diffusion_step']:.3f}")
     print(f"whole diffusion image / GAN render (slider): {t['diffusion_image'] / t['gan_slider']:.1f}x")
     print(f"whole diffusion image / GAN render (new seed): {t['diffusion_image'] / t['gan_new_seed']:.1f}x")
+    if not args.no_families:
+        print()
+        print(f"{'family (one render, cached latents)':44} {'px':>5} {'median ms':>10} {'/ diffusion step':>17}")
+        for name, runner, p in family_runners(gan, device):
+            family = runner.model.family
+            ms = median_ms(lambda: family.render(runner.styles(p, 1), p), args.repeats, device)
+            print(f"{name:44} {family.resolution:5d} {ms:10.2f} {ms / t['diffusion_step']:17.3f}")
     return 0
+
+
+def family_runners(gan: object, device: torch.device) -> list[tuple[str, object, object]]:
+    """(row name, GanRunner, GanParams) for each family: the embedded StyleGAN2, DCGAN, BigGAN-deep-128."""
+    import importlib.util
+    import tempfile
+
+    from app.demo_models import settle_spectral_norms
+    from app.engine.gan_runner import GanModel, GanRunner, load_gan_model
+    from app.gan import biggan
+    from app.gan.biggan_family import BigGANFamily
+    from app.params import GanParams
+
+    rows = [("stylegan2 (embedded)", GanRunner(gan, None, None, {}), GanParams(prompt="red heart", seed=1))]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gan-"))
+    spec = importlib.util.find_spec("gan_face_generate")
+    if spec is not None and spec.origin is not None:
+        from app.gan import dcgan
+
+        folder = dcgan.convert_checkpoint(Path(spec.origin).parent / "weights.tar", tmp / "dcgan")
+        rows.append(("dcgan (gan-face-generate faces)", GanRunner(load_gan_model(folder, device), None, None, {}),
+                     GanParams(seed=1, truncation_psi=1.0)))
+    else:
+        print("(gan-face-generate not installed: no DCGAN row; pip install --no-deps gan-face-generate)")
+    torch.manual_seed(0)
+    G = biggan.BigGAN(biggan.BigGANConfig())
+    settle_spectral_norms(G)
+    model = GanModel(BigGANFamily(G.eval().requires_grad_(False).to(device), None, device), device, None, "biggan")
+    rows.append(("biggan-deep-128 (random weights)", GanRunner(model, None, None, {}),
+                 GanParams(seed=1, class_index=207, truncation_psi=0.4)))
+    return rows  # type: ignore[return-value]
 
 
 if __name__ == "__main__":
