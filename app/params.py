@@ -209,20 +209,23 @@ class GanParams(StrictModel):
     translate_x: float = Field(0.0, ge=-4.0, le=4.0, description="Input shift in image widths (families with an "
                                "input transform: StyleGAN3)")
     translate_y: float = Field(0.0, ge=-4.0, le=4.0, description="Input shift in image heights")
-    rotate: float = Field(0.0, ge=-360.0, le=360.0, description="Input rotation in degrees, counter-clockwise")
+    rotate: float = Field(0.0, ge=-360.0, le=360.0, description="Input rotation in degrees (as gen_images.py --rotate)")
     class_index: int | None = Field(None, ge=0, le=100_000, description="Class id (class-conditional families)")
-    blend_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Interpolate towards this seed's styles "
-                                   "(families whose controls offer a seed walk)")
-    blend_class: int | None = Field(None, ge=0, le=100_000, description="Interpolate towards this class (families "
-                                    "whose controls offer a class walk)")
-    blend: float = Field(0.5, ge=0.0, le=1.0, description="Where between the seed / class (0) and the blend seed / "
-                         "class (1), along the family's own path (a line, or slerp for Gaussian z)")
     search_steps: int = Field(0, ge=0, le=1000, description="CLIP search iterations in w space; 0 = none")
     search_lr: float = Field(0.05, gt=0.0, le=10.0)
     search_pull: float = Field(0.1, ge=0.0, le=100.0)
     search_cutn: int = Field(8, ge=1, le=64)
     grid: int = Field(1, ge=1, le=16, description="Render this many seeds (seed, seed+1, ...) as a grid")
     save: bool = Field(True, description="Keep the result in the gallery (slider drags send false)")
+    walk_frames: int = Field(0, ge=0, le=1000, description="A latent walk of this many frames from `seed` to "
+                             "`walk_seed` (and `class_index` to `walk_class`); 0 = no walk. Capped by "
+                             "the server's max_walk_frames")
+    walk_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="The walk's end seed; None: seed + 1")
+    walk_class: int | None = Field(None, ge=0, le=100_000, description="The walk's end class (class-conditional)")
+    walk_fps: float = Field(12.0, ge=1.0, le=60.0, description="Frames per second of the exported animation")
+    walk_t: float = Field(0.0, ge=0.0, le=1.0, description="Render one point of the walk instead of all of it: 0 = "
+                          "the seed (and class), 1 = walk_seed (and walk_class), along the family's own path (a "
+                          "line, or slerp for a Gaussian z): seed and class interpolation as a live slider")
 
     @field_validator("prompt")
     @classmethod
@@ -233,10 +236,18 @@ class GanParams(StrictModel):
     def supersedable(self) -> bool:
         """A slider render (no CLIP search, not kept): a newer request from the same page may replace it
         while it waits, and its CLIP score may be skipped. A search or a kept render is never dropped."""
-        return not self.search_steps and not self.save
+        return not self.search_steps and not self.walk_frames and not self.save
 
     @model_validator(mode="after")
     def _seeds_in_range(self) -> GanParams:
         if self.seed is not None and self.seed + self.grid - 1 > MAX_SEED:
             raise ValueError(f"seed + grid - 1 must be at most {MAX_SEED} (the grid renders seed, seed+1, ...)")
+        if self.walk_frames:
+            if self.walk_frames < 2:
+                raise ValueError("walk_frames: a walk needs at least 2 frames (0 = no walk)")
+            if self.grid > 1 or self.search_steps:
+                raise ValueError("walk_frames: a latent walk renders one seed's path; it takes neither grid > 1 "
+                                 "nor search_steps")
+            if self.walk_t:
+                raise ValueError("walk_t: one point of the walk (walk_t) or the whole walk (walk_frames), not both")
         return self

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     max_steps: int = 500
     max_cutouts: int = 64
     max_prompt_chars: int = 1000
+    max_walk_frames: int = Field(default=120, ge=2, le=1000,
+                                 description="Most frames one GAN latent walk may render (each is one synthesis).")
     max_init_image_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1,
         description="Largest init-image upload in bytes; enforced while the body arrives (413 past it).",

@@ -4,14 +4,15 @@ Medians over repeats, measured side by side in one run on the default models:
   - one GAN render (mapping cached, synthesis + uint8, what a slider change costs);
   - one GAN render from a new seed (mapping + synthesis);
   - a whole diffusion image (steps + VAE decode) and one diffusion step (the sampling loop's time
-    divided by its steps: CFG, the default sampler).
+    divided by its steps: CFG, the default sampler);
+  - one row per further GAN family (`--families`), rendered through the same family interface the
+    server uses: StyleGAN3-T and -R at the shipped G's resolution and width (random weights: the cost
+    does not depend on them) with the input transform set (translate + rotate, the live sliders);
+    DCGAN: gan-face-generate's trained 64x64 faces (converted on the fly; skipped when that package
+    is absent); BigGAN-deep at the biggan-deep-128 config (128 px, random weights: the real
+    architecture and size, no hub download) at truncation 0.4.
 
-A row per GAN family follows (one render at the default controls, latents cached, against the same
-run's diffusion step): the embedded StyleGAN2, DCGAN (gan-face-generate's trained 64x64 faces when that
-package is installed, converted on the fly), and BigGAN-deep at the biggan-deep-128 config with random
-weights (the real architecture and size; no hub download here).
-
-    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu] [--no-families]
+    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu] [--families stylegan3-t,dcgan,...]
 """
 
 from __future__ import annotations
@@ -41,13 +42,73 @@ def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> f
     return statistics.median(times)
 
 
+def stylegan3(config: str) -> Callable[[int, torch.device], tuple[object, object] | None]:
+    """A StyleGAN3 GanModel of the NVIDIA config at the shipped G's resolution and width, random weights."""
+
+    def build(resolution: int, device: torch.device) -> tuple[object, object]:
+        import tempfile
+
+        from app.engine.gan_runner import load_gan_model
+        from app.gan.convert import FORMAT_SG3, save_generator
+        from app.gan.stylegan3 import Generator
+
+        kwargs = {"z_dim": 128, "c_dim": 0, "w_dim": 256, "img_resolution": resolution, "img_channels": 3,
+                  "mapping_kwargs": {"num_layers": 2}, "channel_base": 16384, "channel_max": 256}
+        if config == "r":  # --cfg=stylegan3-r: 1x1 convolutions, radial filters, doubled width
+            kwargs.update(conv_kernel=1, use_radial_filters=True, channel_base=32768, channel_max=512)
+        torch.manual_seed(0)
+        from app.params import GanParams
+
+        folder = save_generator(Path(tempfile.mkdtemp()) / "g", kwargs, Generator(**kwargs).state_dict(), fmt=FORMAT_SG3)
+        return load_gan_model(folder, device), GanParams(seed=1, truncation_psi=0.7, translate_x=0.1,
+                                                         translate_y=-0.05, rotate=10)
+
+    return build
+
+
+def dcgan_faces(resolution: int, device: torch.device) -> tuple[object, object] | None:
+    """gan-face-generate's trained 64x64 faces DCGAN, converted on the fly (None when not installed)."""
+    import importlib.util
+    import tempfile
+
+    from app.engine.gan_runner import load_gan_model
+    from app.gan import dcgan
+    from app.params import GanParams
+
+    spec = importlib.util.find_spec("gan_face_generate")
+    if spec is None or spec.origin is None:
+        return None
+    folder = dcgan.convert_checkpoint(Path(spec.origin).parent / "weights.tar", Path(tempfile.mkdtemp()) / "dcgan")
+    return load_gan_model(folder, device), GanParams(seed=1, truncation_psi=1.0)
+
+
+def biggan_deep_128(resolution: int, device: torch.device) -> tuple[object, object]:
+    """BigGAN-deep at the biggan-deep-128 config with random weights (spectral norms settled)."""
+    from app.demo_models import settle_spectral_norms
+    from app.engine.gan_runner import GanModel
+    from app.gan import biggan
+    from app.gan.biggan_family import BigGANFamily
+    from app.params import GanParams
+
+    torch.manual_seed(0)
+    G = biggan.BigGAN(biggan.BigGANConfig())
+    settle_spectral_norms(G)
+    family = BigGANFamily(G.eval().requires_grad_(False).to(device), None, device)
+    return GanModel(family, device, None, "biggan-deep-128"), GanParams(seed=1, class_index=207, truncation_psi=0.4)
+
+
+FAMILY_BUILDS = {"stylegan3-t": stylegan3("t"), "stylegan3-r": stylegan3("r"), "dcgan": dcgan_faces,
+                 "biggan": biggan_deep_128}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompt", default="red heart")
-    ap.add_argument("--no-families", action="store_true", help="skip the per-family rows")
+    ap.add_argument("--families", default=",".join(FAMILY_BUILDS),
+                    help="comma-separated extra families to time ('' for none): " + ", ".join(FAMILY_BUILDS))
     args = ap.parse_args()
 
     from app.clip import load_clip
@@ -83,9 +144,25 @@ def main() -> int:
     def diffusion_loop() -> object:
         return generate(diffusion, dp, live=lambda: live, on_step=lambda s: None)
 
+    family_rows = {}
+    for name in filter(None, args.families.split(",")):
+        built = FAMILY_BUILDS[name](gan.G.img_resolution, device)
+        if built is None:
+            print(f"({name}: its package is not installed; no row)")
+            continue
+        model, fp = built
+        frunner = GanRunner(model, None, None, {})  # type: ignore[arg-type]
+        family_rows[name] = (model, frunner, fp)
+
+    def family_slider(name: str) -> Callable[[], object]:
+        model, frunner, fp = family_rows[name]
+        return lambda: model.family.render(frunner.styles(fp, 1), fp)
+
     with torch.no_grad():
         t = {"gan_slider": median_ms(gan_slider, args.repeats, device),
              "gan_new_seed": median_ms(gan_new_seed, args.repeats, device),
+             **{f"{name} slider ({family_rows[name][0].family.resolution} px)":
+                median_ms(family_slider(name), args.repeats, device) for name in family_rows},
              "diffusion_step": median_ms(diffusion_loop, max(3, args.repeats // 3), device) / args.steps,
              "diffusion_image": median_ms(diffusion_image, max(3, args.repeats // 3), device)}
     print(f"device: {device}; prompt {args.prompt!r}; diffusion {args.steps} steps dpmpp_2m, cfg {dp.cfg_scale}")
@@ -93,47 +170,12 @@ def main() -> int:
     for name, ms in t.items():
         print(f"{name:40} {ms:10.2f}")
     print(f"GAN render (slider) / one diffusion step:  {t['gan_slider'] / t['diffusion_step']:.3f}")
+    for key in t:
+        if key.startswith(tuple(family_rows)):
+            print(f"{key.split(' ')[0]} render (slider) / one diffusion step: {t[key] / t['diffusion_step']:.3f}")
     print(f"whole diffusion image / GAN render (slider): {t['diffusion_image'] / t['gan_slider']:.1f}x")
     print(f"whole diffusion image / GAN render (new seed): {t['diffusion_image'] / t['gan_new_seed']:.1f}x")
-    if not args.no_families:
-        print()
-        print(f"{'family (one render, cached latents)':44} {'px':>5} {'median ms':>10} {'/ diffusion step':>17}")
-        for name, runner, p in family_runners(gan, device):
-            family = runner.model.family
-            ms = median_ms(lambda: family.render(runner.styles(p, 1), p), args.repeats, device)
-            print(f"{name:44} {family.resolution:5d} {ms:10.2f} {ms / t['diffusion_step']:17.3f}")
     return 0
-
-
-def family_runners(gan: object, device: torch.device) -> list[tuple[str, object, object]]:
-    """(row name, GanRunner, GanParams) for each family: the embedded StyleGAN2, DCGAN, BigGAN-deep-128."""
-    import importlib.util
-    import tempfile
-
-    from app.demo_models import settle_spectral_norms
-    from app.engine.gan_runner import GanModel, GanRunner, load_gan_model
-    from app.gan import biggan
-    from app.gan.biggan_family import BigGANFamily
-    from app.params import GanParams
-
-    rows = [("stylegan2 (embedded)", GanRunner(gan, None, None, {}), GanParams(prompt="red heart", seed=1))]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-gan-"))
-    spec = importlib.util.find_spec("gan_face_generate")
-    if spec is not None and spec.origin is not None:
-        from app.gan import dcgan
-
-        folder = dcgan.convert_checkpoint(Path(spec.origin).parent / "weights.tar", tmp / "dcgan")
-        rows.append(("dcgan (gan-face-generate faces)", GanRunner(load_gan_model(folder, device), None, None, {}),
-                     GanParams(seed=1, truncation_psi=1.0)))
-    else:
-        print("(gan-face-generate not installed: no DCGAN row; pip install --no-deps gan-face-generate)")
-    torch.manual_seed(0)
-    G = biggan.BigGAN(biggan.BigGANConfig())
-    settle_spectral_norms(G)
-    model = GanModel(BigGANFamily(G.eval().requires_grad_(False).to(device), None, device), device, None, "biggan")
-    rows.append(("biggan-deep-128 (random weights)", GanRunner(model, None, None, {}),
-                 GanParams(seed=1, class_index=207, truncation_psi=0.4)))
-    return rows  # type: ignore[return-value]
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def info(studio: StudioDep, settings: SettingsDep) -> dict[str, Any]:
                    "max_prompt_chars": settings.max_prompt_chars, "queue_size": settings.queue_size,
                    "max_init_image_bytes": settings.max_init_image_bytes,
                    "upload_quota_bytes": settings.upload_quota_bytes,
-                   "upload_max_age_hours": settings.upload_max_age_hours},
+                   "upload_max_age_hours": settings.upload_max_age_hours,
+                   "max_walk_frames": settings.max_walk_frames},
     }
 
 

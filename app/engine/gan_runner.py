@@ -30,7 +30,7 @@ from app.engine.jobs import Job
 from app.engine.live import RunCancelled
 from app.engine.scores import image_scores
 from app.gan.family import Condition, GanFamily, controls_problem, load_family
-from app.params import GanParams
+from app.params import MAX_SEED, GanParams
 from app.store.gallery import Gallery, ImageRecord
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,17 @@ def frame_png(image: Image.Image) -> bytes:
 
 
 def run_task(p: GanParams) -> str:
+    if p.walk_frames:
+        return "walk"
     return "search" if p.search_steps else ("grid" if p.grid > 1 else "render")
+
+
+def walk_webp(frames: list[Image.Image], fps: float, quality: int = 90) -> bytes:
+    """The frames of a latent walk as one looping animated WebP (Pillow's encoder)."""
+    buf = io.BytesIO()
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], duration=max(1, round(1000 / fps)),
+                   loop=0, quality=quality)
+    return buf.getvalue()
 
 
 class GanRunner:
@@ -170,20 +180,13 @@ class GanRunner:
     def styles(self, p: GanParams, seed: int) -> torch.Tensor:
         """What the family synthesises for seeds seed .. seed + grid - 1 under p's controls."""
         cond = self.condition(p)
-        styles = self._controlled(p, seed, cond)
-        if p.blend_seed is None and p.blend_class is None:
-            return styles
-        # The blend target: another seed (every grid cell goes towards it), another class, or both.
-        other_cond = self.model.condition(p.prompt, p.blend_class) if p.blend_class is not None else cond
-        other = self._controlled(p, seed, other_cond, p.blend_seed)
-        return self.model.family.interpolate(styles, other.expand_as(styles), p.blend)
-
-    def _controlled(self, p: GanParams, seed: int, cond: Condition, only: int | None = None) -> torch.Tensor:
-        """The family's styles for the grid's seeds (or for seed `only`) under a condition and p's controls."""
-        seeds = [only] if only is not None else [seed + i for i in range(p.grid)]
-        base = torch.cat([self.w_for(s, cond) for s in seeds])
+        base = torch.cat([self.w_for(seed + i, cond) for i in range(p.grid)])
         mix = self.w_for(p.mix_seed, cond) if p.mix_seed is not None else None
-        return self.model.family.styles(base, cond, p, mix)
+        styles = self.model.family.styles(base, cond, p, mix)
+        if not p.walk_t:
+            return styles
+        # One point of the walk (every grid cell goes towards the walk's one end).
+        return self.model.family.interpolate(styles, self.walk_end(p, seed).expand_as(styles), p.walk_t)
 
     def run(self, job: Job) -> None:
         p: GanParams = job.params  # type: ignore[assignment]
@@ -197,14 +200,18 @@ class GanRunner:
             if problem:
                 raise GanInputError(problem)
             ws = self.styles(p, seed)
+            end = self.walk_end(p, seed) if p.walk_frames else None
         except GanInputError as exc:
             job.sink.send({"type": "error", "code": "bad_request", "run_id": job.run_id, "message": str(exc)})
             return
         family = self.model.family
-        total = max(1, p.search_steps)
+        total = p.walk_frames or max(1, p.search_steps)
         job.sink.send({"type": "started", "run_id": job.run_id, "engine": "gan", "task": run_task(p), "total": total,
                        "seed": seed, "width": family.resolution, "height": family.resolution, "from_step": 0,
                        "parent": None})
+        if end is not None:
+            self._walk(job, p, seed, ws, end, t0)
+            return
         if p.search_steps:
             reached = [0]
             try:
@@ -225,6 +232,57 @@ class GanRunner:
             job.sink.send({"type": "step", "run_id": job.run_id, "index": 1, "total": 1, "sigma": None,
                            "elapsed_ms": elapsed, "clip_score": None})
         self._finish(job, p, seed, images, final, elapsed, total)
+
+    def walk_seed(self, p: GanParams, seed: int) -> int:
+        return p.walk_seed if p.walk_seed is not None else (seed + 1) % (MAX_SEED + 1)
+
+    @torch.no_grad()
+    def walk_end(self, p: GanParams, seed: int) -> torch.Tensor:
+        """The walk's last styles: walk_seed (and walk_class) under the same controls as the start."""
+        cls = p.walk_class if p.walk_class is not None else p.class_index
+        cond = self.model.condition(p.prompt, cls)
+        base = self.w_for(self.walk_seed(p, seed), cond)
+        mix = self.w_for(p.mix_seed, cond) if p.mix_seed is not None else None
+        return self.model.family.styles(base, cond, p, mix)
+
+    def _walk(self, job: Job, p: GanParams, seed: int, start: torch.Tensor, end: torch.Tensor, t0: float) -> None:
+        """A latent walk: frame i renders the family's interpolation at t = i / (n - 1), streamed as a
+        preview as soon as it is drawn; the final frame is the whole walk as an animated WebP."""
+        family, n = self.model.family, p.walk_frames
+        frames: list[Image.Image] = []
+        try:
+            for i in range(n):
+                if job.live:
+                    job.live.check()
+                frames.append(to_pil(family.render(family.interpolate(start, end, i / (n - 1)), p))[0])
+                elapsed = round((time.perf_counter() - t0) * 1000, 1)
+                self.encoder.submit(self._walk_step, job, i + 1, n, elapsed, frames[-1])
+        except RunCancelled:
+            self._flush()
+            job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": len(frames)})
+            return
+        self._flush()  # every frame before the animation
+        elapsed = round((time.perf_counter() - t0) * 1000, 1)
+        animation = walk_webp(frames, p.walk_fps)
+        meta = {"run_id": job.run_id, "step": n, "width": frames[0].width, "height": frames[0].height,
+                "format": "webp", "engine": "gan", "frames": n, "fps": p.walk_fps}
+        job.sink.image(meta, animation, "final")
+        job.sink.send({"type": "done", "run_id": job.run_id, "engine": "gan", "image_id": None, "image_ids": [],
+                       "url": None, "elapsed_ms": elapsed, "clip_score": None, "diversity": None,
+                       "score_skipped": True, "seed": seed, "params": p.model_dump(),
+                       "walk": {"frames": n, "fps": p.walk_fps, "to_seed": self.walk_seed(p, seed),
+                                "bytes": len(animation)}})
+
+    def _walk_step(self, job: Job, index: int, total: int, elapsed: float, image: Image.Image) -> None:
+        """On the encoder thread: one walk frame (lossless) and its step event."""
+        try:
+            meta = {"run_id": job.run_id, "step": index, "width": image.width, "height": image.height,
+                    "format": "png", "engine": "gan"}
+            job.sink.image(meta, frame_png(image), "preview")
+            job.sink.send({"type": "step", "run_id": job.run_id, "index": index, "total": total, "sigma": None,
+                           "elapsed_ms": elapsed, "clip_score": None})
+        except Exception:  # an encoder task has no caller to report to
+            log.exception("walk frame %d of run %s", index, job.run_id)
 
     def _finish(self, job: Job, p: GanParams, seed: int, images: list[Image.Image], final: Image.Image,
                 elapsed: float, total: int) -> None:

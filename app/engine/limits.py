@@ -66,6 +66,8 @@ def check_update(current: LiveParams, change: LiveUpdate, settings: Settings, ba
 def check_gan(p: GanParams, settings: Settings) -> None:
     if len(p.prompt) > settings.max_prompt_chars:
         raise LimitError(f"prompt has {len(p.prompt)} characters; the limit is {settings.max_prompt_chars}")
+    if p.walk_frames > settings.max_walk_frames:
+        raise LimitError(f"{p.walk_frames} walk frames exceeds the limit of {settings.max_walk_frames}")
     if p.search_steps > settings.max_steps:
         raise LimitError(f"{p.search_steps} search steps exceeds the limit of {settings.max_steps}")
     if p.search_steps and p.search_cutn * p.grid > settings.max_cutouts:

@@ -50,6 +50,7 @@ DEFAULT_FORMAT = "noisescope-stylegan2"
 # config.json "format" -> "module:Class" of its GanFamily (imported on first use).
 FAMILIES: dict[str, str] = {
     "noisescope-stylegan2": "app.gan.stylegan_family:StyleGAN2Family",
+    "noisescope-stylegan3": "app.gan.stylegan_family:StyleGAN3Family",
     "noisescope-biggan": "app.gan.biggan_family:BigGANFamily",
     "noisescope-dcgan": "app.gan.dcgan_family:DCGANFamily",
 }
@@ -74,7 +75,7 @@ class GanControls:
     classes         class names, index = class id (condition "class").
     search          the latent a CLIP search optimises ("w+", "z+class", ...), None when it has none.
     walk            what a latent walk moves between: "seed", and "class" for class-conditional families;
-                    also what the blend controls offer (`blend_seed`, `blend_class`, `blend`).
+                    `walk_t` renders one point of that path (a live interpolation slider).
     """
 
     truncation: Truncation = "none"
@@ -119,17 +120,15 @@ def controls_problem(controls: GanControls, p: GanParams) -> str | None:
             return "class_index: this generator is not class-conditional"
         if p.class_index >= len(controls.classes):
             return f"class_index must be below {len(controls.classes)} for this generator"
+    if p.walk_class is not None:
+        if controls.condition != "class" or "class" not in controls.walk:
+            return "walk_class: this generator does not walk between classes"
+        if p.walk_class >= len(controls.classes):
+            return f"walk_class must be below {len(controls.classes)} for this generator"
     if controls.condition == "class" and p.class_index is None:
         return "class_index: this generator is class-conditional; pick a class"
     if p.truncation_cutoff is not None and not controls.truncation_cutoff:
         return "truncation_cutoff: this generator's truncation has no cutoff"
-    if p.blend_seed is not None and "seed" not in controls.walk:
-        return "blend_seed: this generator offers no interpolation between seeds"
-    if p.blend_class is not None:
-        if "class" not in controls.walk:
-            return "blend_class: this generator offers no interpolation between classes"
-        if p.blend_class >= len(controls.classes):
-            return f"blend_class must be below {len(controls.classes)} for this generator"
     return None
 
 

@@ -1,4 +1,5 @@
-"""Safe reader for NVIDIA network pickles (stylegan2-ada-pytorch / stylegan3 `network-snapshot-*.pkl`).
+"""Safe reader for NVIDIA network pickles (stylegan2-ada-pytorch / stylegan3 `network-snapshot-*.pkl`,
+StyleGAN2 and StyleGAN3 generators alike).
 
 A normal `pickle.load` of these files imports `torch_utils.persistence`, which `exec`s Python source
 stored inside the pickle. Here a restricted unpickler resolves only an allow-list of globals to
@@ -77,6 +78,49 @@ def _numpy_scalar(dtype: Any, raw: Any = None) -> int | float | bool:
     return dtype.unpack(raw)
 
 
+class _NdarrayType:
+    """numpy.ndarray stand-in: only a marker that `_reconstruct` accepts; it builds nothing itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafePickleError("refused numpy.ndarray(...) call: arrays are read only via _reconstruct")
+
+
+class NumericArray:
+    """A small numeric numpy array from a pickle (StyleGAN3 stores `size` / `in_size` as int64 [2]):
+    its shape and values as Python numbers, filled by BUILD from (version, shape, dtype, fortran, bytes)."""
+
+    MAX_ITEMS = 1 << 16
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] = (0,)
+        self.values: list[int | float | bool] = []
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise UnsafePickleError("refused numpy array state of an unknown layout")
+        _version, shape, dtype, _fortran, raw = state
+        if not (_int_tuple(shape) and isinstance(dtype, _Dtype) and isinstance(raw, bytes)):
+            raise UnsafePickleError("refused numpy array: only numeric arrays stored as raw bytes are read")
+        count = 1
+        for d in shape:
+            count *= d
+        size = struct.calcsize(_Dtype._CODES[dtype.spec])
+        if count > self.MAX_ITEMS or len(raw) != count * size:
+            raise UnsafePickleError(f"numpy array of shape {tuple(shape)} with {len(raw)} bytes")
+        self.shape = tuple(shape)
+        self.values = [dtype.unpack(raw[i * size:(i + 1) * size]) for i in range(count)]
+
+    def tolist(self) -> list:
+        return list(self.values)
+
+
+def _numpy_reconstruct(cls: Any, shape: Any = (0,), dtype_code: Any = b"b") -> NumericArray:
+    """Stand-in for numpy.core.multiarray._reconstruct: an empty array that BUILD then fills."""
+    if cls is not _NdarrayType:
+        raise UnsafePickleError("refused _reconstruct of anything but numpy.ndarray")
+    return NumericArray()
+
+
 def _load_storage(blob: Any) -> torch.UntypedStorage | torch.TypedStorage:
     """One legacy `torch.save` storage stream, read by torch's own weights-only unpickler."""
     if not isinstance(blob, bytes):
@@ -132,6 +176,10 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _Dtype,
+    # StyleGAN3 modules hold small int64 arrays (sizes); numeric dtypes only, as for scalars.
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): _NdarrayType,
     # Protocol <= 3 pickles (Python 3.7 era snapshots) spell sets as builtins.set(list).
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
@@ -191,6 +239,8 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if isinstance(value, NumericArray):
+        return value.tolist()
     raise UnsafePickleError(f"constructor argument of type {type(value).__name__} is not plain data")
 
 

@@ -1,4 +1,4 @@
-"""StyleGAN behind the GanFamily interface: seeds -> w (mapping), truncation towards a centre in W,
+"""StyleGAN2 and StyleGAN3 behind the GanFamily interface: seeds -> w (mapping), truncation towards a centre in W,
 style mixing, synthesis, and the CLIP search over w+.
 
 The truncation centre of a conditional generator is the condition's own mean w (StyleGAN-XL, Sauer
@@ -89,3 +89,23 @@ class StyleGAN2Family(GanFamily):
         return clip_search(self.G, clip, text, init, steps=p.search_steps, lr=p.search_lr, pull=p.search_pull,
                            cutn=p.search_cutn, noise_mode=noise_mode, callback=callback, weights=weights,
                            synthesis_kwargs=kwargs)
+
+
+class StyleGAN3Family(StyleGAN2Family):
+    """NVIDIA StyleGAN3 (T and R): StyleGAN2's mapping, truncation and mixing, no noise inputs, and the
+    input transform (translate x / y, rotate) of the Fourier features, as the stylegan3 visualizer."""
+
+    format = "noisescope-stylegan3"
+
+    def controls(self) -> GanControls:
+        return GanControls(truncation="w_lerp", truncation_range=(-1.0, 2.0, 0.7), truncation_cutoff=True,
+                           mixing_layers=int(self.G.num_ws), noise=False, input_transform=True,
+                           condition="text" if self.G.c_dim else "none", search="w+")
+
+    def synthesis_kwargs(self, p: GanParams) -> dict[str, Any]:
+        from .stylegan3 import make_transform
+
+        kwargs: dict[str, Any] = {"noise_mode": "const"}
+        if (p.translate_x, p.translate_y, p.rotate) != (0, 0, 0):
+            kwargs["transform"] = make_transform(p.translate_x, p.translate_y, p.rotate).to(self.device)
+        return kwargs

@@ -3,7 +3,7 @@
 // own stop button. Moving a search slider only sets up that button.
 import { ControlSet, el, randomSeed } from './controls.js';
 import { mimeFor } from './protocol.js';
-import { GAN_GROUPS, SEARCH_KEYS, TRUNCATION_LABELS, ganOffers, ganParams } from './specs.js';
+import { GAN_GROUPS, SEARCH_KEYS, TRUNCATION_LABELS, WALK_KEYS, ganOffers, ganParams } from './specs.js';
 import { $, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
 
 // What the loaded generator does with the prompt (/api/info gan.text).
@@ -36,6 +36,22 @@ export function searchStatus(run, waiting) {
   }
 }
 
+/** The walk's line beside its button, from its newest run (null: none yet). */
+export function walkStatus(run, waiting) {
+  if (waiting || run?.status === 'queued') return 'walk queued';
+  if (!run) return '';
+  switch (run.status) {
+    case 'running':
+      return run.index ? `walk frame ${run.index}/${run.total}` : 'walk starting';
+    case 'done':
+      return `walk done: ${run.total} frames`;
+    case 'cancelled':
+      return `walk stopped at frame ${run.index}/${run.total}`;
+    default:
+      return 'walk failed';
+  }
+}
+
 export class GanPanel {
   /**
    * @param {import('./ws.js').Socket} socket
@@ -55,7 +71,17 @@ export class GanPanel {
     this.stopBtn = el('button', { type: 'button', id: 'g-search-stop', text: 'stop search', disabled: true });
     this.searchLine = el('output', { id: 'g-search-status', 'aria-live': 'polite' });
     const searchRow = el('div', { class: 'row search-actions' }, this.searchBtn, this.stopBtn, this.searchLine);
-    const groups = GAN_GROUPS.map((g) => (g.controls.some((c) => SEARCH_KEYS.has(c.key)) ? { ...g, extra: searchRow } : g));
+    this.awaitingWalk = false;
+    this.walkBtn = el('button', { type: 'button', id: 'g-walk', text: 'walk' });
+    this.walkSave = el('a', { id: 'g-walk-save', class: 'button', text: 'save walk (.webp)', hidden: true });
+    this.walkLine = el('output', { id: 'g-walk-status', 'aria-live': 'polite' });
+    const walkRow = el('div', { class: 'row search-actions' }, this.walkBtn, this.walkSave, this.walkLine);
+    const extra = (g) => {
+      if (g.controls.some((c) => SEARCH_KEYS.has(c.key))) return { ...g, extra: searchRow };
+      if (g.controls.some((c) => WALK_KEYS.has(c.key))) return { ...g, extra: walkRow };
+      return g;
+    };
+    const groups = GAN_GROUPS.map(extra);
     this.controls = new ControlSet($('g-controls'), 'g', groups, (key) => this.#changed(key));
     this.note = el('p', { id: 'g-note', class: 'gan-note' });
     this.hint = el('p', { id: 'g-hint', class: 'gan-note', role: 'status' });
@@ -63,6 +89,7 @@ export class GanPanel {
     $('g-render').addEventListener('click', () => this.request(1));
     $('g-diversity').addEventListener('click', () => this.request(8));
     this.searchBtn.addEventListener('click', () => this.search());
+    this.walkBtn.addEventListener('click', () => this.walk());
     this.stopBtn.addEventListener('click', () => this.stopSearch());
     this.setLoaded(false, 'waiting for server');
   }
@@ -79,6 +106,7 @@ export class GanPanel {
     $('g-placeholder').textContent = loaded ? 'Move a slider to render.' : why;
     this.note.textContent = loaded ? NOTES[this.text] ?? '' : '';
     this.#showSearch();
+    this.#showWalk();
   }
 
   /** Draw the panel from the generator's own description (/api/info gan.controls): no family names here. */
@@ -94,7 +122,7 @@ export class GanPanel {
     if (Number.isFinite(value)) this.controls.set({ truncation_psi: value });
     if (controls.mixing_layers > 0) this.controls.setRange('mix_layer', { max: controls.mixing_layers - 1 });
     this.controls.setChoices('class_index', controls.classes ?? []);
-    this.controls.setChoices('blend_class', controls.classes ?? []);
+    this.controls.setChoices('walk_class', controls.classes ?? []);
     if (this.offers.has('classes') && this.controls.get('class_index') === null) this.controls.set({ class_index: 0 });
     if (this.loaded && this.offers.has('classes')) this.note.textContent = CLASS_NOTES[this.text] ?? this.note.textContent;
   }
@@ -108,16 +136,22 @@ export class GanPanel {
     const defaults = info?.defaults?.gan ?? info?.default_params?.gan;
     if (defaults && typeof defaults === 'object') {
       // The server's default 0 means "render, no search"; here the steps belong to the search button.
-      const { search_steps: _steps, ...rest } = defaults;
+      const { search_steps: _steps, walk_frames: _frames, ...rest } = defaults;
       this.controls.set(rest);
     }
+    const frames = info?.limits?.max_walk_frames;
+    if (frames) this.controls.setRange('walk_frames', { max: frames });
     this.applyControls(gan?.controls ?? null);
     this.#showSearch();
   }
 
   #changed(key) {
     if (SEARCH_KEYS.has(key)) this.#showSearch();
-    else this.request(1, true);
+    else if (WALK_KEYS.has(key)) {
+      this.#showWalk();
+      // The walk's end is also where the walk-position slider points: re-render when it is in use.
+      if ((key === 'walk_seed' || key === 'walk_class') && this.controls.get('walk_t') > 0) this.request(1, true);
+    } else this.request(1, true);
   }
 
   #fixSeed() {
@@ -178,6 +212,37 @@ export class GanPanel {
     return true;
   }
 
+  /** The walk button: an animation from the seed to the walk's end seed (or class), streamed frame by frame. */
+  walk() {
+    if (!this.loaded) {
+      showError('no GAN model loaded');
+      return false;
+    }
+    const prompt = this.prompt();
+    if (this.text === 'condition' && !prompt.trim()) {
+      showError('Enter a prompt first: this GAN is text-conditioned (it draws the prompt).');
+      return false;
+    }
+    this.#fixSeed();
+    const params = ganParams(this.controls.values(), prompt, 1, true, false, this.offers, true);
+    if (!this.socket.send({ type: 'generate_gan', params })) {
+      showError('Not connected to the server.');
+      return false;
+    }
+    this.awaitingWalk = true;
+    this.walkSave.hidden = true;
+    this.#showWalk();
+    return true;
+  }
+
+  #showWalk() {
+    const active = this.runs.list('gan').some((r) => r.walk && r.active);
+    this.walkBtn.disabled = !this.loaded || active || this.awaitingWalk;
+    this.walkBtn.textContent = `walk (${this.controls.get('walk_frames')} frames)`;
+    const run = this.runs.list('gan').filter((r) => r.walk).at(-1) ?? null;
+    this.walkLine.textContent = walkStatus(run, this.awaitingWalk);
+  }
+
   #activeSearch() {
     return this.runs.list('gan').filter((r) => r.search && r.active).at(-1) ?? null;
   }
@@ -204,11 +269,14 @@ export class GanPanel {
         if (this.awaitingSearch) {
           run.search = true; // one socket answers in order: this is the search just sent
           this.awaitingSearch = false;
+        } else if (this.awaitingWalk) {
+          run.walk = true;
+          this.awaitingWalk = false;
         }
         break;
       case 'started':
         run = run ?? this.runs.add(ev.run_id, 'gan');
-        Object.assign(run, { status: 'running', started: true, search: ev.task === 'search', total: ev.total ?? 0,
+        Object.assign(run, { status: 'running', started: true, search: ev.task === 'search', walk: ev.task === 'walk', total: ev.total ?? 0,
           index: 0, elapsedMs: null, seed: ev.seed, width: ev.width, height: ev.height });
         break;
       case 'step':
@@ -248,6 +316,12 @@ export class GanPanel {
     const url = URL.createObjectURL(new Blob([frame.image], { type: mimeFor(meta.format) }));
     this.runs.putFrame(run.id, Number.isInteger(meta.step) ? meta.step : 0, { url, meta, kind: frame.type });
     run.latestFrame = { url, meta };
+    if (run.walk && meta.format === 'webp') {
+      // The whole walk as one looping animation: shown in place and offered for download.
+      this.walkSave.href = url;
+      this.walkSave.download = `walk-${run.seed ?? 'seed'}-${meta.frames ?? ''}f.webp`;
+      this.walkSave.hidden = false;
+    }
     this.show();
   }
 
@@ -272,6 +346,7 @@ export class GanPanel {
   show() {
     $('gan-panel').dataset.busy = String(this.runs.list('gan').some((r) => r.active));
     this.#showSearch();
+    this.#showWalk();
     const run = this.shownRun();
     if (!run) return;
     $('g-stat-time').textContent = fmtMs(run.elapsedMs);

@@ -77,13 +77,7 @@ export const GAN_GROUPS = [
       { key: 'translate_y', label: 'translate y', kind: 'range', min: -1, max: 1, step: 0.01, value: 0, needs: 'transform',
         title: 'shift the input in image heights' },
       { key: 'rotate', label: 'rotate (°)', kind: 'range', min: -180, max: 180, step: 1, value: 0, needs: 'transform',
-        title: 'rotate the input, degrees counter-clockwise' },
-      { key: 'blend_seed', label: 'blend towards seed', kind: 'optint', value: null, placeholder: 'none', needs: 'blend_seed',
-        title: 'interpolate towards this seed (the family’s own path: a line, or slerp for a Gaussian z)' },
-      { key: 'blend_class', label: 'blend towards class', kind: 'choice', value: null, needs: 'blend_class',
-        placeholder: 'none', title: 'interpolate the class embedding towards this class' },
-      { key: 'blend', label: 'blend', kind: 'range', min: 0, max: 1, step: 0.01, value: 0.5, needs: 'blend',
-        title: '0 = the seed and class above, 1 = the blend seed / class' },
+        title: 'rotate the input, in degrees (as gen_images.py --rotate)' },
     ],
   },
   {
@@ -94,7 +88,21 @@ export const GAN_GROUPS = [
       { key: 'search_pull', label: 'pull to centre', kind: 'range', min: 0, max: 2, step: 0.05, value: 0.1, needs: 'search' },
     ],
   },
+  {
+    legend: 'Latent walk',
+    controls: [
+      { key: 'walk_seed', label: 'walk to seed', kind: 'optint', value: null, placeholder: 'seed + 1' },
+      { key: 'walk_class', label: 'walk to class', kind: 'choice', value: null, needs: 'class_walk', placeholder: 'same class' },
+      { key: 'walk_frames', label: 'frames', kind: 'range', min: 2, max: 120, step: 1, value: 24 },
+      { key: 'walk_fps', label: 'frames per second', kind: 'range', min: 1, max: 30, step: 1, value: 12 },
+      { key: 'walk_t', label: 'walk position', kind: 'range', min: 0, max: 1, step: 0.01, value: 0,
+        title: 'render one point of the walk, live: 0 = the seed (and class), 1 = the walk’s end seed (and class)' },
+    ],
+  },
 ];
+
+/** The latent walk's own controls: like the search's, they set up its button and never send a request. */
+export const WALK_KEYS = new Set(['walk_seed', 'walk_class', 'walk_frames', 'walk_fps']);
 
 // What the one truncation slider means for each kind of truncation a family describes.
 export const TRUNCATION_LABELS = {
@@ -116,9 +124,7 @@ export function ganOffers(controls) {
   if (controls.input_transform) offers.add('transform');
   if (controls.condition === 'class' && controls.classes?.length) offers.add('classes');
   if (controls.search) offers.add('search');
-  // A walk between seeds / classes is also offered as a static blend at one point of it.
-  if (controls.walk?.includes('seed')) offers.add('blend_seed').add('blend');
-  if (controls.walk?.includes('class') && offers.has('classes')) offers.add('blend_class').add('blend');
+  if (offers.has('classes') && controls.walk?.includes('class')) offers.add('class_walk');
   return offers;
 }
 
@@ -138,14 +144,27 @@ export const SEARCH_KEYS = new Set(['search_steps', 'search_lr', 'search_pull'])
 /**
  * GanParams for a `generate_gan` message; `save` = false keeps slider drags out of the gallery.
  * Only `search` = true (the search button) sends the search steps; every other request renders.
- * `offers` (ganOffers) leaves out the controls the loaded generator does not have.
+ * `offers` (ganOffers) leaves out the controls the loaded generator does not have; `walk` = true (the
+ * walk button) sends the latent walk's controls, which no other request carries.
  */
-export function ganParams(values, prompt, grid = 1, save = true, search = false, offers = new Set(LEGACY_OFFERS)) {
+export function ganParams(values, prompt, grid = 1, save = true, search = false, offers = new Set(LEGACY_OFFERS),
+  walk = false) {
   const params = { prompt, grid, save };
   for (const group of GAN_GROUPS) {
     for (const c of group.controls) if (!c.needs || offers.has(c.needs)) params[c.key] = values[c.key];
   }
-  if (!search) params.search_steps = 0;
+  if (!search || walk) params.search_steps = 0;
+  if (walk) {
+    params.grid = 1;
+    delete params.walk_t; // the whole walk, not one point of it
+  } else {
+    // A render at a walk position needs the walk's end; nothing else of the walk.
+    const keep = params.walk_t > 0 ? new Set(['walk_seed', 'walk_class']) : new Set();
+    for (const key of WALK_KEYS) if (!keep.has(key)) delete params[key];
+    if (!(params.walk_t > 0)) delete params.walk_t;
+  }
+  if (params.walk_seed === null) delete params.walk_seed;
+  if (params.walk_class === null) delete params.walk_class;
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;
   if (params.class_index === null) delete params.class_index;

@@ -207,9 +207,15 @@ GAN_VALID = {
     "search_cutn": st.integers(1, 4),
     "grid": st.one_of(st.integers(1, 4), st.just(16)),
     "save": st.booleans(),
-    "blend_seed": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
-    "blend_class": st.one_of(st.none(), st.integers(0, 100_000)),
-    "blend": floats(0, 1),
+    "translate_x": floats(-4, 4),
+    "translate_y": floats(-4, 4),
+    "rotate": floats(-360, 360),
+    "class_index": st.one_of(st.none(), st.integers(0, 100_000)),
+    "walk_frames": st.one_of(st.just(0), st.integers(2, 3)),
+    "walk_seed": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    "walk_class": st.one_of(st.none(), st.integers(0, 100_000)),
+    "walk_fps": floats(1, 60),
+    "walk_t": floats(0, 1),
 }
 GAN_BAD = {
     "prompt": BAD_PROMPT,
@@ -224,9 +230,15 @@ GAN_BAD = {
     "search_pull": outside(-1, 101),
     "search_cutn": outside(0, 5, 65),
     "grid": outside(0, 17),
-    "blend_seed": outside(-1, 2**32),
-    "blend_class": outside(-1, 100_001),
-    "blend": outside(-0.1, 1.5, float("nan")),
+    "translate_x": outside(-4.5, 4.5, float("nan")),
+    "translate_y": outside(-4.5, 4.5, float("inf")),
+    "rotate": outside(-361, 361, float("nan")),
+    "class_index": outside(-1, 100_001),
+    "walk_frames": outside(-1, 1, 1001),
+    "walk_seed": outside(-1, 2**32),
+    "walk_class": outside(-1, 100_001),
+    "walk_fps": outside(0, 61, float("nan")),
+    "walk_t": outside(-0.1, 1.5, float("nan")),
     "evil": outside(1, "x", None),
 }
 GAN = spoiled(GAN_VALID, GAN_BAD)
@@ -369,7 +381,10 @@ DIFFUSION_COMBOS = [{"skip_steps": 1, "steps": 1}, {"width": 64, "height": 64, "
                     {"mask_image": "0" * 32}, {"init_image": "0" * 32, "mask_image": "0" * 32}]
 GAN_COMBOS = [{"seed": 2**32 - 1, "grid": 2}, {"seed": 2**32 - 16, "grid": 16}, {"search_cutn": 4, "grid": 2},
               {"mix_layer": 64}, {"search_steps": 1, "prompt": ""}, {"search_steps": 1, "prompt": " | "},
-              {"blend_seed": 2**32 - 1, "grid": 16}, {"blend_class": 3}]
+              {"walk_frames": 3, "grid": 2}, {"walk_frames": 3, "search_steps": 1}, {"walk_frames": 1000},
+              {"walk_frames": 2, "walk_class": 1}, {"rotate": 5, "translate_x": 0.5}, {"class_index": 0},
+              {"walk_t": 0.5, "walk_seed": 2**32 - 1, "grid": 16}, {"walk_t": 0.5, "walk_class": 3},
+              {"walk_t": 0.5, "walk_frames": 2}]
 
 
 def sweep(diffusion_run: str, gan_run: str) -> Iterator[dict]:

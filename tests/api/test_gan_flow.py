@@ -231,3 +231,49 @@ def test_an_unconditional_gan_renders_an_empty_prompt_and_says_so(unconditional_
         assert items[empty["image_id"]]["params"]["condition"] == "none"
         assert items[empty["image_id"]]["params"]["prompt"] == ""
         assert items[worded["image_id"]]["params"]["condition"] == "none"
+
+
+def test_a_latent_walk_streams_its_frames_and_ends_as_an_animated_webp(gan_client: TestClient) -> None:
+    import io
+
+    from PIL import Image
+
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        _, items = read_run(reader, {"prompt": "red heart", "seed": 3, "walk_frames": 5, "walk_seed": 9,
+                                     "walk_fps": 10})
+        assert items[0]["task"] == "walk" and items[0]["total"] == 5
+        steps = [i for i in items if isinstance(i, dict) and i["type"] == "step"]
+        assert [e["index"] for e in steps] == [1, 2, 3, 4, 5]
+        assert kinds(items)[-2:] == ["final", "done"], "every walk frame arrives before the animation"
+        frame, done = items[-2], items[-1]
+        assert frame[1]["format"] == "webp" and frame[1]["frames"] == 5
+        anim = Image.open(io.BytesIO(frame[2]))
+        anim.load()
+        assert anim.format == "WEBP" and anim.n_frames == 5 and anim.info["duration"] == 100 and anim.info["loop"] == 0
+        assert done["walk"] == {"frames": 5, "fps": 10.0, "to_seed": 9, "bytes": len(frame[2])}
+        assert done["image_id"] is None, "a walk is exported from the page, not kept in the gallery"
+        # The walk's ends are the two seeds' renders (the first and last previews are lossless PNGs).
+        previews = [i for i in items if not isinstance(i, dict) and FrameType(i[0]) == FrameType.PREVIEW]
+        _, start = render(reader, {"prompt": "red heart", "seed": 3, "save": False})
+        _, stop = render(reader, {"prompt": "red heart", "seed": 9, "save": False})
+        if previews and previews[0][1]["step"] == 1:
+            assert previews[0][2] == start
+        if previews and previews[-1][1]["step"] == 5:
+            assert previews[-1][2] == stop
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"walk_frames": 121}, "too_large"),
+    ({"walk_frames": 1}, "bad_request"),
+    ({"walk_frames": 4, "grid": 2}, "bad_request"),
+    ({"walk_frames": 4, "search_steps": 2}, "bad_request"),
+    ({"walk_frames": 4, "walk_class": 1}, "bad_request"),
+    ({"rotate": 10}, "bad_request"),
+])
+def test_walks_and_controls_this_generator_lacks_are_refused(gan_client: TestClient, params: dict, code: str) -> None:
+    with gan_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        ws.send_json({"type": "generate_gan", "params": {"prompt": "red heart", "seed": 1, **params}})
+        err = reader.until("error")
+        assert err["code"] == code, err

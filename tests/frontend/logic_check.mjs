@@ -134,6 +134,21 @@ const gvalues = {};
 for (const g of GAN_GROUPS) for (const c of g.controls) gvalues[c.key] = c.value;
 for (const key of LIVE_KEYS) assert.ok(key in values, `live key ${key} has a control`);
 assert.equal(ganParams({ ...gvalues, search_steps: 40 }, 'a face', 1, false).search_steps, 0, 'a slider render never searches');
+// The panel sends only what the generator's description offers: no family names, only capabilities.
+const sg3 = ganOffers({ truncation: 'w_lerp', mixing_layers: 16, noise: false, input_transform: true, condition: 'none',
+  classes: [], search: 'w+', walk: ['seed'] });
+assert.deepEqual([...sg3].sort(), ['mixing', 'search', 'transform', 'truncation']);
+const sg3params = ganParams({ ...gvalues, rotate: 30 }, '', 1, false, false, sg3);
+assert.equal(sg3params.rotate, 30);
+assert.ok(!('noise_mode' in sg3params) && !('class_index' in sg3params) && !('walk_frames' in sg3params));
+const classy = ganOffers({ truncation: 'truncated_normal', condition: 'class', classes: ['cat', 'dog'], walk: ['seed', 'class'] });
+assert.deepEqual([...classy].sort(), ['class_walk', 'classes', 'truncation']);
+assert.deepEqual([...ganOffers({ truncation: 'none', condition: 'none', classes: [] })], []);
+assert.deepEqual([...ganOffers(null)].sort(), ['mixing', 'noise', 'search', 'truncation'], 'an older server: StyleGAN2');
+const walk = ganParams({ ...gvalues, seed: 3, walk_seed: 9, walk_frames: 8 }, 'a face', 8, true, true, ganOffers(null), true);
+assert.equal(walk.grid, 1, 'a walk is one seed path');
+assert.equal(walk.search_steps, 0, 'a walk never searches');
+assert.ok(!('walk_frames' in ganParams(gvalues, 'a face', 1)), 'only the walk button sends walk controls');
 assert.equal(ganCaption({ prompt: '', condition: 'none' }), 'unconditional sample (no prompt)');
 assert.equal(ganCaption({ prompt: 'cat', condition: 'none', search_steps: 9 }), 'cat (unconditional GAN: the prompt steered the CLIP search)');
 assert.equal(ganCaption({ prompt: 'cat', condition: 'prompt' }), 'cat');
@@ -142,13 +157,18 @@ assert.equal(ganCaption({ prompt: '', condition: 'class', class_index: 1, class_
 assert.equal(ganCaption({ prompt: 'red', condition: 'class', class_index: 3, search_steps: 4 }), 'class 3 (searched towards “red”)');
 {
   const ganOffersFor = (controls) => [...ganOffers(controls)].sort().join(',');
-  assert.equal(ganOffersFor({ truncation: 'z_scale', walk: ['seed'], search: 'z' }), 'blend,blend_seed,search,truncation');
+  assert.equal(ganOffersFor({ truncation: 'z_scale', walk: ['seed'], search: 'z' }), 'search,truncation');
   assert.equal(ganOffersFor({ truncation: 'truncated_normal', condition: 'class', classes: ['a', 'b'], walk: ['seed', 'class'] }),
-               'blend,blend_class,blend_seed,classes,truncation');
-  const dc = ganParams({ seed: 3, truncation_psi: 0.5, blend_seed: null, blend_class: 1, blend: 0.2, noise_mode: 'const' },
-                       '', 1, false, false, ganOffers({ truncation: 'z_scale', walk: ['seed'] }));
-  assert.deepEqual(Object.keys(dc).sort(), ['blend', 'grid', 'prompt', 'save', 'search_steps', 'seed', 'truncation_psi'],
-                   'a DCGAN request carries no class, noise or null blend seed');
+               'class_walk,classes,truncation');
+  const dcOffers = ganOffers({ truncation: 'z_scale', walk: ['seed'] });
+  const values = { seed: 3, truncation_psi: 0.5, walk_seed: 8, walk_class: 1, walk_frames: 24, walk_fps: 12, walk_t: 0.2,
+                   noise_mode: 'const' };
+  assert.deepEqual(Object.keys(ganParams(values, '', 1, false, false, dcOffers)).sort(),
+                   ['grid', 'prompt', 'save', 'search_steps', 'seed', 'truncation_psi', 'walk_seed', 'walk_t'],
+                   'a render at a walk position carries the walk\'s end, no class, noise or frames');
+  assert.deepEqual(Object.keys(ganParams({ ...values, walk_t: 0 }, '', 1, false, false, dcOffers)).sort(),
+                   ['grid', 'prompt', 'save', 'search_steps', 'seed', 'truncation_psi'], 'no walk position: no walk keys');
+  assert.ok(!('walk_t' in ganParams(values, '', 1, true, false, dcOffers, true)), 'the whole walk has no position');
 }
 
 process.stdout.write(JSON.stringify({
@@ -157,6 +177,8 @@ process.stdout.write(JSON.stringify({
   gan_defaults: ganParams(gvalues, 'a face', 1),
   gan_grid: ganParams({ ...gvalues, seed: null, mix_seed: 3 }, '', 8),
   gan_search: ganParams({ ...gvalues, seed: 4 }, 'red heart', 1, true, true),
+  gan_walk: walk,
+  gan_sg3: sg3params,
   live_keys: [...LIVE_KEYS].sort(),
   compare_v2_rows: v2.offline.map((r) => r[0]),
   owner_secret: secret,

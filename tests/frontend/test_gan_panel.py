@@ -145,3 +145,78 @@ def test_an_unconditional_gan_renders_an_empty_prompt_labelled_so(server_with_un
     page.wait_for_function("() => document.querySelectorAll('#gallery .card').length === 2", timeout=60_000)
     assert "pizza (unconditional GAN: the prompt only scored it)" in page.locator("#gallery .card").first.inner_text()
     assert page.inner_text("#errors").strip() == ""
+
+
+@pytest.fixture
+def server_with_stylegan3(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path) -> Iterator[str]:
+    import torch
+
+    from app.gan.convert import FORMAT_SG3, save_generator
+    from app.gan.stylegan3 import Generator
+
+    kwargs = {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3,
+              "mapping_kwargs": {"num_layers": 2}, "channel_base": 64, "channel_max": 8, "num_layers": 4,
+              "num_critical": 1, "margin_size": 2}
+    torch.manual_seed(0)
+    gan = save_generator(tmp_path / "sg3", kwargs, Generator(**kwargs).state_dict(), fmt=FORMAT_SG3)
+    yield from serve(tiny_diffusion_dir, tiny_clip_dir, tmp_path, gan_model=str(gan))
+
+
+TRANSFORM = ("#g-translate_x", "#g-translate_y", "#g-rotate")
+
+
+def test_the_panel_shows_a_stylegan3s_input_transform_live(server_with_stylegan3: str, page) -> None:  # noqa: F811
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    open_panel(page, server_with_stylegan3)
+    for sel in TRANSFORM + ("#g-truncation_psi", "#g-mix_seed", "#g-mix_layer"):
+        assert page.is_visible(sel), sel
+    assert not page.is_visible("#g-noise_mode"), "StyleGAN3 has no noise inputs"
+    assert not page.is_visible("#g-class_index")
+    assert page.get_attribute("#g-mix_layer", "max") == "5"  # num_ws = 4 layers + 2 rows
+    slide(page, "#g-rotate", 30)
+    page.wait_for_function("() => document.getElementById('g-stat-steps').innerText === '1/1'", timeout=60_000)
+    first = sent(page)[-1]["params"]
+    assert first["rotate"] == 30 and first["save"] is False and "noise_mode" not in first
+    before = page.get_attribute("#g-image", "src")
+    slide(page, "#g-translate_x", 0.25)
+    page.wait_for_function("(src) => document.getElementById('g-image').src !== src", arg=before, timeout=60_000)
+    assert sent(page)[-1]["params"]["translate_x"] == 0.25
+    assert page.inner_text("#errors").strip() == ""
+    assert not errors, errors
+
+
+def test_the_panel_hides_what_a_stylegan2_lacks(server_with_unconditional_gan: str, page) -> None:  # noqa: F811
+    open_panel(page, server_with_unconditional_gan)
+    for sel in TRANSFORM + ("#g-class_index",):
+        assert not page.is_visible(sel), sel
+    for sel in ("#g-noise_mode", "#g-truncation_psi", "#g-mix_layer", "#g-search"):
+        assert page.is_visible(sel), sel
+    page.fill("#prompt", "")
+    page.click("#g-render")
+    page.wait_for_selector("#gallery .card", timeout=60_000)
+    params = sent(page)[-1]["params"]
+    assert not {"translate_x", "translate_y", "rotate", "class_index"} & params.keys()
+    assert params["noise_mode"] == "const"
+
+
+def test_a_latent_walk_streams_and_is_offered_as_an_animated_webp(server_with_stylegan3: str, page) -> None:  # noqa: F811
+    open_panel(page, server_with_stylegan3)
+    page.evaluate("() => window.noisescope.gan.controls.set({ seed: 3, walk_seed: 8, walk_frames: 4, walk_fps: 8 })")
+    assert sent(page) == [], "the walk's controls only set up its button"
+    assert not page.is_visible("#g-walk-save")
+    page.click("#g-walk")
+    page.wait_for_function("() => document.getElementById('g-walk-status').innerText === 'walk done: 4 frames'",
+                           timeout=60_000)
+    walk = sent(page)[-1]["params"]
+    assert (walk["walk_frames"], walk["walk_seed"], walk["walk_fps"], walk["seed"]) == (4, 8, 8, 3)
+    assert page.is_visible("#g-walk-save") and page.get_attribute("#g-walk-save", "download").endswith(".webp")
+    frame = page.evaluate("""() => {
+      const run = window.noisescope.runs.list('gan').filter((r) => r.walk).at(-1);
+      return [run.latestFrame.meta.format, run.latestFrame.meta.frames, run.latestFrame.url];
+    }""")
+    assert frame[:2] == ["webp", 4] and frame[2] == page.get_attribute("#g-walk-save", "href")
+    page.wait_for_function("() => document.getElementById('g-image').complete")
+    assert page.evaluate("() => document.getElementById('g-image').naturalWidth") == 16, "the browser decodes it"
+    assert page.get_attribute("#g-image", "src") == page.get_attribute("#g-walk-save", "href"), "the walk loops in place"
+    assert page.inner_text("#errors").strip() == ""

@@ -44,6 +44,10 @@ def test_gan_params_from_controls_validate(out: dict) -> None:
     assert g.search_steps == 0 and g.supersedable is False, "Render renders and is kept"
     search = GanParams.model_validate(out["gan_search"])
     assert search.search_steps == 50 and search.save and not search.supersedable  # the search button
+    walk = GanParams.model_validate(out["gan_walk"])
+    assert (walk.walk_frames, walk.walk_seed, walk.grid, walk.search_steps) == (8, 9, 1, 0) and not walk.supersedable
+    sg3 = GanParams.model_validate(out["gan_sg3"])
+    assert sg3.rotate == 30 and sg3.supersedable
 
 
 def test_compare_table_shows_evaluation_v2_rows(out: dict) -> None:

@@ -1,5 +1,6 @@
 """BigGAN and DCGAN behind the family interface: what they describe, what the runner renders for each
-control (the same as the network called by hand), the blends, the refusals and the CLIP searches."""
+control (the same as the network called by hand), one point of a walk (walk_t), the refusals and the CLIP
+searches."""
 
 from __future__ import annotations
 
@@ -56,18 +57,18 @@ def test_biggan_render_is_the_network_on_the_truncated_z(tiny_biggan_dir: Path) 
     assert not torch.equal(got, other), "the class must change the image"
 
 
-def test_biggan_class_blend_is_the_lerp_of_embeddings(tiny_biggan_dir: Path) -> None:
+def test_biggan_class_interpolation_is_the_lerp_of_embeddings(tiny_biggan_dir: Path) -> None:
     runner = runner_for(tiny_biggan_dir)
     family = runner.model.family
-    p = GanParams(seed=1, class_index=0, blend_class=4, blend=0.25, truncation_psi=0.8)
+    p = GanParams(seed=1, class_index=0, walk_seed=1, walk_class=4, walk_t=0.25, truncation_psi=0.8)
     styles = runner.styles(p, 1)
     want = torch.cat([biggan.truncated_z(1, 8, 0.8), biggan.lerp_classes(family.G, 0, 4, 0.25)], dim=1)
     assert torch.allclose(styles, want, atol=1e-6)
-    ends = [runner.styles(p.model_copy(update={"blend": t}), 1) for t in (0.0, 1.0)]
+    ends = [runner.styles(p.model_copy(update={"walk_t": t}), 1) for t in (0.0, 1.0)]
     assert torch.equal(ends[0], runner.styles(GanParams(seed=1, class_index=0, truncation_psi=0.8), 1))
     assert torch.allclose(ends[1], runner.styles(GanParams(seed=1, class_index=4, truncation_psi=0.8), 1))
-    seeds = runner.styles(GanParams(seed=1, class_index=0, blend_seed=9, blend=1.0, truncation_psi=0.8), 1)
-    assert torch.allclose(seeds, runner.styles(GanParams(seed=9, class_index=0, truncation_psi=0.8), 9))
+    seeds = runner.styles(GanParams(seed=1, class_index=0, walk_t=1.0, truncation_psi=0.8), 1)  # to seed + 1
+    assert torch.allclose(seeds, runner.styles(GanParams(seed=2, class_index=0, truncation_psi=0.8), 2))
 
 
 @pytest.mark.parametrize(("update", "words"), [
@@ -75,7 +76,7 @@ def test_biggan_class_blend_is_the_lerp_of_embeddings(tiny_biggan_dir: Path) -> 
     ({"class_index": 5}, "below 5"),
     ({"class_index": 1, "truncation_psi": 1.5}, "(0, 1]"),
     ({"class_index": 1, "truncation_psi": 0.0}, "(0, 1]"),
-    ({"class_index": 1, "blend_class": 7}, "blend_class must be below 5"),
+    ({"class_index": 1, "walk_class": 7, "walk_t": 0.5}, "walk_class must be below 5"),
     ({"class_index": 1, "mix_seed": 3}, "no style mixing"),
     ({"class_index": 1, "noise_mode": "random"}, None),  # a control it lacks but that defaults harmlessly
 ])
@@ -92,7 +93,7 @@ def test_dcgan_describes_z_scale_and_seed_walk(tiny_dcgan_dir: Path) -> None:
     assert c["condition"] == "none" and c["classes"] == [] and c["walk"] == ["seed"] and c["search"] == "z"
 
 
-def test_dcgan_z_scale_and_slerp_blend(tiny_dcgan_dir: Path) -> None:
+def test_dcgan_z_scale_and_slerp_between_seeds(tiny_dcgan_dir: Path) -> None:
     runner = runner_for(tiny_dcgan_dir)
     family = runner.model.family
     p = GanParams(seed=3, truncation_psi=0.6)
@@ -100,10 +101,12 @@ def test_dcgan_z_scale_and_slerp_blend(tiny_dcgan_dir: Path) -> None:
     with torch.no_grad():
         want = family.G(0.6 * z_from_seed(3, 8))
     assert torch.equal(family.synthesize(runner.styles(p, 3), p), want)
-    blended = runner.styles(p.model_copy(update={"blend_seed": 8, "blend": 0.3}), 3)
+    blended = runner.styles(p.model_copy(update={"walk_seed": 8, "walk_t": 0.3}), 3)
     assert torch.allclose(blended, 0.6 * dcgan.slerp(z_from_seed(3, 8), z_from_seed(8, 8), 0.3), atol=1e-6)
     assert "not class-conditional" in runner.problem(GanParams(class_index=0))
-    assert "no interpolation between classes" in runner.problem(GanParams(blend_class=0))
+    assert "does not walk between classes" in runner.problem(GanParams(walk_class=0, walk_t=0.5))
+    with pytest.raises(ValueError, match="not both"):
+        GanParams(walk_frames=4, walk_t=0.5)
 
 
 @pytest.mark.parametrize("which", ["biggan", "dcgan"])

@@ -89,3 +89,51 @@ def test_transform_and_class_values_are_validated(bad: dict) -> None:
 
     with pytest.raises(ValidationError):
         GanParams(**bad)
+
+
+SG3 = {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3,
+       "mapping_kwargs": {"num_layers": 2}, "channel_base": 64, "channel_max": 8, "num_layers": 4,
+       "num_critical": 1, "margin_size": 2}
+
+
+class _ColourClip:
+    """A stand-in CLIP: the mean colour as the embedding (enough to run a search)."""
+
+    image_size = 8
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(pixels.mean(dim=(2, 3)), dim=-1)
+
+
+def test_a_stylegan3_family_renders_the_input_transform(tmp_path: Path) -> None:
+    from app.engine.gan_runner import load_gan_model
+    from app.gan.convert import FORMAT_SG3
+    from app.gan.render import to_uint8
+    from app.gan.stylegan3 import Generator as G3
+    from app.gan.stylegan3 import make_transform
+
+    torch.manual_seed(1)
+    with torch.no_grad():  # visible Fourier-feature rotations: the input affine is zero at init
+        net = G3(**SG3)
+        net.synthesis.input.affine.weight.normal_(0, 0.5)
+    folder = save_generator(tmp_path / "sg3", SG3, net.state_dict(), fmt=FORMAT_SG3)
+    model = load_gan_model(folder, torch.device("cpu"))
+    family, G = model.family, model.G
+    assert family.format == "noisescope-stylegan3" and isinstance(G, G3)
+    c = family.controls()
+    assert c.input_transform and not c.noise and c.mixing_layers == G.num_ws == 6
+    assert model.info()["controls"]["input_transform"] is True
+    p = GanParams(seed=2, translate_x=0.1, translate_y=-0.2, rotate=20)
+    cond = model.condition("")
+    ws = family.styles(family.seed_latent(2, cond), cond, p)
+    want = to_uint8(G.synthesis(ws, transform=make_transform(0.1, -0.2, 20)))
+    assert torch.equal(family.render(ws, p), want)
+    assert not torch.equal(family.render(ws, GanParams(seed=2)), want), "the transform moves the image"
+    assert controls_problem(c, p) is None
+
+    seen: list[torch.Tensor] = []
+    text = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0]]), dim=-1)
+    res = family.search(_ColourClip(), text, torch.ones(1), ws, p.model_copy(update={"search_steps": 2}),
+                        callback=lambda i, img, loss: seen.append(img))
+    assert len(res.losses) == 2 and res.ws.shape == ws.shape
+    assert torch.equal(seen[0], want), "the search renders with the same input transform"
