@@ -76,6 +76,7 @@ class GanControls:
     search          the latent a CLIP search optimises ("w+", "z+class", ...), None when it has none.
     walk            what a latent walk moves between: "seed", and "class" for class-conditional families;
                     `walk_t` renders one point of that path (a live interpolation slider).
+    extra           family facts the page may show as they are (plain JSON); it draws no control from them.
     """
 
     truncation: Truncation = "none"
@@ -178,7 +179,9 @@ class GanFamily(ABC):
     def styles(self, base: torch.Tensor, cond: Condition, p: GanParams,
                mix: torch.Tensor | None = None) -> torch.Tensor:
         """Controls applied: truncation of `base` [N, ...] (and of `mix` [1, ...], the mix seed's
-        latent) and style mixing at `p.mix_layer`. Returns what `synthesize` takes."""
+        latent) and style mixing at `p.mix_layer`. Returns what `synthesize` takes. A class-conditional
+        family carries the condition inside its styles (e.g. z and the class embedding side by side),
+        so that `interpolate` between two styles also walks from one class to the other."""
 
     @abstractmethod
     def synthesize(self, styles: torch.Tensor, p: GanParams) -> torch.Tensor:
