@@ -12,7 +12,7 @@ SUBCOMMANDS = {
     "build-data": ("app.train.data", "build the multi-style captioned emoji dataset (apt + npm art sets)"),
     "train": ("app.train.__main__", "train the embedded models: clip, vae, unet, export, sample; `train gan` for the GAN"),
     "evaluate": ("app.train.evaluate", "evaluate the embedded models (prints a table, writes JSON)"),
-    "convert-gan": ("app.gan.convert", "convert an NVIDIA StyleGAN2 .pkl to safetensors + config.json, safely"),
+    "convert-gan": ("app.gan.convert", "convert a StyleGAN2 .pkl, BigGAN or DCGAN checkpoint to safetensors + config.json, safely"),
 }
 
 
@@ -33,7 +33,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--lora-weight", type=float, help="the weight LoRA sliders start at (default 1)")
     parser.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id for preview frames "
                         "(madebyollin/taesd, madebyollin/taesdxl, madebyollin/taesd3, madebyollin/taef1)")
-    parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
+    parser.add_argument("--gan-model", help="converted GAN folder (generator.safetensors + config.json: StyleGAN2, BigGAN, "
+                        "DCGAN); '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
                         "when they were measured on the loaded weights (default models/eval_cpu_v2.json)")

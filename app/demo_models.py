@@ -133,3 +133,55 @@ def build_tiny_sdxl(folder: Path, *, seed: int = 0, sample_size: int = 8, words:
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+TINY_BIGGAN = {"output_dim": 32, "z_dim": 8, "class_embed_dim": 8, "channel_width": 4, "num_classes": 5,
+               "layers": [[False, 16, 16], [True, 16, 8], [True, 8, 4], [True, 4, 2], [False, 2, 1]],
+               "attention_layer_position": 2, "eps": 1e-4, "n_stats": 51}
+
+
+def settle_spectral_norms(model: torch.nn.Module) -> None:
+    """Set every spectral-norm module's stored (u, v) to its weight's top singular pair, as training leaves
+    them; random u, v give a tiny sigma and so huge weights and a saturated image."""
+    with torch.no_grad():
+        for m in model.modules():
+            if all(hasattr(m, k) for k in ("weight_orig", "weight_u", "weight_v")):
+                U, _, Vh = torch.linalg.svd(m.weight_orig.reshape(m.weight_orig.shape[0], -1), full_matrices=False)
+                m.weight_u.copy_(U[:, 0])
+                m.weight_v.copy_(Vh[0])
+
+
+def build_tiny_biggan(folder: Path, *, seed: int = 0, class_names: list[str] | None = None) -> Path:
+    """A random BigGAN-deep folder (32 px, 5 classes) in the converted format, with varied standing statistics."""
+    from app.gan import biggan
+    from app.gan.folder import write_folder
+
+    torch.manual_seed(seed)
+    G = biggan.BigGAN(biggan.BigGANConfig.from_dict(TINY_BIGGAN))
+    with torch.no_grad():
+        for name, t in G.named_buffers():
+            if name.endswith("running_means"):
+                t.normal_(0, 0.3)
+            elif name.endswith("running_vars"):
+                t.uniform_(0.5, 2.0)
+        G.embeddings.weight.normal_(0, 1)
+        for name, p in G.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(0.5)
+    settle_spectral_norms(G)
+    cfg = {"format": biggan.FORMAT, "class_name": "BigGAN", "init_kwargs": TINY_BIGGAN}
+    if class_names is not None:
+        cfg["class_names"] = class_names
+    return write_folder(folder, G.state_dict(), cfg)
+
+
+def build_tiny_dcgan(folder: Path, *, seed: int = 0) -> Path:
+    """A random DCGAN folder (16 px, nz 8) in the converted format."""
+    from app.gan import dcgan
+    from app.gan.folder import write_folder
+
+    torch.manual_seed(seed)
+    init_kwargs = {"channels": [8, 16, 8, 3], "bias": False}
+    G = dcgan.DCGANGenerator(**init_kwargs)
+    return write_folder(folder, G.state_dict(), {"format": dcgan.FORMAT, "class_name": "DCGANGenerator",
+                                                 "init_kwargs": init_kwargs})

@@ -246,6 +246,9 @@ class GanParams(StrictModel):
     walk_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="The walk's end seed; None: seed + 1")
     walk_class: int | None = Field(None, ge=0, le=100_000, description="The walk's end class (class-conditional)")
     walk_fps: float = Field(12.0, ge=1.0, le=60.0, description="Frames per second of the exported animation")
+    walk_t: float = Field(0.0, ge=0.0, le=1.0, description="Render one point of the walk instead of all of it: 0 = "
+                          "the seed (and class), 1 = walk_seed (and walk_class), along the family's own path (a "
+                          "line, or slerp for a Gaussian z): seed and class interpolation as a live slider")
 
     @field_validator("prompt")
     @classmethod
@@ -268,4 +271,6 @@ class GanParams(StrictModel):
             if self.grid > 1 or self.search_steps:
                 raise ValueError("walk_frames: a latent walk renders one seed's path; it takes neither grid > 1 "
                                  "nor search_steps")
+            if self.walk_t:
+                raise ValueError("walk_t: one point of the walk (walk_t) or the whole walk (walk_frames), not both")
         return self

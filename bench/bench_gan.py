@@ -5,11 +5,14 @@ Medians over repeats, measured side by side in one run on the default models:
   - one GAN render from a new seed (mapping + synthesis);
   - a whole diffusion image (steps + VAE decode) and one diffusion step (the sampling loop's time
     divided by its steps: CFG, the default sampler);
-  - one row per further GAN family (`--families`): StyleGAN3-T and -R at the shipped G's resolution and
-    width (random weights: the cost does not depend on them), rendered through the same family
-    interface the server uses, with the input transform set (translate + rotate, the live sliders).
+  - one row per further GAN family (`--families`), rendered through the same family interface the
+    server uses: StyleGAN3-T and -R at the shipped G's resolution and width (random weights: the cost
+    does not depend on them) with the input transform set (translate + rotate, the live sliders);
+    DCGAN: gan-face-generate's trained 64x64 faces (converted on the fly; skipped when that package
+    is absent); BigGAN-deep at the biggan-deep-128 config (128 px, random weights: the real
+    architecture and size, no hub download) at truncation 0.4.
 
-    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu] [--families stylegan3-t,stylegan3-r]
+    python bench/bench_gan.py [--repeats 15] [--steps 30] [--device cpu] [--families stylegan3-t,dcgan,...]
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> f
     return statistics.median(times)
 
 
-def stylegan3(config: str) -> Callable[[int, torch.device], object]:
+def stylegan3(config: str) -> Callable[[int, torch.device], tuple[object, object] | None]:
     """A StyleGAN3 GanModel of the NVIDIA config at the shipped G's resolution and width, random weights."""
 
-    def build(resolution: int, device: torch.device) -> object:
+    def build(resolution: int, device: torch.device) -> tuple[object, object]:
         import tempfile
 
         from app.engine.gan_runner import load_gan_model
@@ -54,13 +57,48 @@ def stylegan3(config: str) -> Callable[[int, torch.device], object]:
         if config == "r":  # --cfg=stylegan3-r: 1x1 convolutions, radial filters, doubled width
             kwargs.update(conv_kernel=1, use_radial_filters=True, channel_base=32768, channel_max=512)
         torch.manual_seed(0)
+        from app.params import GanParams
+
         folder = save_generator(Path(tempfile.mkdtemp()) / "g", kwargs, Generator(**kwargs).state_dict(), fmt=FORMAT_SG3)
-        return load_gan_model(folder, device)
+        return load_gan_model(folder, device), GanParams(seed=1, truncation_psi=0.7, translate_x=0.1,
+                                                         translate_y=-0.05, rotate=10)
 
     return build
 
 
-FAMILY_BUILDS = {"stylegan3-t": stylegan3("t"), "stylegan3-r": stylegan3("r")}
+def dcgan_faces(resolution: int, device: torch.device) -> tuple[object, object] | None:
+    """gan-face-generate's trained 64x64 faces DCGAN, converted on the fly (None when not installed)."""
+    import importlib.util
+    import tempfile
+
+    from app.engine.gan_runner import load_gan_model
+    from app.gan import dcgan
+    from app.params import GanParams
+
+    spec = importlib.util.find_spec("gan_face_generate")
+    if spec is None or spec.origin is None:
+        return None
+    folder = dcgan.convert_checkpoint(Path(spec.origin).parent / "weights.tar", Path(tempfile.mkdtemp()) / "dcgan")
+    return load_gan_model(folder, device), GanParams(seed=1, truncation_psi=1.0)
+
+
+def biggan_deep_128(resolution: int, device: torch.device) -> tuple[object, object]:
+    """BigGAN-deep at the biggan-deep-128 config with random weights (spectral norms settled)."""
+    from app.demo_models import settle_spectral_norms
+    from app.engine.gan_runner import GanModel
+    from app.gan import biggan
+    from app.gan.biggan_family import BigGANFamily
+    from app.params import GanParams
+
+    torch.manual_seed(0)
+    G = biggan.BigGAN(biggan.BigGANConfig())
+    settle_spectral_norms(G)
+    family = BigGANFamily(G.eval().requires_grad_(False).to(device), None, device)
+    return GanModel(family, device, None, "biggan-deep-128"), GanParams(seed=1, class_index=207, truncation_psi=0.4)
+
+
+FAMILY_BUILDS = {"stylegan3-t": stylegan3("t"), "stylegan3-r": stylegan3("r"), "dcgan": dcgan_faces,
+                 "biggan": biggan_deep_128}
 
 
 def main() -> int:
@@ -69,7 +107,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prompt", default="red heart")
-    ap.add_argument("--families", default="stylegan3-t,stylegan3-r",
+    ap.add_argument("--families", default=",".join(FAMILY_BUILDS),
                     help="comma-separated extra families to time ('' for none): " + ", ".join(FAMILY_BUILDS))
     args = ap.parse_args()
 
@@ -108,8 +146,11 @@ def main() -> int:
 
     family_rows = {}
     for name in filter(None, args.families.split(",")):
-        model = FAMILY_BUILDS[name](gan.G.img_resolution, device)
-        fp = GanParams(seed=1, truncation_psi=0.7, translate_x=0.1, translate_y=-0.05, rotate=10)
+        built = FAMILY_BUILDS[name](gan.G.img_resolution, device)
+        if built is None:
+            print(f"({name}: its package is not installed; no row)")
+            continue
+        model, fp = built
         frunner = GanRunner(model, None, None, {})  # type: ignore[arg-type]
         family_rows[name] = (model, frunner, fp)
 
@@ -120,7 +161,7 @@ def main() -> int:
     cases: dict[str, tuple[Callable[[], object], int, int]] = {
         "gan_slider": (gan_slider, args.repeats, 1),
         "diffusion_step": (diffusion_loop, max(3, args.repeats // 3), args.steps),
-        **{f"{name} slider ({family_rows[name][0].family.resolution} px, transform set)":
+        **{f"{name} slider ({family_rows[name][0].family.resolution} px)":
            (family_slider(name), args.repeats, 1) for name in family_rows},
         "gan_new_seed": (gan_new_seed, args.repeats, 1),
         "diffusion_image": (diffusion_image, max(3, args.repeats // 3), 1)}

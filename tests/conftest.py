@@ -40,3 +40,18 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.demo_models import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_biggan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from app.demo_models import build_tiny_biggan
+
+    return build_tiny_biggan(tmp_path_factory.mktemp("tiny-biggan"), seed=0,
+                             class_names=["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"])
+
+
+@pytest.fixture(scope="session")
+def tiny_dcgan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from app.demo_models import build_tiny_dcgan
+
+    return build_tiny_dcgan(tmp_path_factory.mktemp("tiny-dcgan"), seed=0)

@@ -182,7 +182,11 @@ class GanRunner:
         cond = self.condition(p)
         base = torch.cat([self.w_for(seed + i, cond) for i in range(p.grid)])
         mix = self.w_for(p.mix_seed, cond) if p.mix_seed is not None else None
-        return self.model.family.styles(base, cond, p, mix)
+        styles = self.model.family.styles(base, cond, p, mix)
+        if not p.walk_t:
+            return styles
+        # One point of the walk (every grid cell goes towards the walk's one end).
+        return self.model.family.interpolate(styles, self.walk_end(p, seed).expand_as(styles), p.walk_t)
 
     def run(self, job: Job) -> None:
         p: GanParams = job.params  # type: ignore[assignment]
@@ -287,8 +291,12 @@ class GanRunner:
         score, spread = (None, None) if skipped else image_scores(self.model.clip, images, p.prompt)
         image_id = None
         if p.save:
-            condition = {"text": "prompt", "class": "class"}.get(self.model.family.controls().condition, "none")
-            record = ImageRecord(engine="gan", params={**p.model_dump(), "condition": condition},
+            controls = self.model.family.controls()
+            condition = {"text": "prompt", "class": "class"}.get(controls.condition, "none")
+            extra = {"condition": condition}
+            if condition == "class" and p.class_index is not None:  # the gallery names the class it drew
+                extra["class_name"] = controls.classes[p.class_index]
+            record = ImageRecord(engine="gan", params={**p.model_dump(), **extra},
                                  seed=seed, clip_score=score, models=self.model_ids,
                                  timings={"total_ms": elapsed, "steps": total,
                                           "ms_per_step": round(elapsed / total, 2)})

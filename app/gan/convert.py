@@ -134,17 +134,35 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Any:
 
 
 def convert_main(argv: list[str]) -> int:
-    """CLI: `python -m app convert-gan NETWORK.pkl OUTDIR [--force]`."""
+    """CLI: `python -m app convert-gan SOURCE OUTDIR [--family F] [--class-names FILE] [--force]`."""
+    from .biggan import read_class_names
+    from .convert_torch import convert_torch, is_torch_source
+    from .torch_checkpoint import UnsafeCheckpointError
+
     parser = argparse.ArgumentParser(prog="python -m app convert-gan",
-                                     description="Convert an NVIDIA StyleGAN2 / StyleGAN3 network pickle (G_ema) to "
-                                                 "generator.safetensors + config.json, without running its code.")
-    parser.add_argument("pkl", type=Path, help="network-snapshot-*.pkl from stylegan2-ada-pytorch or stylegan3")
+                                     description="Convert a GAN checkpoint to generator.safetensors + config.json, "
+                                                 "without running its code: an NVIDIA StyleGAN2 / StyleGAN3 network pickle "
+                                                 "(G_ema), a BigGAN folder (config.json + pytorch_model.bin) or a "
+                                                 "DCGAN torch checkpoint (.pth / .tar), the last two read tensors-only.")
+    parser.add_argument("pkl", type=Path, metavar="SOURCE",
+                        help="network-snapshot-*.pkl, a BigGAN folder or .bin, or a DCGAN .pth / .pt / .tar")
     parser.add_argument("outdir", type=Path)
+    parser.add_argument("--family", choices=("auto", "stylegan", "biggan", "dcgan"), default="auto",
+                        help="the generator family (default: .pkl is StyleGAN, torch checkpoints by their keys)")
+    parser.add_argument("--class-names", type=Path, help="BigGAN: class names (a JSON list / {id: name} or one per "
+                        "line), kept in config.json for the class picker")
     parser.add_argument("--force", action="store_true", help="overwrite an existing conversion")
     args = parser.parse_args(argv)
+    torch_source = args.family in ("biggan", "dcgan") or (args.family == "auto" and is_torch_source(args.pkl))
     try:
-        out = convert_pkl(args.pkl, args.outdir, overwrite=args.force)
-    except (UnsafePickleError, ValueError, KeyError, FileExistsError, OSError, RuntimeError) as exc:
+        if torch_source:
+            names = read_class_names(args.class_names) if args.class_names else None
+            out = convert_torch(args.pkl, args.outdir, "auto" if args.family == "auto" else args.family,
+                                overwrite=args.force, class_names=names)
+        else:
+            out = convert_pkl(args.pkl, args.outdir, overwrite=args.force)
+    except (UnsafePickleError, UnsafeCheckpointError, ValueError, KeyError, FileExistsError, OSError,
+            RuntimeError) as exc:
         print(f"convert-gan: {exc}")
         return 1
     print(f"wrote {out / WEIGHTS_NAME} and {out / CONFIG_NAME}")

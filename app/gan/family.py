@@ -51,6 +51,8 @@ DEFAULT_FORMAT = "noisescope-stylegan2"
 FAMILIES: dict[str, str] = {
     "noisescope-stylegan2": "app.gan.stylegan_family:StyleGAN2Family",
     "noisescope-stylegan3": "app.gan.stylegan_family:StyleGAN3Family",
+    "noisescope-biggan": "app.gan.biggan_family:BigGANFamily",
+    "noisescope-dcgan": "app.gan.dcgan_family:DCGANFamily",
 }
 
 Truncation = Literal["w_lerp", "truncated_normal", "z_scale", "none"]
@@ -72,7 +74,8 @@ class GanControls:
     condition       what drives c: "text" (the prompt's CLIP embedding), "class" (`class_index`), "none".
     classes         class names, index = class id (condition "class").
     search          the latent a CLIP search optimises ("w+", "z+class", ...), None when it has none.
-    walk            what a latent walk moves between: "seed", and "class" for class-conditional families.
+    walk            what a latent walk moves between: "seed", and "class" for class-conditional families;
+                    `walk_t` renders one point of that path (a live interpolation slider).
     extra           family facts the page may show as they are (plain JSON); it draws no control from them.
     """
 

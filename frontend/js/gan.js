@@ -12,6 +12,11 @@ const NOTES = {
   clip_search: 'Unconditional: the generator draws the seed alone; the prompt steers only the CLIP search and the CLIP score. An empty prompt renders the unconditional sample.',
   none: 'Unconditional, and no CLIP model is loaded: the generator draws the seed alone; no CLIP search or score.',
 };
+// The same for a class-conditional generator (its description offers classes).
+const CLASS_NOTES = {
+  clip_search: 'Class-conditional: the generator draws the seed and the class picked below; the prompt steers only the CLIP search and the CLIP score.',
+  none: 'Class-conditional, and no CLIP model is loaded: the generator draws the seed and the class picked below; no CLIP search or score.',
+};
 
 /** The search's line under its buttons, from its newest run (null: none yet). */
 export function searchStatus(run, waiting) {
@@ -117,7 +122,9 @@ export class GanPanel {
     if (Number.isFinite(value)) this.controls.set({ truncation_psi: value });
     if (controls.mixing_layers > 0) this.controls.setRange('mix_layer', { max: controls.mixing_layers - 1 });
     this.controls.setChoices('class_index', controls.classes ?? []);
+    this.controls.setChoices('walk_class', controls.classes ?? []);
     if (this.offers.has('classes') && this.controls.get('class_index') === null) this.controls.set({ class_index: 0 });
+    if (this.loaded && this.offers.has('classes')) this.note.textContent = CLASS_NOTES[this.text] ?? this.note.textContent;
   }
 
   applyInfo(info) {
@@ -140,8 +147,11 @@ export class GanPanel {
 
   #changed(key) {
     if (SEARCH_KEYS.has(key)) this.#showSearch();
-    else if (WALK_KEYS.has(key)) this.#showWalk();
-    else this.request(1, true);
+    else if (WALK_KEYS.has(key)) {
+      this.#showWalk();
+      // The walk's end is also where the walk-position slider points: re-render when it is in use.
+      if ((key === 'walk_seed' || key === 'walk_class') && this.controls.get('walk_t') > 0) this.request(1, true);
+    } else this.request(1, true);
   }
 
   #fixSeed() {

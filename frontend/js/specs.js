@@ -111,6 +111,8 @@ export const GAN_GROUPS = [
       { key: 'walk_class', label: 'walk to class', kind: 'choice', value: null, needs: 'class_walk', placeholder: 'same class' },
       { key: 'walk_frames', label: 'frames', kind: 'range', min: 2, max: 120, step: 1, value: 24 },
       { key: 'walk_fps', label: 'frames per second', kind: 'range', min: 1, max: 30, step: 1, value: 12 },
+      { key: 'walk_t', label: 'walk position', kind: 'range', min: 0, max: 1, step: 0.01, value: 0,
+        title: 'render one point of the walk, live: 0 = the seed (and class), 1 = the walk’s end seed (and class)' },
     ],
   },
 ];
@@ -175,13 +177,22 @@ export function ganParams(values, prompt, grid = 1, save = true, search = false,
     for (const c of group.controls) if (!c.needs || offers.has(c.needs)) params[c.key] = values[c.key];
   }
   if (!search || walk) params.search_steps = 0;
-  if (walk) params.grid = 1;
-  else for (const key of WALK_KEYS) delete params[key];
+  if (walk) {
+    params.grid = 1;
+    delete params.walk_t; // the whole walk, not one point of it
+  } else {
+    // A render at a walk position needs the walk's end; nothing else of the walk.
+    const keep = params.walk_t > 0 ? new Set(['walk_seed', 'walk_class']) : new Set();
+    for (const key of WALK_KEYS) if (!keep.has(key)) delete params[key];
+    if (!(params.walk_t > 0)) delete params.walk_t;
+  }
   if (params.walk_seed === null) delete params.walk_seed;
   if (params.walk_class === null) delete params.walk_class;
   if (params.seed === null) delete params.seed;
   if (params.mix_seed === null) delete params.mix_seed;
   if (params.class_index === null) delete params.class_index;
+  if (params.blend_seed === null) delete params.blend_seed;
+  if (params.blend_class === null) delete params.blend_class;
   return params;
 }
 
@@ -191,6 +202,10 @@ export function ganParams(values, prompt, grid = 1, save = true, search = false,
  */
 export function ganCaption(params) {
   const prompt = String(params?.prompt ?? '').trim();
+  if (params?.condition === 'class') {
+    const cls = params.class_name ?? `class ${params.class_index}`;
+    return prompt ? `${cls} (${params.search_steps ? 'searched towards' : 'scored against'} “${prompt}”)` : cls;
+  }
   if (params?.condition !== 'none') return prompt || '(no prompt)';
   if (!prompt) return 'unconditional sample (no prompt)';
   const used = params.search_steps ? 'steered the CLIP search' : 'only scored it';

@@ -222,6 +222,7 @@ GAN_VALID = {
     "walk_seed": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
     "walk_class": st.one_of(st.none(), st.integers(0, 100_000)),
     "walk_fps": floats(1, 60),
+    "walk_t": floats(0, 1),
 }
 GAN_BAD = {
     "prompt": BAD_PROMPT,
@@ -244,6 +245,7 @@ GAN_BAD = {
     "walk_seed": outside(-1, 2**32),
     "walk_class": outside(-1, 100_001),
     "walk_fps": outside(0, 61, float("nan")),
+    "walk_t": outside(-0.1, 1.5, float("nan")),
     "evil": outside(1, "x", None),
 }
 GAN = spoiled(GAN_VALID, GAN_BAD)
@@ -387,7 +389,9 @@ DIFFUSION_COMBOS = [{"skip_steps": 1, "steps": 1}, {"width": 64, "height": 64, "
 GAN_COMBOS = [{"seed": 2**32 - 1, "grid": 2}, {"seed": 2**32 - 16, "grid": 16}, {"search_cutn": 4, "grid": 2},
               {"mix_layer": 64}, {"search_steps": 1, "prompt": ""}, {"search_steps": 1, "prompt": " | "},
               {"walk_frames": 3, "grid": 2}, {"walk_frames": 3, "search_steps": 1}, {"walk_frames": 1000},
-              {"walk_frames": 2, "walk_class": 1}, {"rotate": 5, "translate_x": 0.5}, {"class_index": 0}]
+              {"walk_frames": 2, "walk_class": 1}, {"rotate": 5, "translate_x": 0.5}, {"class_index": 0},
+              {"walk_t": 0.5, "walk_seed": 2**32 - 1, "grid": 16}, {"walk_t": 0.5, "walk_class": 3},
+              {"walk_t": 0.5, "walk_frames": 2}]
 
 
 def sweep(diffusion_run: str, gan_run: str) -> Iterator[dict]:

@@ -153,6 +153,23 @@ assert.equal(ganCaption({ prompt: '', condition: 'none' }), 'unconditional sampl
 assert.equal(ganCaption({ prompt: 'cat', condition: 'none', search_steps: 9 }), 'cat (unconditional GAN: the prompt steered the CLIP search)');
 assert.equal(ganCaption({ prompt: 'cat', condition: 'prompt' }), 'cat');
 assert.equal(ganCaption({ prompt: '' }), '(no prompt)', 'an older record does not say what it drew');
+assert.equal(ganCaption({ prompt: '', condition: 'class', class_index: 1, class_name: 'goldfish' }), 'goldfish');
+assert.equal(ganCaption({ prompt: 'red', condition: 'class', class_index: 3, search_steps: 4 }), 'class 3 (searched towards “red”)');
+{
+  const ganOffersFor = (controls) => [...ganOffers(controls)].sort().join(',');
+  assert.equal(ganOffersFor({ truncation: 'z_scale', walk: ['seed'], search: 'z' }), 'search,truncation');
+  assert.equal(ganOffersFor({ truncation: 'truncated_normal', condition: 'class', classes: ['a', 'b'], walk: ['seed', 'class'] }),
+               'class_walk,classes,truncation');
+  const dcOffers = ganOffers({ truncation: 'z_scale', walk: ['seed'] });
+  const values = { seed: 3, truncation_psi: 0.5, walk_seed: 8, walk_class: 1, walk_frames: 24, walk_fps: 12, walk_t: 0.2,
+                   noise_mode: 'const' };
+  assert.deepEqual(Object.keys(ganParams(values, '', 1, false, false, dcOffers)).sort(),
+                   ['grid', 'prompt', 'save', 'search_steps', 'seed', 'truncation_psi', 'walk_seed', 'walk_t'],
+                   'a render at a walk position carries the walk\'s end, no class, noise or frames');
+  assert.deepEqual(Object.keys(ganParams({ ...values, walk_t: 0 }, '', 1, false, false, dcOffers)).sort(),
+                   ['grid', 'prompt', 'save', 'search_steps', 'seed', 'truncation_psi'], 'no walk position: no walk keys');
+  assert.ok(!('walk_t' in ganParams(values, '', 1, true, false, dcOffers, true)), 'the whole walk has no position');
+}
 
 process.stdout.write(JSON.stringify({
   diffusion_defaults: diffusionParams(values, 'a fox', '', null),
