@@ -28,6 +28,10 @@ def serve(argv: list[str]) -> int:
                         help="diffusers SD 1.x / 2.x / SDXL folder or hub id, or a single-file .safetensors")
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
     parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
+    parser.add_argument("--compile", choices=["off", "default", "max-autotune-no-cudagraphs", "reduce-overhead",
+                                              "max-autotune"], help="torch.compile the UNet at load (default off)")
+    parser.add_argument("--channels-last", action="store_true", default=None,
+                        help="UNet and VAE weights in channels_last memory order")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
                         "when they were measured on the loaded weights (default models/eval_cpu_v2.json)")
