@@ -3,6 +3,8 @@
     python bench/bench_diffusion.py                  # models/diffusion if present, else a tiny demo pipeline
     python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
     python bench/bench_diffusion.py --sdxl-only      # just the SDXL rows
+    python bench/bench_diffusion.py --sd15-shaped --accel   # + a row per optimisation (app.diffusion.accel)
+    bash bench/bench_gpu.sh                          # issue 22's whole GPU check (tests + these rows) -> $OUT
 
 Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
   ours without previews / with a fast preview every step / with the per-step CLIP score (since issue 17
