@@ -38,7 +38,7 @@ else
   limit=420
 fi
 
-timeout 240 $py -m pytest -q -p no:cacheprovider -rs "${tests[@]}" 2>&1 | tee "$out/pytest.log"
+timeout 240 $py -m pytest -p no:cacheprovider -rs "${tests[@]}" 2>&1 | tee "$out/pytest.log"
 echo "pytest ${tests[*]}: $(grep -E '(passed|failed|error|skipped)' "$out/pytest.log" | tail -1)" >> "$table"
 echo >> "$table"
 
