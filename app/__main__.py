@@ -35,6 +35,10 @@ def serve(argv: list[str]) -> int:
                         "(madebyollin/taesd, madebyollin/taesdxl, madebyollin/taesd3, madebyollin/taef1)")
     parser.add_argument("--gan-model", help="converted GAN folder (generator.safetensors + config.json: StyleGAN2, BigGAN, "
                         "DCGAN); '' for none")
+    parser.add_argument("--compile", choices=["off", "default", "max-autotune-no-cudagraphs", "reduce-overhead",
+                                              "max-autotune"], help="torch.compile the UNet at load (default off)")
+    parser.add_argument("--channels-last", action="store_true", default=None,
+                        help="UNet and VAE weights in channels_last memory order")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
                         "when they were measured on the loaded weights (default models/eval_cpu_v2.json)")

@@ -113,6 +113,11 @@ def load_models(settings: Settings) -> Models:
     log.info("loading diffusion pipeline %s on %s (%s)", diffusion_name, device, dtype)
     diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip, cache_dir=settings.data_dir / "cache")
     load_diffusion_extras(diffusion, settings)
+    if settings.compile != "off" or settings.channels_last:
+        from app.diffusion.accel import AccelOptions, prepare_models
+
+        log.info("UNet: compile %s, channels_last %s", settings.compile, settings.channels_last)
+        prepare_models(diffusion, AccelOptions(channels_last=settings.channels_last, compile_mode=settings.compile))
 
     gan = None
     gan_name = settings.gan_model or None

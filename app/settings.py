@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         description="torch threads in the sampling and encoding threads on CPU; 0 keeps torch's default. "
                     "One is fastest for the small embedded models (bench/bench_threads.py); raise it for big ones.",
     )
+    compile: Literal["off", "default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune"] = Field(
+        default="off",
+        description="torch.compile the UNet at load (app.diffusion.accel): 'reduce-overhead' adds CUDA graphs. "
+                    "Live CFG changes reuse the graph; each new image size or batch compiles once more.",
+    )
+    channels_last: bool = Field(default=False, description="UNet and VAE weights in channels_last (NHWC) memory order.")
     data_dir: Path = Field(default=Path("data"), description="Gallery images, database and caches.")
     evaluation: Path | None = Field(
         default=MODELS_DIR / "eval_cpu_v2.json",

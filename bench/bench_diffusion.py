@@ -4,6 +4,8 @@
     python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
     python bench/bench_diffusion.py --sdxl-only      # just the SDXL rows
     python bench/bench_diffusion.py --flow           # flow matching: tiny SD3- and FLUX-shaped pipelines
+    python bench/bench_diffusion.py --sd15-shaped --accel   # + a row per optimisation (app.diffusion.accel)
+    bash bench/bench_gpu.sh                          # issue 22's whole GPU check (tests + these rows) -> $OUT
 
 Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
   ours without previews / with a fast preview every step / with the per-step CLIP score (since issue 17
@@ -88,10 +90,10 @@ def sd15_shaped_pipeline(dtype: torch.dtype, device: torch.device):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from app.demo_models import write_char_clip_tokenizer
+    from app.train.tokenizer import write_word_clip_tokenizer
 
     tok_dir = Path(tempfile.mkdtemp()) / "tokenizer"
-    vocab = write_char_clip_tokenizer(tok_dir)
+    vocab = write_word_clip_tokenizer(tok_dir, [], max_length=77)
     torch.manual_seed(0)
     with torch.device(device):
         unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
@@ -113,10 +115,10 @@ def vit_b32_shaped_clip(device: torch.device, dtype: torch.dtype):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from app.clip.backend import TransformersClip
-    from app.demo_models import write_char_clip_tokenizer
+    from app.train.tokenizer import write_word_clip_tokenizer
 
     folder = Path(tempfile.mkdtemp()) / "clip"
-    vocab = write_char_clip_tokenizer(folder)
+    vocab = write_word_clip_tokenizer(folder, [], max_length=77)
     cfg = CLIPConfig(text_config={"vocab_size": vocab, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1,
                                   "pad_token_id": vocab - 1}, vision_config={"patch_size": 32, "image_size": 224})
     CLIPModel(cfg).save_pretrained(folder)
@@ -256,6 +258,90 @@ def flow_rows(device: torch.device, dtype: torch.dtype, steps: int, size: int, r
     return rows
 
 
+class _FirstFrame(Exception):
+    pass
+
+
+def first_preview_seconds(models: DiffusionModels, params: DiffusionParams) -> float:
+    """Seconds from calling generate to the first fast preview frame in hand (uint8 on the host);
+    the run is then cancelled. On CUDA steps are reported one step late, so that is after step 2 is queued."""
+    lv = params.live()
+    seen: list[float] = []
+
+    def on_step(info) -> None:
+        fast_preview(models.rgb_map, info.denoised)
+        seen.append(CLOCK() - t0)
+        raise _FirstFrame
+
+    t0 = CLOCK()
+    try:
+        generate(models, params, live=lambda: lv, on_step=on_step)
+    except _FirstFrame:
+        pass
+    return seen[0]
+
+
+def accel_rows(args: argparse.Namespace, models: DiffusionModels, params: DiffusionParams, device: torch.device,
+               diffusers_seconds: float | None) -> list[tuple[str, float, str]]:
+    """One row per optimisation of app.diffusion.accel, each added to the previous: eager, channels_last,
+    then torch.compile in each of --compile-modes; then, on the last one, previews and the CLIP score
+    with the side stream on and off. Every row: run seconds, it/s (a step = one UNet call on batch 2
+    for CFG), time to the first preview frame, and the first call's seconds (the compile)."""
+    from app.diffusion.accel import AccelOptions, attention_processors, prepare_models, restore_unet, sdpa_kernels
+
+    steps = params.steps
+    plain = DiffusionModels(**{**models.__dict__, "clip": None})
+    lv = params.live()
+    latent = torch.randn(2, models.latent_channels, params.height // models.vae_scale,
+                         params.width // models.vae_scale, device=device, dtype=models.dtype)
+    ctx = torch.randn(2, 77, models.unet.config.cross_attention_dim, device=device, dtype=models.dtype)
+    kernels = sdpa_kernels(lambda: models.unet(latent, torch.tensor([500.0, 500.0], device=device),
+                                               encoder_hidden_states=ctx))
+    print(f"attention: {attention_processors(models.unet)}; SDPA kernels: {', '.join(kernels) or 'none seen'}")
+    configs = [("eager (fp16 on CUDA), SDPA", AccelOptions()), ("+ channels_last", AccelOptions(channels_last=True))]
+    configs += [(f"+ torch.compile {mode}", AccelOptions(channels_last=True, compile_mode=mode,
+                                                        backend=args.compile_backend))
+                for mode in args.compile_modes.split(",") if mode]
+    rows: list[tuple[str, float, str]] = []
+    base = None
+    preview = lambda s: fast_preview(models.rgb_map, s.denoised)  # noqa: E731
+    for i, (name, opts) in enumerate(configs):
+        torch._dynamo.reset()
+        prepare_models(models, opts)  # `plain` shares its UNet and VAE
+        plain.side_stream = opts.side_stream
+        t0 = CLOCK()
+        generate(plain, params, live=lambda: lv, on_step=lambda s: None)
+        sync(device)
+        first_call = CLOCK() - t0
+        cases: dict[str, Callable[[], object]] = {"plain": lambda: generate(plain, params, live=lambda: lv,
+                                                                            on_step=lambda s: None)}
+        last = i == len(configs) - 1
+        if last:
+            cases["preview"] = lambda: generate(plain, params, live=lambda: lv, on_step=preview)
+            if models.clip is not None:
+                cases["score"] = lambda: generate(models, params, live=lambda: lv, on_step=preview)
+        t = median_times(cases, device, args.repeats)
+        first = statistics.median(first_preview_seconds(plain, params) for _ in range(args.repeats))
+        base = base or t["plain"]
+        vs = f"; ours/diffusers {t['plain'] / diffusers_seconds:.3f}" if diffusers_seconds else ""
+        rows.append((name, t["plain"], f"{steps / t['plain']:.1f} it/s, {t['plain'] / base:.3f} vs eager{vs}; "
+                                       f"first preview {first * 1000:.0f} ms; first call {first_call:.1f} s"))
+        if last:
+            rows.append(("  ... + fast preview every step", t["preview"],
+                         f"{t['preview'] / t['plain']:.3f} vs no previews (goal <= 1.03)"))
+            if "score" in t:
+                models.side_stream = plain.side_stream = False
+                off = median_times({"score": cases["score"]}, device, args.repeats)["score"]
+                models.side_stream = plain.side_stream = True
+                rows.append(("  ... + preview + CLIP score, side stream", t["score"],
+                             f"{t['score'] / t['plain']:.3f} vs no previews"))
+                rows.append(("  ... + preview + CLIP score, one stream", off, f"{off / t['plain']:.3f} vs no previews"))
+    restore_unet(models.unet)
+    models.vae.to(memory_format=torch.contiguous_format)
+    torch._dynamo.reset()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
@@ -272,6 +358,13 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated cases to run (plain,preview,score,dpm,ours_ddim,ddim,step,guided,"
                     "lora,lora0,tiny,vae,sdxl); rows of cases not run are left out")
     ap.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id (default: random, TAESD-shaped)")
+    ap.add_argument("--accel", action="store_true", help="add one row per optimisation (app.diffusion.accel)")
+    ap.add_argument("--accel-only", action="store_true", help="only the optimisation rows (implies --accel)")
+    ap.add_argument("--compile-modes", default="default,reduce-overhead",
+                    help="comma-separated torch.compile modes for the --accel rows ('' for none)")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend for the --accel rows (eager / aot_eager: a quick CPU dry run)")
+    ap.add_argument("--markdown", type=Path, help="also write the table here as markdown")
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -293,6 +386,10 @@ def main() -> None:
     params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,
                              width=size, height=size, cfg_scale=7.5, sampler="dpmpp_2m", karras=True,
                              cutn_overview="[8]*1000", cutn_inner="[0]*1000", cut_icgray_p="[0]*1000")
+    if args.accel_only:
+        rows = accel_rows(args, models, params, device, None)
+        print_rows(rows, label, device, dtype, args, params.cfg_scale, size)
+        return
 
     def ours(p: DiffusionParams, on_step=lambda s: None, with_clip: bool = False) -> Callable[[], object]:
         m = models if with_clip else DiffusionModels(**{**models.__dict__, "clip": None})
@@ -383,6 +480,8 @@ def main() -> None:
     ]
 
     sdxl = sdxl_rows(args, device, dtype) if not args.only or "sdxl" in only else []
+    if args.accel:
+        rows += accel_rows(args, models, params, device, t["dpm"])
     print_rows(rows + sdxl, f"{label}; tiny decoder: {tiny.name}", device, dtype, args, params.cfg_scale, size)
 
 
@@ -396,6 +495,14 @@ def print_rows(rows: list[tuple[str, float, str]], label: str, device: torch.dev
     for case, t, note in rows:
         if t == t:  # not a case left out by --only
             print(f"{case:48} {t:9.4f}  {note}")
+    if args.markdown:
+        lines = [f"models: {label}; device: {name} {str(dtype).replace('torch.', '')}; {side}x{side}, "
+                 f"{args.steps} steps, cfg {cfg}; median of {args.repeats}; torch {torch.__version__}", "",
+                 f"| case | seconds ({args.clock} clock) | notes |", "| --- | ---: | --- |"]
+        lines += [f"| {case.strip()} | {t:.4f} | {note} |" for case, t, note in rows if t == t]
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        with args.markdown.open("a") as f:
+            f.write("\n".join(lines) + "\n\n")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from app.clip.backend import ClipBackend
 from app.diffusion import families, previews
+from app.diffusion.accel import SideStream
 from app.diffusion.denoiser import UNetDenoiser, cfg_denoiser
 from app.diffusion.families import Conditioner
 from app.diffusion.families.sd import ClipConditioner
@@ -65,6 +66,8 @@ class DiffusionModels:
     conditioner: Conditioner | None = None
     loras: LoraLibrary | None = None  # --lora / --lora-dir (app.diffusion.lora), set by the registry
     preview_decoder: TinyDecoder | None = None  # --preview-decoder (app.diffusion.tiny_decoder)
+    # the per-step CLIP score on a side CUDA stream (app.diffusion.accel); no effect on a CPU
+    side_stream: bool = True
 
     def __post_init__(self) -> None:
         if self.conditioner is None:
@@ -333,11 +336,13 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
 
         # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
         # idles the GPU; on the CPU there is nothing to overlap and each step is reported at once.
-        held: list[tuple[dict, bool, Pending]] = []
+        held: list[tuple[dict, bool, Pending, Pending | None]] = []
         lag = 2 if device.type == "cuda" else 1
+        side = SideStream(device, models.side_stream)
 
-        def report(d: dict, preview: bool, pending: Pending) -> None:
-            latent, denoised, score_t = pending.wait()
+        def report(d: dict, preview: bool, pending: Pending, scoring: Pending | None) -> None:
+            latent, denoised = pending.wait()
+            score_t = None if scoring is None else scoring.wait()[0]
             on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
                              latent=latent, denoised=denoised, preview=preview,
                              clip_score=None if score_t is None else round(float(score_t), 4)))
@@ -349,7 +354,8 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
             knobs = live()
             preview = index % knobs.preview_every == 0 or index == params.steps
             scored = scored_step(index, params.steps, knobs.preview_every, knobs.full_decode_every)
-            held.append((d, preview, to_host_async(d["x"], d["denoised"], score(d["denoised"]) if scored else None)))
+            held.append((d, preview, to_host_async(d["x"], d["denoised"]),
+                         side.to_host(score, d["denoised"]) if scored else None))
             if len(held) == lag:
                 report(*held.pop(0))
             if on_boundary is not None and index < params.steps:
