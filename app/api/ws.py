@@ -28,6 +28,7 @@ from app.api.protocol import (
     PreviewRequest,
     Rewind,
     Update,
+    Upscale,
     client_message,
     encode_frame,
     error_event,
@@ -144,6 +145,8 @@ def handle(studio: Studio, conn: Connection, text: str) -> None:
             studio.generate(msg.params, conn, conn.id, conn.owner, ref=ref)
         elif isinstance(msg, GenerateGan):
             studio.generate_gan(msg.params, conn, conn.id, conn.owner, ref=ref)
+        elif isinstance(msg, Upscale):
+            studio.upscale(msg.params, conn, conn.id, conn.owner, ref=ref)
         elif isinstance(msg, Update):
             params = studio.update(msg.run_id, msg.params, conn.owner)
             conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})

@@ -54,6 +54,10 @@ class DiffusionModels:
     denoiser: UNetDenoiser
     rgb_map: LatentRGBMap
     clip: ClipBackend | None = None
+    # a diffusion upscaler (StableDiffusionUpscalePipeline): the low_res_scheduler's alphas_cumprod
+    # that noise the low-resolution input, and its max_noise_level; None for a text-to-image model
+    low_res_alphas: Tensor | None = None
+    max_noise_level: int = 0
 
     @property
     def latent_channels(self) -> int:
@@ -63,6 +67,11 @@ class DiffusionModels:
     def inpaint_unet(self) -> bool:
         """A diffusers inpainting UNet: latent, mask and masked-image latent in (9 channels)."""
         return int(self.unet.config.in_channels) == INPAINT_UNET_CHANNELS
+
+    @property
+    def upscaler(self) -> bool:
+        """A diffusion upscaler: latent and low-resolution RGB in (latent + 3 channels), noise level as class label."""
+        return self.low_res_alphas is not None
 
     @property
     def vae_scale(self) -> int:
@@ -203,7 +212,10 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
             raise ValueError("resuming needs start_latent")
         noise = initial_noise(seeds, shape, device)
         image = known = pixels = None
-        if init_image is not None and (start_latent is None or mask is not None or models.inpaint_unet):
+        if models.upscaler and init_image is None:
+            raise ValueError("a diffusion upscaler needs the low-resolution image (init_image)")
+        if init_image is not None and not models.upscaler and (
+                start_latent is None or mask is not None or models.inpaint_unet):
             image = pil_to_tensor(init_image, params.width, params.height).to(device)
             known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
         if start_latent is None:
@@ -223,6 +235,11 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
 
             def unet(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
                 return models.denoiser(x, sigma, context, concat=concat)
+        elif models.upscaler:
+            low, level = low_res_conditioning(models, init_image, shape, params.noise_level, seed)
+
+            def unet(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
+                return models.denoiser(x, sigma, context, concat=low, class_labels=level)
 
         cond = text_conditioning(models.tokenizer, models.text_encoder, prompts, params.negative_prompt)
         denoiser = cfg_denoiser(unet, cond, lambda: live().cfg_scale)
@@ -265,6 +282,21 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
         if held:
             report(*held.pop())
         return x if inpaint is None else inpaint.paste(x)
+
+
+def low_res_conditioning(models: DiffusionModels, image: Image.Image, shape: tuple[int, int, int],
+                         noise_level: int, seed: int) -> tuple[Tensor, Tensor]:
+    """An upscaler's extra input: the low-resolution image at the latent's size, in [-1, 1], noised by the
+    low_res_scheduler to `noise_level` (q(x_t | x_0) of DDPM; StableDiffusionUpscalePipeline does the same
+    with its own generator, so the noise here is drawn from the run's seed), and the level as a class label."""
+    if not 0 <= noise_level <= models.max_noise_level:
+        raise ValueError(f"noise_level must be between 0 and {models.max_noise_level} for this upscaler")
+    assert models.low_res_alphas is not None
+    low = pil_to_tensor(image, shape[2], shape[1]).to(models.device)
+    noise = torch.randn(low.shape, generator=torch.Generator().manual_seed(seed + 7919)).to(models.device)
+    a = float(models.low_res_alphas[noise_level])
+    low = low * a**0.5 + noise * (1 - a) ** 0.5
+    return low, torch.tensor([noise_level], device=models.device)
 
 
 def sampler_eta(sampler: str, eta: float | None) -> float:

@@ -86,3 +86,21 @@ def load_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: t
     net = RRDBNet(cfg)
     net.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
     return net.to(device, dtype).eval().requires_grad_(False)
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m app convert-upscaler", description=convert_pth.__doc__)
+    p.add_argument("pth", type=Path, help="Real-ESRGAN RRDBNet checkpoint (RealESRGAN_x4plus.pth, _x2plus.pth)")
+    p.add_argument("out", type=Path, help="folder to write model.safetensors + config.json into")
+    p.add_argument("--fp32", action="store_true", help="keep float32 (default float16)")
+    a = p.parse_args(argv)
+    try:
+        cfg = convert_pth(a.pth, a.out, torch.float32 if a.fp32 else torch.float16)
+    except (UnsafeCheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"cannot convert: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {a.out}: RRDBNet x{cfg.scale}, {cfg.num_block} blocks, {cfg.num_feat} features")
+    return 0
