@@ -29,8 +29,8 @@ from app.train.perceptual import perceptual_distance
 from app.train.sr_data import degrade, load_hr, random_crops
 from app.upscale.rrdbnet import RRDBConfig, RRDBNet
 
-SMALL = RRDBConfig(scale=4, num_feat=32, num_block=3, num_grow_ch=16)
-TINY = RRDBConfig(scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+SMALL = RRDBConfig(scale=4, num_feat=32, num_block=3, num_grow_ch=16, base="bicubic")
+TINY = RRDBConfig(scale=4, num_feat=8, num_block=1, num_grow_ch=4, base="bicubic")
 
 
 class PatchDiscriminator(nn.Module):
@@ -65,6 +65,10 @@ def train_gan_upscaler(data: str, out: Path, judge_folder: Path | None, *, steps
     hr = load_hr(data, "train").images
     judge = load_judge(judge_folder).requires_grad_(False) if judge_folder else None
     net = RRDBNet(cfg).train()
+    if cfg.base != "none":  # start from the interpolated picture itself: a near-zero residual
+        with torch.no_grad():
+            net.conv_last.weight.mul_(0.01)
+            net.conv_last.bias.zero_()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     disc = PatchDiscriminator()
     opt_g = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.99))
@@ -90,7 +94,7 @@ def train_gan_upscaler(data: str, out: Path, judge_folder: Path | None, *, steps
         target, _ = random_crops(hr, crop, batch, gen)
         with torch.no_grad():
             low = degrade(target, gen)
-        fake = net(low)
+        fake = net(low).clamp(0, 1)
         l1 = (fake - target).abs().mean()
         loss = l1
         perc = torch.zeros(())
@@ -115,7 +119,7 @@ def train_gan_upscaler(data: str, out: Path, judge_folder: Path | None, *, steps
             d_loss.backward()
             opt_d.step()
         if step % 25 == 0:
-            log.write(step, l1=float(l1), perceptual=float(perc), g_adv=float(g_adv), lr=rate)
+            log.write(step, l1=float(l1), perceptual=float(perc.detach()), g_adv=float(g_adv.detach()), lr=rate)
         return float(loss.detach())
 
     def save_fn(step: int) -> None:

@@ -82,7 +82,8 @@ def load_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: t
     raw = json.loads((folder / CONFIG).read_text())
     if raw.get("format", FORMAT) != FORMAT:
         raise ValueError(f"{folder}: not an RRDBNet folder (format {raw.get('format')!r})")
-    cfg = RRDBConfig(**{k: int(raw[k]) for k in RRDBConfig.__dataclass_fields__ if k in raw})
+    cfg = RRDBConfig(**{k: (str(raw[k]) if k == "base" else int(raw[k]))
+                        for k in RRDBConfig.__dataclass_fields__ if k in raw})
     net = RRDBNet(cfg)
     net.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
     return net.to(device, dtype).eval().requires_grad_(False)

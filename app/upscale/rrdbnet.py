@@ -6,6 +6,11 @@ runs at the input resolution; two nearest-neighbour x2 upsamplings each followed
 Real-ESRGAN's x2 (and x1) models feed the trunk a pixel-unshuffled input (space-to-depth by 2 or 4,
 so 12 or 48 input channels) and keep the same x4 tail: the output is 2x (1x) the input.
 Input and output are RGB in [0, 1].
+
+`base` (not in Real-ESRGAN's RRDBNet; its .pth files convert with "none") adds an interpolated copy of
+the input to the output, so the network learns only the residual, as Real-ESRGAN's SRVGGNetCompact
+adds a nearest-neighbour copy: the embedded model uses "bicubic", which makes a short CPU training start
+from bicubic's picture instead of from grey.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class RRDBConfig:
     num_feat: int = 64
     num_block: int = 23
     num_grow_ch: int = 32
+    base: str = "none"  # "none" (Real-ESRGAN), "bicubic" or "nearest": added to the output
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +82,8 @@ class RRDBNet(nn.Module):
         super().__init__()
         if cfg.scale not in UNSHUFFLE:
             raise ValueError(f"RRDBNet scale must be 1, 2 or 4, not {cfg.scale}")
+        if cfg.base not in ("none", "bicubic", "nearest"):
+            raise ValueError(f"RRDBNet base must be none, bicubic or nearest, not {cfg.base!r}")
         self.cfg = cfg
         nf = cfg.num_feat
         self.conv_first = nn.Conv2d(cfg.num_in_ch * UNSHUFFLE[cfg.scale] ** 2, nf, 3, 1, 1)
@@ -92,7 +100,11 @@ class RRDBNet(nn.Module):
         feat = feat + self.conv_body(self.body(feat))
         feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
         feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+        out = self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+        if self.cfg.base == "none":
+            return out
+        mode = {"bicubic": {"mode": "bicubic", "align_corners": False}, "nearest": {"mode": "nearest"}}[self.cfg.base]
+        return out + F.interpolate(x, size=out.shape[-2:], **mode)
 
 
 def config_from_state_dict(state: dict[str, Tensor]) -> RRDBConfig:
