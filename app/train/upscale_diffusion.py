@@ -145,17 +145,41 @@ def text_tower_from_pipeline(base: Path):
     return CLIPTextModel.from_pretrained(base / "text_encoder", dtype=torch.float32)
 
 
+UPSCALER_VAE_SCALE = 0.08333  # StableDiffusionUpscalePipeline sets every VAE's scaling_factor to this
+
+
+@torch.no_grad()
+def rescale_latents(vae, scale: float) -> None:
+    """Give `vae` the scaling factor `scale` without changing what the diffusion model sees.
+
+    The UNet was trained on z * s (s: the VAE's own factor). With k = s / scale, the encoder's posterior
+    mean is multiplied by k (its log-variance shifted by 2 ln k) in quant_conv, and post_quant_conv divides
+    its input by k, so z' = k z, z' * scale = z * s, and decode(z' ) = decode(z): the same pictures."""
+    import math
+
+    k = float(vae.config.scaling_factor) / scale
+    c = int(vae.config.latent_channels)
+    vae.quant_conv.weight[:c] *= k
+    vae.quant_conv.bias[:c] *= k
+    vae.quant_conv.bias[c:] += 2 * math.log(k)
+    vae.post_quant_conv.weight /= k
+    vae.register_to_config(scaling_factor=scale)
+
+
 def export_pipeline(unet_folder: Path, base: Path, dst: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """A StableDiffusionUpscalePipeline folder: the trained UNet, the base pipeline's VAE, text encoder
-    and tokenizer, DDIM (v) and the DDPM low_res_scheduler, max_noise_level 350."""
+    """A StableDiffusionUpscalePipeline folder: the trained UNet, the base pipeline's VAE (its latents
+    rescaled to the pipeline's fixed 0.08333, rescale_latents), text encoder and tokenizer, DDIM (v) and
+    the DDPM low_res_scheduler, max_noise_level 350."""
     from diffusers import AutoencoderKL, StableDiffusionUpscalePipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
     from app.train.export import copy_tokenizer, load_as_float32
 
     sample, low = schedulers()
+    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32)
+    rescale_latents(vae, UPSCALER_VAE_SCALE)  # the pipeline class would otherwise override the factor
     pipe = StableDiffusionUpscalePipeline(
-        vae=AutoencoderKL.from_pretrained(base / "vae"), text_encoder=text_tower_from_pipeline(base),
+        vae=vae, text_encoder=text_tower_from_pipeline(base),
         tokenizer=CLIPTokenizer.from_pretrained(base / "tokenizer"),
         unet=UNet2DConditionModel.from_pretrained(unet_folder), low_res_scheduler=low, scheduler=sample,
         max_noise_level=MAX_NOISE_LEVEL,
