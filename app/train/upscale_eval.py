@@ -105,7 +105,7 @@ def diffusion_upscaler(folder: Path, steps: int, sampler: str, noise_level: int,
     def run(image: Image.Image, caption: str, seed: int) -> Image.Image:
         params = DiffusionParams(prompt=prompt or caption, steps=steps, sampler=sampler, seed=seed,
                                  width=image.width * 4, height=image.height * 4, init_image="eval",
-                                 noise_level=noise_level, cfg_scale=cfg_scale, preview_every=10000)
+                                 noise_level=noise_level, cfg_scale=cfg_scale, preview_every=1000)
         latent = generate(models, params, live=params.live, on_step=lambda info: None, init_image=image)
         return decode_to_pil(models, latent)[0]
 
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hr", default="data/emoji256", help="the 256 px set (targets)")
     p.add_argument("--lr", default="data/emoji", help="the 64 px set (inputs)")
     p.add_argument("--judge", type=Path, default=Path("models/judge"))
-    p.add_argument("--gan", type=Path, default=Path("models/upscaler-gan"), help="'' to skip")
-    p.add_argument("--diffusion", type=Path, default=Path("models/upscaler-diffusion"), help="'' to skip")
+    p.add_argument("--gan", default="models/upscaler-gan", help="'' to skip")
+    p.add_argument("--diffusion", default="models/upscaler-diffusion", help="'' to skip")
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--steps", type=int, default=20, help="diffusion upscaler sampling steps")
     p.add_argument("--sampler", default="dpmpp_2m")
@@ -165,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     lows, highs, captions = heldout_pairs(a.hr, a.lr, a.images)
     methods: dict[str, Upscaler] = {"bicubic": bicubic}
-    if str(a.gan) and a.gan.exists():
-        methods["gan (RRDBNet)"] = gan_upscaler(a.gan)
-    if str(a.diffusion) and a.diffusion.exists():
-        methods[f"diffusion ({a.steps} steps)"] = diffusion_upscaler(a.diffusion, a.steps, a.sampler, a.noise_level,
-                                                                     a.cfg_scale, a.prompt)
+    if a.gan and Path(a.gan).exists():
+        methods["gan (RRDBNet)"] = gan_upscaler(Path(a.gan))
+    if a.diffusion and Path(a.diffusion).exists():
+        methods[f"diffusion ({a.steps} steps)"] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler,
+                                                                     a.noise_level, a.cfg_scale, a.prompt)
     results = evaluate(methods, lows, highs, captions, a.judge)
     report = {"images": len(lows), "inputs": f"{a.lr} (64 px, held-out concepts)", "targets": f"{a.hr} (256 px)",
               "diffusion": {"steps": a.steps, "sampler": a.sampler, "noise_level": a.noise_level,
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
               "threads": torch.get_num_threads(), "perceptual": "LPIPS form (unit-normalised, w=1) on judge blocks 1-3",
               "results": results,
               "weights": {k: weights_manifest(v) for k, v in (("gan", a.gan), ("diffusion", a.diffusion))
-                          if str(v) and v.exists()}}
+                          if v and Path(v).exists()}}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(report, indent=1) + "\n")
     print(table(results))
