@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "train": ("app.train.__main__", "train the embedded models: clip, vae, unet, export, sample; `train gan` for the GAN"),
     "evaluate": ("app.train.evaluate", "evaluate the embedded models (prints a table, writes JSON)"),
     "convert-gan": ("app.gan.convert", "convert a StyleGAN2 .pkl, BigGAN or DCGAN checkpoint to safetensors + config.json, safely"),
+    "convert-upscaler": ("app.upscale.gan", "convert a Real-ESRGAN RRDBNet .pth to safetensors + config.json, safely"),
 }
 
 
@@ -39,6 +40,8 @@ def serve(argv: list[str]) -> int:
                                               "max-autotune"], help="torch.compile the UNet at load (default off)")
     parser.add_argument("--channels-last", action="store_true", default=None,
                         help="UNet and VAE weights in channels_last memory order")
+    parser.add_argument("--upscaler-gan", help="GAN upscaler folder (RRDBNet safetensors + config.json); '' for none")
+    parser.add_argument("--upscaler-diffusion", help="StableDiffusionUpscalePipeline folder or hub id; '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
                         "when they were measured on the loaded weights (default models/eval_cpu_v2.json)")
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             module, argv = "app.train.gan", argv[1:]
         if argv[0] == "build-data":
             argv = ["build-data", "build", *argv[1:]]
-        entry = "convert_main" if argv[0] == "convert-gan" else "main"
+        entry = "convert_main" if argv[0] in ("convert-gan", "convert-upscaler") else "main"
         return int(getattr(importlib.import_module(module), entry)(argv[1:]) or 0)
     if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
         print("usage: python -m app [serve options] | " + " | ".join(SUBCOMMANDS))

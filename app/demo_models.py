@@ -185,3 +185,52 @@ def build_tiny_dcgan(folder: Path, *, seed: int = 0) -> Path:
     G = dcgan.DCGANGenerator(**init_kwargs)
     return write_folder(folder, G.state_dict(), {"format": dcgan.FORMAT, "class_name": "DCGANGenerator",
                                                  "init_kwargs": init_kwargs})
+
+
+def build_tiny_upscalers(folder: Path, *, seed: int = 0) -> tuple[Path, Path]:
+    """Random upscalers in the real formats, for tests: a Real-ESRGAN RRDBNet x4 folder (safetensors +
+    config.json) and a StableDiffusionUpscalePipeline folder (7-channel UNet with a noise-level
+    embedding, f=4 VAE, CLIP text encoder, DDIM v-prediction, DDPM low_res_scheduler)."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from app.upscale.gan import save_folder
+    from app.upscale.rrdbnet import RRDBConfig, RRDBNet
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    gan = save_folder(RRDBNet(RRDBConfig(scale=4, num_feat=8, num_block=1, num_grow_ch=4)), folder / "gan")
+    diffusion = folder / "diffusion"
+    tok_dir = diffusion / "tokenizer"
+    vocab_size = write_word_clip_tokenizer(tok_dir, [], max_length=77)
+    text_cfg = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8, num_class_embeds=1000,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1, norm_num_groups=8, sample_size=64,
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=CLIPTextModel(text_cfg), tokenizer=CLIPTokenizer.from_pretrained(tok_dir), unet=unet,
+        low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                                        beta_schedule="scaled_linear"),
+        scheduler=DDIMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                                beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                                steps_offset=1, prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+    pipe.save_pretrained(diffusion, safe_serialization=True)
+    return gan, diffusion

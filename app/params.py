@@ -160,6 +160,11 @@ class DiffusionParams(LiveParams):
         None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
         description="inpainting: id from /api/uploads of a mask (white = re-generate, black = keep); needs init_image")
     skip_steps: int = Field(0, ge=0, le=10000)
+    upscale: bool = Field(False, description="a diffusion upscaler run: init_image is the low-resolution picture, "
+                                             "width x height the upscaled size (4x)")
+    noise_level: int = Field(20, ge=0, le=1000,
+                             description="diffusion upscaler runs only: how much noise the low-resolution input "
+                                         "gets (0 = trust it exactly; the x4 upscaler's default is 20)")
     schedule: list[ScheduleEntry] = Field(
         default_factory=list, max_length=MAX_SCHEDULE_ENTRIES,
         description="live changes to replay: [{step, changes}], steps increasing, skip_steps <= step < steps")
@@ -181,6 +186,12 @@ class DiffusionParams(LiveParams):
     def _mask_needs_init(self) -> DiffusionParams:
         if self.mask_image is not None and self.init_image is None:
             raise ValueError("mask_image needs an init_image: the mask says which part of that image to re-generate")
+        return self
+
+    @model_validator(mode="after")
+    def _upscale_needs_source(self) -> DiffusionParams:
+        if self.upscale and (self.init_image is None or self.mask_image is not None or self.skip_steps):
+            raise ValueError("an upscale run needs init_image (the picture to upscale), no mask_image and no skip_steps")
         return self
 
     @model_validator(mode="after")
@@ -217,6 +228,32 @@ class DiffusionParams(LiveParams):
     @classmethod
     def _negative_one_line(cls, v: str) -> str:
         return one_line(v)
+
+
+UPSCALE_FACTOR = 4
+MAX_UPSCALE_SOURCE = 128  # pixels per side of the picture to upscale (512 px out)
+
+
+class UpscaleParams(StrictModel):
+    """Upscale one picture x4 with the GAN upscaler, the diffusion upscaler, or both (side by side)."""
+
+    source: str = Field(..., max_length=64, pattern=INIT_IMAGE_PATTERN,
+                        description="gallery:<image id>, or an id from /api/uploads")
+    upscaler: Literal["gan", "diffusion", "both"] = "gan"
+    prompt: str = Field("", max_length=4000, description="diffusion upscaler's text; empty = the source's prompt")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    steps: int = Field(20, ge=1, le=200, description="diffusion upscaler steps")
+    sampler: SamplerName = "dpmpp_2m"
+    noise_level: int = Field(20, ge=0, le=1000, description="noise added to the low-resolution input (diffusion)")
+    cfg_scale: float = Field(1.0, ge=0.0, le=30.0, description="classifier-free guidance (diffusion); 1 = one pass")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_one_line(cls, v: str) -> str:
+        v = one_line(v)
+        if v:
+            parse_prompt(v)
+        return v
 
 
 class GanParams(StrictModel):

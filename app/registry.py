@@ -29,6 +29,8 @@ class Models:
     names: dict[str, str | None] = field(default_factory=dict)
     demo: bool = False
     calibration: Any = None  # app.engine.budget.Calibration, measured at load
+    upscaler_gan: Any | None = None  # app.upscale.rrdbnet.RRDBNet
+    upscaler_diffusion: Any | None = None  # app.diffusion.generate.DiffusionModels of an upscale pipeline
 
     def public_names(self) -> dict[str, str | None]:
         """Model ids safe to write into shared PNGs: hub ids as given, local folders by their name."""
@@ -45,6 +47,8 @@ class Models:
             "diffusion": public.get("diffusion"),
             "clip": public.get("clip"),
             "gan": public.get("gan"),
+            "upscalers": {k: public.get(f"upscaler_{k}") for k in ("gan", "diffusion")
+                          if getattr(self, f"upscaler_{k}") is not None},
             **self.diffusion_extras(),
         }
 
@@ -130,10 +134,37 @@ def load_models(settings: Settings) -> Models:
         raise FileNotFoundError(f"GAN model not found: {gan_name}")
     else:
         gan_name = None
+    upscaler_gan, upscaler_diffusion, up_names = load_upscalers(settings, device, dtype)
     if demo:
         log.warning("models/ holds no trained weights: using %s", DEMO_NOTICE)
     from app.engine.calibrate import calibrate
 
     return Models(device, dtype, diffusion, clip, gan,
-                  names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name}, demo=demo,
-                  calibration=calibrate(diffusion, cpu_threads=settings.cpu_threads))
+                  names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name, **up_names}, demo=demo,
+                  calibration=calibrate(diffusion, cpu_threads=settings.cpu_threads),
+                  upscaler_gan=upscaler_gan, upscaler_diffusion=upscaler_diffusion)
+
+
+def load_upscalers(settings: Settings, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any, dict[str, str]]:
+    """(GAN upscaler or None, diffusion upscaler or None, their names). The embedded folders are optional:
+    absent, the studio runs without that upscaler (and says so in /api/info); a folder the user named
+    that is missing is an error."""
+    gan = diffusion = None
+    names: dict[str, str] = {}
+    name = settings.upscaler_gan or None
+    if name and Path(name).exists():
+        from app.upscale.gan import load_folder
+
+        log.info("loading GAN upscaler %s", name)
+        gan = load_folder(name, device, torch.float32)
+        names["upscaler_gan"] = name
+    elif name and not _is_embedded(name):
+        raise FileNotFoundError(f"GAN upscaler not found: {name}")
+    name = settings.upscaler_diffusion or None
+    if name and (Path(name).exists() or not _is_embedded(name)):
+        from app.upscale.diffusion import load_upscaler_models
+
+        log.info("loading diffusion upscaler %s", name)
+        diffusion = load_upscaler_models(name, device, dtype, cache_dir=settings.data_dir / "cache")
+        names["upscaler_diffusion"] = name
+    return gan, diffusion, names

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         default=str(MODELS_DIR / "gan"),
         description="StyleGAN2 folder (generator.safetensors + config.json); empty for none.",
     )
+    upscaler_gan: str | None = Field(
+        default=str(MODELS_DIR / "upscaler-gan"),
+        description="GAN upscaler folder (RRDBNet model.safetensors + config.json); empty for none.",
+    )
+    upscaler_diffusion: str | None = Field(
+        default=str(MODELS_DIR / "upscaler-diffusion"),
+        description="diffusers StableDiffusionUpscalePipeline folder or hub id; empty for none.",
+    )
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     cpu_threads: int = Field(
         default=1, ge=0,

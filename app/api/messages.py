@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from app.params import MAX_SEED
 
 # Message wrappers and the `params` level say nothing to a person reading the error.
-_HIDDEN_LOC = {"generate", "generate_gan", "update", "rewind", "cancel", "preview", "hello", "params"}
+_HIDDEN_LOC = {"generate", "generate_gan", "upscale", "update", "rewind", "cancel", "preview", "hello", "params"}
 _SCHEDULE = "a schedule such as [12]*400+[4]*600 (digits, [ ] * + . and spaces)"
 _PATTERN_HINTS = {"cutn_overview": _SCHEDULE, "cutn_inner": _SCHEDULE, "cut_icgray_p": _SCHEDULE,
                   "init_image": "the id of an uploaded image (letters, digits, - and _) or gallery:<image id>",
+                  "source": "gallery:<image id> or the id of an uploaded image",
                   "mask_image": "the id of an uploaded mask image (letters, digits, - and _)"}
 _SEEDS = {"seed", "mix_seed"}
 SEED_RULE = f"must be a whole number from 0 to {MAX_SEED}; leave it empty for a random seed"

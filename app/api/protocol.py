@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from app.params import DiffusionParams, GanParams, LiveUpdate, StrictModel
+from app.params import DiffusionParams, GanParams, LiveUpdate, StrictModel, UpscaleParams
 
 MAGIC = 0x4E
 HEADER = struct.Struct(">BBH")
@@ -72,6 +72,14 @@ class GenerateGan(StrictModel):
     ref: Ref = None
 
 
+class Upscale(StrictModel):
+    """Upscale a gallery image or an upload x4: the GAN upscaler, the diffusion upscaler, or both."""
+
+    type: Literal["upscale"]
+    params: UpscaleParams
+    ref: Ref = None
+
+
 class Update(StrictModel):
     type: Literal["update"]
     run_id: str = Field(..., max_length=64)
@@ -106,7 +114,8 @@ class Hello(StrictModel):
 
 
 ClientMessage = Annotated[
-    Hello | GenerateDiffusion | GenerateGan | Update | Rewind | Cancel | PreviewRequest, Field(discriminator="type")
+    Hello | GenerateDiffusion | GenerateGan | Upscale | Update | Rewind | Cancel | PreviewRequest,
+    Field(discriminator="type")
 ]
 client_message = TypeAdapter(ClientMessage)
 

@@ -30,6 +30,7 @@ from app.api.protocol import (
     PreviewRequest,
     Rewind,
     Update,
+    Upscale,
     client_message,
     encode_frame,
     error_event,
@@ -153,6 +154,8 @@ async def handle(studio: Studio, conn: Connection, text: str) -> None:
             await settle(studio.generate(msg.params, conn, conn.id, conn.owner, ref=ref))
         elif isinstance(msg, GenerateGan):
             await settle(studio.generate_gan(msg.params, conn, conn.id, conn.owner, ref=ref))
+        elif isinstance(msg, Upscale):
+            await settle(studio.upscale(msg.params, conn, conn.id, conn.owner, ref=ref))
         elif isinstance(msg, Update):
             params = await settle(studio.update(msg.run_id, msg.params, conn.owner))
             conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})

@@ -74,6 +74,8 @@ class UNetDenoiser:
     Inputs and outputs are float32 whatever the UNet's dtype. An inpainting UNet (9 input
     channels) takes `concat` ([1 or B, 5, h, w]: mask and masked-image latent, app.diffusion.inpaint),
     appended to its scaled input as StableDiffusionInpaintPipeline does; its batch is repeated to x's.
+    An upscaler UNet (Stable Diffusion x4 upscaler layout: 7 channels) takes the noised low-resolution
+    image as `concat` and its noise level as `class_labels` ([1 or B]), as StableDiffusionUpscalePipeline.
     """
 
     def __init__(self, unet: torch.nn.Module, alphas_cumprod: Tensor, prediction_type: str = "epsilon") -> None:
@@ -94,14 +96,16 @@ class UNetDenoiser:
     def sigma_max(self) -> float:
         return float(self.sigmas[-1])
 
-    def __call__(self, x: Tensor, sigma: Tensor, context: Context, concat: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, context: Context, concat: Tensor | None = None,
+                 class_labels: Tensor | None = None) -> Tensor:
         sigma = sigma.float()
         c_in = _bcast((sigma**2 + 1).rsqrt(), x)
         t = sigma_to_t(sigma, self.log_sigmas)
         inputs = x * c_in
         if concat is not None:
             inputs = torch.cat([inputs, concat.to(x.dtype).repeat(x.shape[0] // concat.shape[0], 1, 1, 1)], dim=1)
-        out = self.unet(inputs.to(self.dtype), t, **unet_kwargs(context, self.dtype)).sample.float()
+        extra = {} if class_labels is None else {"class_labels": class_labels.expand(x.shape[0])}
+        out = self.unet(inputs.to(self.dtype), t, **unet_kwargs(context, self.dtype), **extra).sample.float()
         s = _bcast(sigma, x)
         if self.prediction_type == "epsilon":
             return x - s * out

@@ -95,7 +95,8 @@ class FlowFamily:
         return pack_context(*self.kind.encode(texts))
 
     def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
-               concat: Tensor | None = None, size: tuple[int, int] = (0, 0)) -> Denoiser:
+               concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
+               class_labels: Tensor | None = None) -> Denoiser:
         weights = tuple(w for _, w in prompts)
         # at a fixed scale 1 one prompt of weight 1 is the whole composition: the negative is never read
         skip_negative = self.kind.distilled_guidance and weights == (1.0,)

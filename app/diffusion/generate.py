@@ -64,15 +64,20 @@ class DiffusionModels:
     # prompts -> the denoiser's conditioning, the family's own (app.diffusion.families);
     # None: SD 1.x / 2.x's, from `tokenizer` and `text_encoder`
     conditioner: Conditioner | None = None
+    family: Family | None = None  # None: the SD UNet family (UNetFamily); flow models: app.diffusion.flow_family
     loras: LoraLibrary | None = None  # --lora / --lora-dir (app.diffusion.lora), set by the registry
     preview_decoder: TinyDecoder | None = None  # --preview-decoder (app.diffusion.tiny_decoder)
     # the per-step CLIP score on a side CUDA stream (app.diffusion.accel); no effect on a CPU
     side_stream: bool = True
 
+    # a diffusion upscaler (StableDiffusionUpscalePipeline): the low_res_scheduler's alphas_cumprod
+    # that noise the low-resolution input, and its max_noise_level; None for a text-to-image model
+    low_res_alphas: Tensor | None = None
+    max_noise_level: int = 0
+
     def __post_init__(self) -> None:
         if self.conditioner is None:
             self.conditioner = ClipConditioner(self.tokenizer, self.text_encoder)
-    family: Family | None = None  # None: the SD UNet family (UNetFamily); flow models: app.diffusion.flow_family
 
     @property
     def latent_channels(self) -> int:
@@ -82,6 +87,11 @@ class DiffusionModels:
     def inpaint_unet(self) -> bool:
         """A diffusers inpainting UNet: latent, mask and masked-image latent in (9 channels)."""
         return int(self.unet.config.in_channels) == INPAINT_UNET_CHANNELS
+
+    @property
+    def upscaler(self) -> bool:
+        """A diffusion upscaler: latent and low-resolution RGB in (latent + 3 channels), noise level as class label."""
+        return self.low_res_alphas is not None
 
     @property
     def vae_scale(self) -> int:
@@ -99,7 +109,8 @@ class Family(Protocol):
     def noised(self, x0: Tensor | None, noise: Tensor, level: float) -> Tensor: ...
     def signal(self, level: float | Tensor) -> float | Tensor: ...  # x0's coefficient at a level (inpainting)
     def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
-               concat: Tensor | None = None, size: tuple[int, int] = (0, 0)) -> Denoiser: ...
+               concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
+               class_labels: Tensor | None = None) -> Denoiser: ...
     def sample(self, name: str, model: Denoiser, x: Tensor, levels: Tensor, **kwargs) -> Tensor: ...
     def guidance_weight(self, level: Tensor) -> Tensor: ...
     def probe(self, latent: Tensor) -> Callable[[], Tensor]: ...
@@ -128,13 +139,15 @@ class UNetFamily:
         return 1.0
 
     def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
-               concat: Tensor | None = None, size: tuple[int, int] = (0, 0)) -> Denoiser:
-        """`size` (width, height in pixels) is SDXL's size conditioning; SD 1.x / 2.x ignore it."""
+               concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
+               class_labels: Tensor | None = None) -> Denoiser:
+        """`size` (width, height in pixels) is SDXL's size conditioning (SD 1.x / 2.x ignore it);
+        `class_labels` a diffusion upscaler's noise level, with its low-resolution image as `concat`."""
         m = self.models
         unet = m.denoiser
-        if concat is not None:
+        if concat is not None or class_labels is not None:
             def unet(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
-                return m.denoiser(x, sigma, context, concat=concat)
+                return m.denoiser(x, sigma, context, concat=concat, class_labels=class_labels)
 
         return cfg_denoiser(unet, m.conditioner(prompts, negative, *size), cfg)
 
@@ -307,7 +320,10 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
             raise ValueError("resuming needs start_latent")
         noise = initial_noise(seeds, shape, device)
         image = known = pixels = None
-        if init_image is not None and (start_latent is None or mask is not None or models.inpaint_unet):
+        if models.upscaler and init_image is None:
+            raise ValueError("a diffusion upscaler needs the low-resolution image (init_image)")
+        if init_image is not None and not models.upscaler and (
+                start_latent is None or mask is not None or models.inpaint_unet):
             image = pil_to_tensor(init_image, params.width, params.height).to(device)
             known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
         if start_latent is None:
@@ -325,8 +341,11 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
                                           blank if image is None else image, pixels,
                                           None if inpaint is None else inpaint.mask, shape)
 
+        class_labels = None
+        if models.upscaler:
+            concat, class_labels = low_res_conditioning(models, init_image, shape, params.noise_level, seed)
         denoiser = family.guided(prompts, params.negative_prompt, lambda: live().cfg_scale, concat,
-                                 size=(params.width, params.height))
+                                 size=(params.width, params.height), class_labels=class_labels)
         target = clip_target(models.clip, prompts) if models.clip is not None else None
         denoiser = clip_guided(denoiser, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
                                models.clip, target, check or (lambda: None), weight=family.guidance_weight)
@@ -369,6 +388,21 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
         if held:
             report(*held.pop())
         return x if inpaint is None else inpaint.paste(x)
+
+
+def low_res_conditioning(models: DiffusionModels, image: Image.Image, shape: tuple[int, int, int],
+                         noise_level: int, seed: int) -> tuple[Tensor, Tensor]:
+    """An upscaler's extra input: the low-resolution image at the latent's size, in [-1, 1], noised by the
+    low_res_scheduler to `noise_level` (q(x_t | x_0) of DDPM; StableDiffusionUpscalePipeline does the same
+    with its own generator, so the noise here is drawn from the run's seed), and the level as a class label."""
+    if not 0 <= noise_level <= models.max_noise_level:
+        raise ValueError(f"noise_level must be between 0 and {models.max_noise_level} for this upscaler")
+    assert models.low_res_alphas is not None
+    low = pil_to_tensor(image, shape[2], shape[1]).to(models.device)
+    noise = torch.randn(low.shape, generator=torch.Generator().manual_seed(seed + 7919)).to(models.device)
+    a = float(models.low_res_alphas[noise_level])
+    low = low * a**0.5 + noise * (1 - a) ** 0.5
+    return low, torch.tensor([noise_level], device=models.device)
 
 
 def sampler_eta(sampler: str, eta: float | None) -> float:

@@ -33,12 +33,18 @@ def missing_init_text(init_image: str) -> str:
 def run_lineage(params: DiffusionParams, parent: str | None, from_step: int) -> dict[str, Any] | None:
     """Where a run's image comes from: the run it was forked from ({"parent_run", "from_step"}) and,
     for img2img from a gallery image (variations), that image and the strength ({"source_image",
-    "strength"}); None for a run from noise or an upload."""
+    "strength"}); for a diffusion upscaler run, the picture and the upscaler's settings ({"source_image"
+    or "source_upload", "upscaler", "steps", "sampler", "noise_level", "cfg_scale"}); None for a run
+    from noise or an upload."""
     lineage: dict[str, Any] = {}
     if parent is not None:
         lineage.update(parent_run=parent, from_step=from_step)
     source = gallery_source(params.init_image)
-    if source is not None:
+    if params.upscale and params.init_image is not None:  # a diffusion upscaler run: the picture it upscaled
+        origin = {"source_image": source} if source else {"source_upload": params.init_image}
+        lineage.update(origin, upscaler="diffusion", steps=params.steps, sampler=params.sampler,
+                       noise_level=params.noise_level, cfg_scale=params.cfg_scale)
+    elif source is not None:
         lineage.update(source_image=source, strength=strength(params.steps, params.skip_steps))
     return lineage or None
 
@@ -147,6 +153,10 @@ class DiffusionRunner:
                        "image_ids": ids, "url": f"/api/gallery/{ids[0]}.png", "elapsed_ms": round(elapsed, 1),
                        "clip_score": score, "diversity": spread, "seed": params.seed,
                        "params": params.model_dump(exclude={"schedule"}), "schedule": schedule, "lineage": lineage})
+
+    def source_path(self, init_image: str) -> Path | None:
+        """Where a picture named like init_image (an upload id or gallery:<id>) is read from."""
+        return self._init_path(init_image)
 
     def _init_path(self, init_image: str) -> Path | None:
         """Where an init image is read from: the uploads folder, or the gallery for "gallery:<id>"."""

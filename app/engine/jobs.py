@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from app.engine.live import LiveState
 
-EngineName = Literal["diffusion", "gan"]
+EngineName = Literal["diffusion", "gan", "upscale"]  # upscale: the GAN upscaler (diffusion upscales are diffusion runs)
 
 
 class Sink(Protocol):

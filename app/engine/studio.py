@@ -21,11 +21,14 @@ from app.engine.memory import freeze_loaded, release_memory
 from app.engine.worker import Worker
 from app.measured import studio_figures
 from app.params import (
+    MAX_UPSCALE_SOURCE,
+    UPSCALE_FACTOR,
     DiffusionParams,
     GanParams,
     LiveParams,
     LiveUpdate,
     ScheduleEntry,
+    UpscaleParams,
     apply_change,
     dump_schedule,
     gallery_source,
@@ -36,6 +39,7 @@ from app.settings import Settings
 from app.store.gallery import Gallery
 
 KEEP_JOBS = 256
+UPSCALE_PROMPT = "emoji"  # the diffusion upscaler's text for a picture with no prompt (an upload, a GAN image)
 
 
 class StudioError(Exception):
@@ -69,6 +73,15 @@ class Studio:
         self.uploads.mkdir(parents=True, exist_ok=True)
         ids = models.public_names()
         self.diffusion = DiffusionRunner(models.diffusion, self.history, gallery, self.encoder, self.uploads, ids)
+        self.upscaler = None  # the diffusion upscaler: its runs are diffusion runs with params.upscale
+        if getattr(models, "upscaler_diffusion", None) is not None:
+            self.upscaler = DiffusionRunner(models.upscaler_diffusion, self.history, gallery, self.encoder,
+                                            self.uploads, ids)
+        self.gan_upscaler = None
+        if getattr(models, "upscaler_gan", None) is not None:
+            from app.engine.upscale_runner import GanUpscaleRunner
+
+            self.gan_upscaler = GanUpscaleRunner(models.upscaler_gan, gallery, self.diffusion.source_path, ids)
         self.gan = None
         if models.gan is not None:
             from app.engine.gan_runner import GanRunner
@@ -98,8 +111,19 @@ class Studio:
         if job.engine == "gan":
             assert self.gan is not None
             self.gan.run(job)
+        elif job.engine == "upscale":
+            assert self.gan_upscaler is not None
+            self.gan_upscaler.run(job)
         else:
-            self.diffusion.run(job)
+            self._runner(job.params).run(job)  # type: ignore[arg-type]
+
+    def _runner(self, params: DiffusionParams):
+        """The diffusion runner of a run: the upscaler's for upscale runs, else the text-to-image model's."""
+        if params.upscale:
+            if self.upscaler is None:
+                raise StudioError("no_model", "no diffusion upscaler loaded (--upscaler-diffusion)")
+            return self.upscaler
+        return self.diffusion
 
     def _remember(self, job: Job) -> None:
         self._jobs[job.run_id] = job
@@ -148,6 +172,8 @@ class Studio:
         estimated peak bytes. With `was` (the cost before a live change), only a change that raises
         the cost is checked. The run on the worker now gives its memory back before a later job (or
         a change to itself) needs it, so its estimated peak counts as available."""
+        if params.upscale:  # the calibration is the text-to-image model's; upscale runs are capped by size and steps
+            return 0.0
         est, live = max(((self.estimate(params, s, first), s) for s in states),
                         key=lambda pair: (pair[0].seconds, pair[0].peak_bytes))
         if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
@@ -170,12 +196,16 @@ class Studio:
             check_diffusion(params, self.settings)
         except LimitError as exc:
             raise StudioError("too_large", str(exc)) from None
-        for name in ("width", "height"):
+        if params.upscale:
+            self._check_upscale(params)
+        for name in ("width", "height") if not params.upscale else ():
             if problem := self.sizes.problem(name, getattr(params, name)):
                 raise StudioError("bad_request", f"params.{name}: {problem}")
         source = gallery_source(params.init_image)
         if source is not None and self.gallery.get(source) is None:
             raise StudioError("not_found", f"params.init_image: there is no gallery image {source}")
+        if params.upscale and source is None and not (self.uploads / f"{params.init_image}.png").is_file():
+            raise StudioError("not_found", "params.init_image: no uploaded image has that id; upload it again")
         if params.mask_image is not None:  # an inpainting run: both uploads must be there before it queues
             for name in ("mask_image",) if source is not None else ("init_image", "mask_image"):
                 if not (self.uploads / f"{getattr(params, name)}.png").is_file():
@@ -219,6 +249,53 @@ class Studio:
             have = ", ".join(params.lora_weights) or "none"
             raise StudioError("bad_request", f"lora_weights: this run has no LoRA {sorted(unknown)[0]!r} (its LoRAs: "
                                              f"{have}); a LoRA is added by a new run, not a live change")
+
+    def _check_upscale(self, params: DiffusionParams) -> None:
+        self._runner(params)  # no_model when there is no diffusion upscaler
+        side = MAX_UPSCALE_SOURCE * UPSCALE_FACTOR
+        if params.width > side or params.height > side or params.batch != 1:
+            raise StudioError("too_large", f"an upscale run makes one picture of at most {side}x{side} "
+                                           f"(a {MAX_UPSCALE_SOURCE} px source)")
+        if params.width % 16 or params.height % 16:
+            raise StudioError("bad_request", "an upscale run's width and height must be multiples of 16")
+
+    def upscale(self, params: UpscaleParams, sink: Sink, client_id: str, owner: str,
+                ref: str | None = None) -> list[str]:
+        """Queue the GAN upscaler, the diffusion upscaler, or both (side by side) on one picture; returns
+        the run ids. The source must be a gallery image or an upload of at most MAX_UPSCALE_SOURCE px a side."""
+        wanted = ("gan", "diffusion") if params.upscaler == "both" else (params.upscaler,)
+        if "gan" in wanted and self.gan_upscaler is None:
+            raise StudioError("no_model", "no GAN upscaler loaded (--upscaler-gan)")
+        if "diffusion" in wanted and self.upscaler is None:
+            raise StudioError("no_model", "no diffusion upscaler loaded (--upscaler-diffusion)")
+        path = self.diffusion.source_path(params.source)
+        gallery_id = gallery_source(params.source)
+        record = self.gallery.get(gallery_id) if gallery_id else None
+        if path is None or not path.is_file() or (gallery_id and record is None):
+            raise StudioError("not_found", "params.source: no gallery image or upload has that id")
+        from PIL import Image
+
+        with Image.open(path) as opened:
+            w, h = opened.size
+        if max(w, h) > MAX_UPSCALE_SOURCE:
+            raise StudioError("too_large", f"params.source: the picture is {w}x{h}; the upscalers take at most "
+                                           f"{MAX_UPSCALE_SOURCE}x{MAX_UPSCALE_SOURCE}")
+        runs = []
+        if "gan" in wanted:
+            runs.append(self._queue(Job("upscale", params, sink, client_id, owner, live=LiveState(LiveParams()),
+                                        ref=ref)))
+        if "diffusion" in wanted:
+            prompt = params.prompt or str((record.params if record else {}).get("prompt") or "") or UPSCALE_PROMPT
+            side = (-(-w // 4) * 4 * UPSCALE_FACTOR, -(-h // 4) * 4 * UPSCALE_FACTOR)  # latent cells in whole UNet blocks
+            try:
+                run = DiffusionParams(prompt=prompt, seed=params.seed, steps=params.steps, sampler=params.sampler,
+                                      cfg_scale=params.cfg_scale, width=side[0], height=side[1],
+                                      init_image=params.source, upscale=True, noise_level=params.noise_level,
+                                      clip_guidance_scale=0.0)
+            except ValueError as exc:
+                raise StudioError("bad_request", f"params.prompt: {exc}") from None
+            runs.append(self.generate(run, sink, client_id, owner, ref=ref))
+        return runs
 
     def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str,
                      ref: str | None = None) -> str:
@@ -302,7 +379,8 @@ class Studio:
             raise StudioError("not_found", f"run {run_id!r} is not queued or running")
 
     def preview(self, run_id: str, step: int, sink: Sink, owner: str) -> None:
-        if self._job(run_id, owner).engine != "diffusion" or not self.diffusion.timeline_preview(sink, run_id, step):
+        job = self._job(run_id, owner)
+        if job.engine != "diffusion" or not self._runner(job.params).timeline_preview(sink, run_id, step):  # type: ignore[arg-type]
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept")
 
     def disconnect(self, client_id: str) -> None:

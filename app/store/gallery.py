@@ -29,7 +29,7 @@ from PIL import Image
 from app.store.pngmeta import NOISESCOPE_KEY, PARAMETERS_KEY, a1111_parameters, noisescope_chunk, png_with_text
 from app.store.search import PROMPT_LIKE, like_pattern, normalise_query
 
-Engine = Literal["diffusion", "gan"]
+Engine = Literal["diffusion", "gan", "upscale"]
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
 TMP_PREFIX = ".tmp-"
 
@@ -56,6 +56,29 @@ _MIGRATIONS: list[tuple[int, str]] = [
 ALTER TABLE images ADD COLUMN run_id TEXT;
 ALTER TABLE images ADD COLUMN schedule TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE images ADD COLUMN lineage TEXT;
+"""),
+    # Version 2: engine 'upscale' (the GAN upscaler's pictures); SQLite changes a CHECK by rebuilding the table.
+    (2, """
+CREATE TABLE images_v2 (
+    id          TEXT PRIMARY KEY,
+    created     REAL NOT NULL,
+    engine      TEXT NOT NULL CHECK (engine IN ('diffusion', 'gan', 'upscale')),
+    params      TEXT NOT NULL,
+    seed        INTEGER,
+    timings     TEXT NOT NULL,
+    models      TEXT NOT NULL,
+    clip_score  REAL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    run_id      TEXT,
+    schedule    TEXT NOT NULL DEFAULT '[]',
+    lineage     TEXT
+);
+INSERT INTO images_v2 SELECT id, created, engine, params, seed, timings, models, clip_score, width, height,
+    run_id, schedule, lineage FROM images;
+DROP TABLE images;
+ALTER TABLE images_v2 RENAME TO images;
+CREATE INDEX IF NOT EXISTS images_created ON images (created DESC);
 """),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]

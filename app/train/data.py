@@ -5,6 +5,7 @@ Dataset v2 (needs Debian's fonts-noto-color-emoji, npm for the SVG sets, the `em
 
     python -m app.train.data build --out data/emoji            # 64 px, every art set
     python -m app.train.data build --out data/emoji256 --size 256   # the same at 256 px
+    python -m app.train.data build --out data/emoji256 --size 256 --every 5   # every 5th concept (upscalers)
 
 That writes `emoji64.npz`, `manifest.json` (licences, packages, counts, the held-out rule, and every
 image's source file with the sha256 of the source and of the pixels) and `compositional.json`.
@@ -160,11 +161,12 @@ def emoji_concepts(font: NotoFont, limit: int | None = None) -> tuple[list[tuple
 
 
 def build_emoji(sets: tuple[str, ...] = ART_SET_KEYS, size: int = SIZE, limit: int | None = None,
-                cache: Path = SOURCE_CACHE) -> tuple[Records, list[dict], dict]:
-    """Render every concept in every art set that draws it. Returns the records, one manifest row per
-    image (source file, licence, sha256 of the source) and statistics."""
+                cache: Path = SOURCE_CACHE, every: int = 1) -> tuple[Records, list[dict], dict]:
+    """Render every concept (every `every`-th, for a sample) in every art set that draws it. Returns the
+    records, one manifest row per image (source file, licence, sha256 of the source) and statistics."""
     font = NotoFont()
     concepts, skipped = emoji_concepts(font, limit)
+    concepts = concepts[::every]
     arts = [a for a in ART_SETS if a.key in sets]
     finders: dict[str, object] = {}
     for art in arts:
@@ -296,11 +298,11 @@ def compositional_prompts(known_words: set[str], emoji_names_: set[str]) -> list
 
 
 def build(out: Path, limit: int | None = None, sets: tuple[str, ...] = ART_SET_KEYS, size: int = SIZE,
-          cache: Path = SOURCE_CACHE) -> dict:
+          cache: Path = SOURCE_CACHE, every: int = 1) -> dict:
     """Render the multi-style set into `out` and write its manifest. Returns the manifest."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    records, rows, stats = build_emoji(sets, size, limit, cache)
+    records, rows, stats = build_emoji(sets, size, limit, cache, every)
     npz = out / (NPZ_NAME if size == SIZE else f"emoji{size}.npz")
     save_npz(npz, records)
     train = [c for c, s in zip(records.captions, records.split) if s == "train"]
@@ -314,6 +316,7 @@ def build(out: Path, limit: int | None = None, sets: tuple[str, ...] = ART_SET_K
         "vocabulary_words": len(caption_words(train)), "styles": {a.key: a.style for a in ART_SETS if a.key in sets},
         "licences": {**{a.key: a.licence for a in ART_SETS if a.key in sets}, "captions": CAPTION_LICENCE},
         "packages": {a.key: a.package for a in ART_SETS if a.key in sets},
+        "concept_sample": f"every {every}th concept" if every > 1 else "all",
         "heldout_rule": f"sha256(concept name without skin tone) % {HELDOUT_MOD} == 0",
         "heldout_concepts": len(heldout_ids), "compositional_prompts": len(composed),
         "build_seconds": round(time.time() - t0, 1), **stats, "images": rows,
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--sets", default=",".join(ART_SET_KEYS), help="art sets, comma-separated")
     b.add_argument("--size", type=int, default=SIZE, help="side in pixels (256: the upscaler's targets)")
     b.add_argument("--cache", type=Path, default=SOURCE_CACHE, help="where npm packages are unpacked")
+    b.add_argument("--every", type=int, default=1, help="render every Kth concept only (a sample; same split rule)")
     args = parser.parse_args(argv)
     sets = tuple(s for s in args.sets.split(",") if s)
     unknown = set(sets) - set(ART_SET_KEYS)
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown art sets {sorted(unknown)}; known: {', '.join(ART_SET_KEYS)}", file=sys.stderr)
         return 2
     try:
-        manifest = build(args.out, args.limit, sets, args.size, args.cache)
+        manifest = build(args.out, args.limit, sets, args.size, args.cache, max(1, args.every))
     except MissingArtSet as e:
         print(f"cannot build the dataset: {e}", file=sys.stderr)
         return 1

@@ -489,6 +489,11 @@ def merge_results(parts: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from app.train.data import load_records
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--upscale" in argv:  # the upscalers' evaluation (app/train/upscale_eval.py)
+        from app.train.upscale_eval import main as upscale_main
+
+        return upscale_main([a for a in argv if a != "--upscale"])
     p = argparse.ArgumentParser(prog="python -m app.train.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/emoji")
     p.add_argument("--judge", default="models/judge")

@@ -6,6 +6,7 @@ import { fileActions } from './gallery_actions.js';
 import { lastPageOffset, MAX_QUERY_CHARS, PAGE_SIZE, pageQuery, pagerState } from './gallery_paging.js';
 import { ganCaption } from './specs.js';
 import { scheduleText } from './restore.js';
+import { upscaleLineageText } from './upscale.js';
 import { batchText, lineageText } from './variations.js';
 import { $, fmtMs, fmtScore, showError } from './ui.js';
 
@@ -15,7 +16,9 @@ function summary(item) {
   const p = item.params || {};
   const t = item.timings || {};
   const parts = [];
-  if (item.engine === 'gan') {
+  if (item.engine === 'upscale') {
+    parts.push(`upscale ×4 (${p.upscaler ?? '?'})`);
+  } else if (item.engine === 'gan') {
     parts.push('GAN', `ψ ${p.truncation_psi ?? '–'}`);
     if (p.search_steps) parts.push(`search ${p.search_steps}`);
   } else {
@@ -36,11 +39,13 @@ export class GalleryView {
    * @param {(item: object) => void} onUse  restores an item's settings into the panels
    * @param {(item: object, inpaint: boolean) => void} [onInit]  makes an item the init image (to paint a mask on)
    * @param {(item: object) => void} [onVariations]  queues variations of an item
+   * @param {(item: object) => void} [onUpscale]  upscales an item ×4 with the Upscale panel's choice
    */
-  constructor(onUse, onInit = null, onVariations = null) {
+  constructor(onUse, onInit = null, onVariations = null, onUpscale = null) {
     this.onUse = onUse;
     this.onInit = onInit;
     this.onVariations = onVariations;
+    this.onUpscale = onUpscale;
     this.box = $('gallery');
     this.loading = null;
     this.stale = false; // a refresh was asked for while one was loading
@@ -156,7 +161,9 @@ export class GalleryView {
 
   #card(item, i) {
     const { line, history, perf } = summary(item);
-    const prompt = item.engine === 'gan' ? ganCaption(item.params) : item.params?.prompt || '(no prompt)';
+    const prompt = item.engine === 'gan' ? ganCaption(item.params)
+      : item.engine === 'upscale' ? `upscale of ${String(item.params?.source ?? '').slice(-8)}`
+        : item.params?.prompt || '(no prompt)';
     const img = el('img', { src: galleryImageUrl(item), alt: prompt, loading: 'lazy', width: item.width, height: item.height });
     if (item.width && item.width < 256) img.classList.add('pixelated');
     const use = el('button', { type: 'button', text: 'use these settings',
@@ -172,7 +179,11 @@ export class GalleryView {
                                 title: 'four img2img runs from this image at the strength set under the Diffusion viewer',
                                 'aria-label': `variations of image ${i + 1}: ${prompt.slice(0, 80)}` });
     vary.addEventListener('click', () => this.onVariations?.(item));
-    const source = lineageText(item.lineage);
+    const up = el('button', { type: 'button', text: 'upscale', class: 'upscale',
+                              title: 'upscale ×4 with the upscaler chosen under Upscale (GAN, diffusion or both)',
+                              'aria-label': `upscale image ${i + 1}: ${prompt.slice(0, 80)}` });
+    up.addEventListener('click', () => this.onUpscale?.(item));
+    const source = upscaleLineageText(item.lineage) || lineageText(item.lineage);
     const link = el('a', { href: galleryImageUrl(item), target: '_blank', rel: 'noopener' }, img);
     const card = el('article', { class: 'card', 'data-id': item.id },
       link,
@@ -182,7 +193,7 @@ export class GalleryView {
         history ? el('span', { class: 'sub history', text: history }) : '',
         source ? el('span', { class: 'sub lineage', text: source, title: `source: gallery image ${item.lineage.source_image}` }) : '',
         el('span', { class: 'sub', text: perf })),
-      use, toInit, inpaint, vary, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
+      use, toInit, inpaint, vary, up, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
     return card;
   }
 }

@@ -4,6 +4,7 @@
 //   specs.js     control specs and message params           controls.js  specs -> inputs
 //   diffusion.js / gan.js / gallery.js  the three areas      plot.js, ui.js  drawing and DOM helpers
 //   compare.js   the side-by-side table (live and measured figures)
+//   upscale.js   Upscale ×4: GAN / diffusion / both on a gallery image or a file, before/after slider
 //   queue.js     the queue list, Generate's state, the tab title   input.js  prompts, seeds, shortcuts
 import { fetchInfo, galleryImageUrl } from './api.js';
 import { CompareView } from './compare.js';
@@ -16,6 +17,7 @@ import { QueueView, generateState, progressTitle, settingsKey } from './queue.js
 import { Restorer } from './restore.js';
 import { RunStore } from './runs.js';
 import { $, clearErrors, showError } from './ui.js';
+import { UpscaleView } from './upscale.js';
 import { Socket } from './ws.js';
 
 const runs = new RunStore((url) => URL.revokeObjectURL(url));
@@ -24,6 +26,7 @@ const engineOf = new Map(); // run id -> engine, learned from `queued` / `starte
 
 let diffusion;
 let gan;
+let upscale;
 let wasClosed = false;
 
 const socket = new Socket({
@@ -43,6 +46,10 @@ const socket = new Socket({
   onEvent(ev) {
     if (ev.engine && ev.run_id) engineOf.set(ev.run_id, ev.engine);
     if (ev.type === 'error') showError(ev.message || 'unknown error', ev.code);
+    if (upscale.onEvent(ev)) { // an upscale this page asked for: its own panel shows it
+      if (ev.type === 'done') gallery.refresh();
+      return;
+    }
     const engine = engineOf.get(ev.run_id) ?? ev.engine;
     if (engine === 'gan') gan.onEvent(ev);
     else if (engine === 'diffusion' || ev.run_id || ev.ref) diffusion.onEvent(ev); // refs are Generate's
@@ -53,6 +60,7 @@ const socket = new Socket({
     refreshButtons();
   },
   onFrame(frame) {
+    if (upscale.onFrame(frame)) return;
     const engine = frame.meta.engine ?? engineOf.get(frame.meta.run_id) ?? 'diffusion';
     if (engine === 'gan') gan.onFrame(frame);
     else diffusion.onFrame(frame);
@@ -61,6 +69,7 @@ const socket = new Socket({
 
 diffusion = new DiffusionPanel(socket, runs);
 gan = new GanPanel(socket, runs, promptText);
+upscale = new UpscaleView(socket);
 const restorer = new Restorer({ diffusion, gan, onApplied: () => refreshButtons() });
 restorer.install($('open-png-file'));
 $('open-png').addEventListener('click', () => $('open-png-file').click());
@@ -71,6 +80,7 @@ const gallery = new GalleryView(
     diffusion.variations(item, `gallery image ${item.id.slice(-8)}`);
     refreshButtons();
   },
+  (item) => upscale.upscaleItem(item),
 );
 
 const compare = new CompareView($('compare'), $('compare-caption'));
@@ -158,6 +168,7 @@ async function loadInfo() {
     $('models').title = models.title;
     diffusion.applyInfo(info);
     gan.applyInfo(info);
+    upscale.applyInfo(info);
     compare.setMeasured(info.measured);
     showComparison();
   } catch (err) {
@@ -172,4 +183,4 @@ socket.connect();
 loadInfo();
 gallery.refresh();
 refreshButtons();
-window.noisescope = { socket, runs, diffusion, gan, gallery, compare, restorer, queue };
+window.noisescope = { socket, runs, diffusion, gan, gallery, compare, restorer, queue, upscale };

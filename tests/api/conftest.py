@@ -18,7 +18,7 @@ from app.settings import Settings
 @pytest.fixture(scope="session")
 def tiny_models(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Models:
     settings = Settings(diffusion_model=str(tiny_diffusion_dir), clip_model=str(tiny_clip_dir), gan_model="",
-                        device="cpu", data_dir=tmp_path_factory.mktemp("models-data"))
+                        upscaler_gan="", upscaler_diffusion="", device="cpu", data_dir=tmp_path_factory.mktemp("models-data"))
     return load_models(settings)
 
 

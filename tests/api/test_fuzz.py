@@ -267,10 +267,23 @@ def message(kind: str, fields: dict[str, st.SearchStrategy], required: tuple[str
     return st.builds(spoil, base, st.sampled_from([0] * 10 + [1, 2]), JUNK)
 
 
+UPSCALE = spoiled({
+    "source": st.sampled_from(["gallery:" + "0" * 24, "nosuchupload", "gallery:zz"]),
+    "upscaler": st.sampled_from(["gan", "diffusion", "both"]),
+    "prompt": st.sampled_from(["", "cat face"]),
+    "seed": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    "steps": st.integers(1, 3),
+    "noise_level": st.integers(0, 350),
+    "cfg_scale": floats(0, 30),
+}, {"source": outside("", "../x", 5, None), "upscaler": outside("magic"), "prompt": BAD_PROMPT,
+    "steps": outside(0, 201), "noise_level": outside(-1, 1001), "cfg_scale": outside(-1, 31, float("nan")),
+    "evil": outside(1, "x", None)})
+
 WS_MESSAGES = {
     "generate": message("generate", {"params": DIFFUSION, "engine": st.sampled_from(["diffusion", "gan"])},
                         ("params",)),
     "generate_gan": message("generate_gan", {"params": GAN}, ("params",)),
+    "upscale": message("upscale", {"params": UPSCALE}, ("params",)),
     "update": message("update", {"run_id": RUN_REF, "params": LIVE_UPDATE}, ("run_id", "params")),
     "rewind": message("rewind", {"run_id": RUN_REF, "step": st.integers(-1, 4),
                                  "params": st.one_of(st.none(), LIVE_UPDATE)}, ("run_id", "step")),

@@ -26,7 +26,7 @@ def serve(tiny_diffusion_dir: Path, tiny_clip_dir: Path, tmp_path: Path, **overr
 
     port = free_port()
     settings = Settings(**{"diffusion_model": str(tiny_diffusion_dir), "clip_model": str(tiny_clip_dir),
-                           "gan_model": None, "device": "cpu", "data_dir": tmp_path / "data", "host": "127.0.0.1",
+                           "gan_model": None, "upscaler_gan": "", "upscaler_diffusion": "", "device": "cpu", "data_dir": tmp_path / "data", "host": "127.0.0.1",
                            "port": port, **overrides})
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                             ws_per_message_deflate=False, lifespan="on")

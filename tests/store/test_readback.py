@@ -188,8 +188,11 @@ def test_an_old_gallery_database_is_migrated(tmp_path: Path) -> None:
     assert again.get(new_id).schedule == [{"step": 1, "changes": {"eta": 0.5}}]  # type: ignore[union-attr]
     assert again.get(new_id).lineage == {"parent_run": "r", "from_step": 1}  # type: ignore[union-attr]
     version = again._db.execute("PRAGMA user_version").fetchone()[0]
+    up = again.add(Image.new("RGB", (32, 32)), ImageRecord(engine="upscale", params={"source": f"gallery:{old_id}"},
+                                                          lineage={"source_image": old_id, "upscaler": "gan"}))
+    assert again.get(up).lineage == {"source_image": old_id, "upscaler": "gan"}  # type: ignore[union-attr]
     again.close()
-    assert version == SCHEMA_VERSION == 1
+    assert version == SCHEMA_VERSION == 2  # 2: engine 'upscale' (the table rebuilt with the new CHECK)
 
 
 def test_a_gan_png_restores_the_gan_panel(tmp_path: Path) -> None:
