@@ -342,10 +342,35 @@ def accel_rows(args: argparse.Namespace, models: DiffusionModels, params: Diffus
     return rows
 
 
+def sd15_decoder_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[tuple[str, float, str]]:
+    """One preview frame at SD 1.5's size: SD's VAE decoder (random weights, its shapes) vs TAESD's
+    architecture (diffusers' AutoencoderTiny defaults, what madebyollin/taesd is) vs the linear map."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    from app.diffusion.previews import LatentRGBMap
+    from app.diffusion.tiny_decoder import TinyDecoder
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        latent_channels=4, sample_size=512).to(device, dtype).eval()
+    tiny = TinyDecoder("TAESD-shaped", AutoencoderTiny().to(device, dtype).eval())
+    rgb = LatentRGBMap(torch.randn(4, 3), torch.zeros(3))
+    side = (args.size or 512) // 8
+    latent = torch.randn(1, 4, side, side, device=device)
+    t = median_times({"vae": lambda: to_uint8_hwc(full_decode(vae, latent)), "tiny": lambda: tiny.preview(latent),
+                      "map": lambda: fast_preview(rgb, latent)}, device, args.repeats)
+    return [(f"SD1.5-shaped VAE decode, {side * 8}x{side * 8}", t["vae"], ""),
+            ("TAESD-shaped decode, same latent", t["tiny"], f"{t['vae'] / t['tiny']:.1f}x faster than the VAE"),
+            ("linear map, same latent", t["map"], f"{t['tiny'] / t['map']:.0f}x faster than TAESD")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
     ap.add_argument("--sdxl-only", action="store_true", help="only the SDXL rows")
+    ap.add_argument("--decoders-only", action="store_true",
+                    help="only one preview frame by SD1.5's VAE, TAESD and the linear map (random weights, real shapes)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--clock", choices=["wall", "process"], default="wall",
                     help="process: CPU seconds of this process (CPU runs on a shared machine)")
@@ -373,6 +398,10 @@ def main() -> None:
     if args.clock == "process":
         global CLOCK
         CLOCK = time.process_time
+    if args.decoders_only:
+        print_rows(sd15_decoder_rows(args, device, dtype), "preview decoders at SD 1.5's size", device, dtype,
+                   args, 0, args.size or 512)
+        return
     if args.sdxl_only:
         print_rows(sdxl_rows(args, device, dtype), "tiny SDXL-shaped pipeline", device, dtype, args, 7.5)
         return
