@@ -47,7 +47,7 @@ def hub_offline() -> bool:
 def _families() -> dict[str, Family]:
     from app.diffusion.families import sd, sdxl
 
-    return {cls: fam for fam in (sd.FAMILY, sdxl.FAMILY) for cls in fam.pipeline_classes}
+    return {cls: fam for fam in (sd.FAMILY, sd.UPSCALE_FAMILY, sdxl.FAMILY) for cls in fam.pipeline_classes}
 
 
 def family_for_class(class_name: str, source: str) -> Family:

@@ -37,3 +37,18 @@ FAMILY = Family(
     from_pretrained=_from_pretrained,
     conditioner=lambda pipe: ClipConditioner(pipe.tokenizer, pipe.text_encoder),
 )
+
+
+def _upscaler_only(name: str, dtype: torch.dtype, local_only: bool) -> Any:
+    raise ValueError(f"{name} is a diffusion upscaler (StableDiffusionUpscalePipeline): load it with "
+                     "--upscaler-diffusion, not --diffusion-model")
+
+
+# A StableDiffusionUpscalePipeline (app.upscale.diffusion loads it): SD's text conditioning; its low-res
+# image and noise level reach the UNet through UNetFamily.guided's `concat` and `class_labels`.
+UPSCALE_FAMILY = Family(
+    name="sd-upscale",
+    pipeline_classes=("StableDiffusionUpscalePipeline",),
+    from_pretrained=_upscaler_only,
+    conditioner=lambda pipe: ClipConditioner(pipe.tokenizer, pipe.text_encoder),
+)
