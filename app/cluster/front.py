@@ -203,6 +203,11 @@ class RemoteStudio:
         elif kind == "gallery":
             await asyncio.to_thread(self.gallery.store, ImageRecord(**item[1]), item[2])
 
+    async def upscale(self, params: Any, sink: Sink, client_id: str, owner: str, ref: str | None = None) -> None:
+        """Upscaling is not routed to replicas yet: refused in words, never `internal`."""
+        raise StudioError("no_model", "upscaling is not available when the engine runs on Ray Serve (--ray); "
+                                      "run the studio without --ray to upscale")
+
     # ---- live messages: to the replica holding the run --------------------------------------------
 
     async def update(self, run_id: str, change: LiveUpdate, owner: str) -> LiveParams:
