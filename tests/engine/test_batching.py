@@ -153,14 +153,15 @@ def test_a_live_update_changes_only_its_own_run(models: DiffusionModels) -> None
         batcher.add(run.job)
     for tick in range(6):
         if tick == 2:
-            runs["p"].live.update(LiveUpdate(cfg_scale=2.0, eta=0.3))
+            runs["p"].live.update(LiveUpdate(cfg_scale=30.0))
         batcher.tick()
     schedule = runs["p"].live.schedule()
     assert schedule, "the change was recorded at the step it took effect"
     replay = params(seed=7, schedule=[e.model_dump() for e in schedule])
     mine = image(models, runs["p"].result)
-    assert (mine - image(models, alone(models, replay))).abs().max() <= TOLERANCE
-    assert (mine - image(models, alone(models, params(seed=7)))).abs().max() > 100 * TOLERANCE
+    off = (mine - image(models, alone(models, replay))).abs().max().item()
+    assert off <= TOLERANCE
+    assert (mine - image(models, alone(models, params(seed=7)))).abs().max().item() > 10 * max(off, 1e-6)
     assert (image(models, runs["q"].result) - image(models, alone(models, params(seed=8)))).abs().max() <= TOLERANCE
 
 
