@@ -26,7 +26,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--cpu-threads", type=int, help="torch threads per worker thread on CPU (default 1)")
     parser.add_argument("--batch-runs", type=int, help="diffusion runs of different pages stepped together, one "
                         "stacked UNet call per step (default 8; 1 runs them one after another)")
-    parser.add_argument("--diffusion-model", help="diffusers SD folder or hub id")
+    parser.add_argument("--diffusion-model",
+                        help="diffusers SD 1.x / 2.x / SDXL folder or hub id, or a single-file .safetensors")
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
     parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")

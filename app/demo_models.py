@@ -84,3 +84,52 @@ def build_tiny_diffusion(folder: Path, *, seed: int = 0, sample_size: int = 8, p
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_sdxl(folder: Path, *, seed: int = 0, sample_size: int = 8, words: list[str] | None = None) -> Path:
+    """A random diffusers StableDiffusionXLPipeline folder in SDXL's shape at a tiny size: two text
+    encoders of different widths (32 and 48, the second projecting to 32 and giving the pooled
+    embedding), a UNet with `addition_embed_type="text_time"` (6 size ids x 8 + 32 pooled in),
+    linear projections and more transformer layers deeper down, as SDXL has; an f=4 VAE."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = Path(folder)
+    tok_dir = folder / "tokenizer"
+    vocab_size = write_word_clip_tokenizer(tok_dir, list(words or []), max_length=77)
+    torch.manual_seed(seed)
+
+    def text_cfg(width: int, **kw) -> CLIPTextConfig:
+        return CLIPTextConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=3,
+                              num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab_size - 2,
+                              eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1, hidden_act="gelu", **kw)
+
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), transformer_layers_per_block=(1, 2), use_linear_projection=True,
+        cross_attention_dim=32 + 48, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32, norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1, norm_num_groups=8, sample_size=sample_size * 4, scaling_factor=0.13025, force_upcast=True,
+    )
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        steps_offset=1, timestep_spacing="leading", prediction_type="epsilon",
+    )
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(text_cfg(32)), text_encoder_2=CLIPTextModelWithProjection(
+            text_cfg(48, projection_dim=32)), tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
+        scheduler=scheduler, force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
 
     diffusion_model: str = Field(
         default=str(MODELS_DIR / "diffusion"),
-        description="diffusers Stable Diffusion folder or hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5).",
+        description="diffusers SD 1.x / 2.x / SDXL pipeline folder or hub id (e.g. "
+                    "stable-diffusion-v1-5/stable-diffusion-v1-5), or a single-file .safetensors checkpoint.",
     )
     clip_model: str = Field(
         default=str(MODELS_DIR / "clip"),

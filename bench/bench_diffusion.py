@@ -2,13 +2,16 @@
 
     python bench/bench_diffusion.py                  # models/diffusion if present, else a tiny demo pipeline
     python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
+    python bench/bench_diffusion.py --sdxl-only      # just the SDXL rows
 
 Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
   ours without previews / with a fast preview every step / with the per-step CLIP score (since issue 17
   on the fully decoded steps, 10, 20 and 30 by default; the H100 figure below predates that);
   ours dpmpp_2m + karras vs diffusers' StableDiffusionPipeline + DPMSolverMultistepScheduler(karras);
   ours ddim vs diffusers + DDIMScheduler (same steps, size, cfg; both stop at the latent);
-  one CLIP-guided step (8 cutouts) vs one plain step.
+  one CLIP-guided step (8 cutouts) vs one plain step;
+  SDXL (a tiny pipeline in SDXL's format: two text encoders, pooled embedding, size ids): ours euler
+  vs diffusers' StableDiffusionXLPipeline + EulerDiscreteScheduler, same steps, size, cfg, to the latent.
 
 Measured 2026-11-23 on one H100 (fp16), SD1.5-shaped random weights, 512x512, 20 steps, cfg 7.5,
 median of 3, cases run one after another (before the round-robin order above; runs on fresh
@@ -18,6 +21,9 @@ machines differed by ~15% in absolute time, so read the ratios as +-5%):
   ours dpmpp_2m / diffusers DPM++ 2M  0.905   (1.065 in the earlier run)
   ours ddim / diffusers DDIM          0.998   (0.982)
   CLIP-guided step / plain step       1.94x   (3.32x)
+Tiny SDXL-shaped pipeline, 64x64, 20 Euler steps, CPU, 1 thread, 2026-11-30 at load ~15 on 2 cores
+(`--sdxl-only --threads 1 --repeats 7 --clock process`): ours/diffusers SDXL 0.989 (5 repeats: 1.024;
+wall clock, 5 repeats: 1.261, mostly waiting for a core).
 Tiny demo pipeline, 64x64: preview 0.940, ours/diffusers 1.235 (DPM) and 0.822 (DDIM): launch-bound
 and noise-dominated at that size.
 """
@@ -47,6 +53,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK: Callable[[], float] = time.perf_counter  # --clock process: this process's CPU seconds instead
+
+
 def median_times(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
     """Median seconds per case; the repeats run round-robin so clock drift hits every case alike."""
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -55,10 +64,10 @@ def median_times(cases: dict[str, Callable[[], object]], device: torch.device, r
     sync(device)
     for _ in range(repeats):
         for name, fn in cases.items():
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
             sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(CLOCK() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -136,9 +145,43 @@ def _scheduler(folder: Path):
     return DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
 
 
+def sdxl_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[tuple[str, float, str]]:
+    """Ours vs diffusers' own SDXL pipeline on the tiny SDXL-shaped pipeline, Euler on the same
+    ('leading') schedule; both encode the prompts in every call."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    from app.demo_models import build_tiny_sdxl
+
+    folder = build_tiny_sdxl(Path(tempfile.mkdtemp()) / "sdxl", seed=0, sample_size=16)
+    models = load_diffusion_models(str(folder), device, dtype, cache_dir=Path(tempfile.mkdtemp()))
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=dtype).to(device)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    size = args.size or 64
+    params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,
+                             width=size, height=size, cfg_scale=7.5, sampler="euler", karras=False)
+    lv = params.live()
+    gen = torch.Generator(device).manual_seed(1)
+    t = median_times({
+        "ours": lambda: generate(models, params, live=lambda: lv, on_step=lambda s: None),
+        "theirs": lambda: pipe(params.prompt, negative_prompt=params.negative_prompt, num_inference_steps=args.steps,
+                               guidance_scale=params.cfg_scale, width=size, height=size, output_type="latent",
+                               generator=gen),
+    }, device, args.repeats)
+    return [
+        (f"SDXL-shaped tiny {size}x{size}: ours euler", t["ours"], ""),
+        ("SDXL-shaped tiny: diffusers SDXL pipeline, Euler", t["theirs"],
+         f"ours/diffusers {t['ours'] / t['theirs']:.3f} (goal <= 1.0)"),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
+    ap.add_argument("--sdxl-only", action="store_true", help="only the SDXL rows")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--clock", choices=["wall", "process"], default="wall",
+                    help="process: CPU seconds of this process (CPU runs on a shared machine)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15-shaped, else 64)")
     ap.add_argument("--repeats", type=int, default=5)
@@ -146,6 +189,14 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "process":
+        global CLOCK
+        CLOCK = time.process_time
+    if args.sdxl_only:
+        print_rows(sdxl_rows(args, device, dtype), "tiny SDXL-shaped pipeline", device, dtype, args, 7.5)
+        return
     models, pipe, label = load(args, device, dtype)
     size = args.size or (512 if args.sd15_shaped else 64)
     params = DiffusionParams(prompt="a red fox in the snow", negative_prompt="blurry", seed=1, steps=args.steps,
@@ -203,10 +254,16 @@ def main() -> None:
         ("one fast preview alone (map + uint8)", one_preview, f"{one_preview / step:.4f} of a plain step"),
     ]
 
+    print_rows(rows + sdxl_rows(args, device, dtype), label, device, dtype, args, params.cfg_scale, size)
+
+
+def print_rows(rows: list[tuple[str, float, str]], label: str, device: torch.device, dtype: torch.dtype,
+               args: argparse.Namespace, cfg: float, size: int | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {size}x{size}, "
-          f"{args.steps} steps, cfg {params.cfg_scale}; median of {args.repeats}")
-    print(f"{'case':48} {'seconds':>9}  ratio")
+    side = size or args.size or 64
+    print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {side}x{side}, "
+          f"{args.steps} steps, cfg {cfg}; median of {args.repeats}")
+    print(f"{'case':48} {'seconds':>9}  ratio   ({args.clock} clock)")
     for case, t, note in rows:
         print(f"{case:48} {t:9.4f}  {note}")
 

@@ -12,7 +12,8 @@ alone (`cfg_denoiser`, `answer`) or stacked with other runs' into one network ca
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
@@ -23,6 +24,58 @@ from app.diffusion.sigmas import model_sigmas, sigma_to_t
 
 def _bcast(v: Tensor, x: Tensor) -> Tensor:
     return v.view(-1, *([1] * (x.ndim - 1)))
+
+
+class FamilyContext(Protocol):
+    """A model family's conditioning beyond the text states (e.g. SDXL's pooled embeddings and
+    size ids): a dataclass whose fields are all tensors batched along dim 0; only the family's
+    `unet_kwargs` reads them, CFG merely stacks and repeats them like a tensor."""
+
+    def unet_kwargs(self, dtype: torch.dtype) -> dict[str, Any]: ...
+
+
+Context: TypeAlias = "Tensor | FamilyContext"  # [B, L, D] text states, or a family's batched context
+
+
+def _per_field(ctx: Context, fn: Callable[[Tensor], Tensor]) -> Context:
+    if isinstance(ctx, Tensor):
+        return fn(ctx)
+    assert is_dataclass(ctx)
+    return replace(ctx, **{f.name: fn(getattr(ctx, f.name)) for f in fields(ctx)})
+
+
+def cat_context(parts: list[Context]) -> Context:
+    """Stack contexts along the batch."""
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts)
+    assert is_dataclass(first)
+    return replace(first, **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(first)})
+
+
+def expand_context(ctx: Context, b: int) -> Context:
+    """A one-row context broadcast to batch b."""
+    return _per_field(ctx, lambda t: t.expand(b, *t.shape[1:]))
+
+
+def repeat_context(ctx: Context, b: int) -> Context:
+    """Each row repeated b times in place (rows r, r, ..., r + 1, ...)."""
+    return _per_field(ctx, lambda t: t.repeat_interleave(b, dim=0))
+
+
+def context_shape(ctx: Context) -> tuple:
+    """A context's shape without the batch (each field's, for a family's context)."""
+    if isinstance(ctx, Tensor):
+        return tuple(ctx.shape[1:])
+    assert is_dataclass(ctx)
+    return (type(ctx).__name__, *((f.name, tuple(getattr(ctx, f.name).shape[1:])) for f in fields(ctx)))
+
+
+def unet_kwargs(ctx: Context, dtype: torch.dtype) -> dict[str, Any]:
+    """The UNet's conditioning arguments: the text states alone, or what the family's context says."""
+    if isinstance(ctx, Tensor):
+        return {"encoder_hidden_states": ctx.to(dtype)}
+    return ctx.unet_kwargs(dtype)
 
 
 class UNetDenoiser:
@@ -53,14 +106,14 @@ class UNetDenoiser:
     def sigma_max(self) -> float:
         return float(self.sigmas[-1])
 
-    def __call__(self, x: Tensor, sigma: Tensor, context: Tensor, concat: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, context: Context, concat: Tensor | None = None) -> Tensor:
         sigma = sigma.float()
         c_in = _bcast((sigma**2 + 1).rsqrt(), x)
         t = sigma_to_t(sigma, self.log_sigmas)
         inputs = x * c_in
         if concat is not None:
             inputs = torch.cat([inputs, concat.to(x.dtype).repeat(x.shape[0] // concat.shape[0], 1, 1, 1)], dim=1)
-        out = self.unet(inputs.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
+        out = self.unet(inputs.to(self.dtype), t, **unet_kwargs(context, self.dtype)).sample.float()
         s = _bcast(sigma, x)
         if self.prediction_type == "epsilon":
             return x - s * out
@@ -74,7 +127,7 @@ class UNetCall:
 
     x: Tensor
     sigma: Tensor
-    context: Tensor
+    context: Context
     concat: Tensor | None = None
 
     @property
@@ -83,7 +136,7 @@ class UNetCall:
 
     def key(self) -> tuple:
         """Calls with equal keys can be stacked into one network call."""
-        return (tuple(self.x.shape[1:]), tuple(self.context.shape[1:]),
+        return (tuple(self.x.shape[1:]), context_shape(self.context),
                 None if self.concat is None else tuple(self.concat.shape[1:]), self.x.dtype, self.x.device)
 
 
@@ -115,17 +168,18 @@ def unet_batch(denoiser: UNetDenoiser, calls: Sequence[UNetCall]) -> list[Tensor
         return [unet_call(denoiser, calls[0])]
     concat = None if calls[0].concat is None else torch.cat([c.concat for c in calls])  # type: ignore[misc]
     out = denoiser(torch.cat([c.x for c in calls]), torch.cat([c.sigma for c in calls]),
-                   torch.cat([c.context for c in calls]), concat=concat)
+                   cat_context([c.context for c in calls]), concat=concat)
     return list(out.split([c.rows for c in calls]))
 
 
 @dataclass(frozen=True)
 class TextConditioning:
-    """Text-encoder states for CFG: one per weighted prompt, and the negative prompt as uncond."""
+    """Text-encoder states for CFG: one per weighted prompt, and the negative prompt as uncond
+    (tensors [n, L, D] and [1, L, D], or a family's context batched alike)."""
 
-    cond: Tensor  # [n, L, D]
+    cond: Context
     weights: tuple[float, ...]
-    uncond: Tensor  # [1, L, D]
+    uncond: Context
 
 
 @torch.no_grad()
@@ -148,9 +202,9 @@ def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None)
     Liu et al. 2022: D = D_u + scale * sum_i w_i (D_i - D_u), all branches in one network call.
     `scale` is re-read at every call; `concat` ([1 or B, 5, h, w]) goes to an inpainting UNet."""
     n = len(cond.weights)
-    contexts = torch.cat([cond.uncond, cond.cond])  # [n + 1, L, D]
+    contexts = cat_context([cond.uncond, cond.cond])  # [n + 1, L, D]
     only_cond = n == 1 and cond.weights[0] == 1.0
-    batched: dict[int, Tensor] = {}  # batch size -> contexts repeated for it
+    batched: dict[int, Context] = {}  # batch size -> contexts repeated for it
 
     def rows(t: Tensor | None, count: int) -> Tensor | None:
         return None if t is None else t.repeat(count // t.shape[0], *([1] * (t.ndim - 1)))
@@ -159,11 +213,13 @@ def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None)
         s = _read(scale)
         b = x.shape[0]
         if s == 0.0:
-            return (yield UNetCall(x, sigma, cond.uncond.expand(b, -1, -1), rows(concat, b)))
+            return (yield UNetCall(x, sigma, expand_context(cond.uncond, b), rows(concat, b)))
         if s == 1.0 and only_cond:
-            return (yield UNetCall(x, sigma, cond.cond.expand(b, -1, -1), rows(concat, b)))
-        out = yield UNetCall(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1),
-                             batched.setdefault(b, contexts.repeat_interleave(b, dim=0)), rows(concat, b * (n + 1)))
+            return (yield UNetCall(x, sigma, expand_context(cond.cond, b), rows(concat, b)))
+        if b not in batched:
+            batched[b] = repeat_context(contexts, b)
+        out = yield UNetCall(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1), batched[b],
+                             rows(concat, b * (n + 1)))
         out = out.chunk(n + 1)
         uncond = out[0]
         guided = uncond
@@ -174,7 +230,7 @@ def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None)
     return denoise
 
 
-def cfg_denoiser(model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: TextConditioning,
+def cfg_denoiser(model: Callable[[Tensor, Tensor, Context], Tensor], cond: TextConditioning,
                  scale: Live) -> Denoiser:
     """`cfg_calls` answered by `model(x, sigma, context)`, one run alone."""
     calls = cfg_calls(cond, scale)

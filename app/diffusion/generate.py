@@ -24,9 +24,10 @@ from app.diffusion.denoiser import (
     UNetDenoiser,
     answer,
     cfg_calls,
-    text_conditioning,
     unet_call,
 )
+from app.diffusion.families import Conditioner, family_of, load_pipeline
+from app.diffusion.families.sd import ClipConditioner
 from app.diffusion.guidance import ClipTarget, GuidanceKnobs, active, clip_guided, clip_score, clip_target
 from app.diffusion.inpaint import (
     INPAINT_UNET_CHANNELS,
@@ -65,6 +66,13 @@ class DiffusionModels:
     denoiser: UNetDenoiser
     rgb_map: LatentRGBMap
     clip: ClipBackend | None = None
+    # prompts -> the denoiser's conditioning, the family's own (app.diffusion.families);
+    # None: SD 1.x / 2.x's, from `tokenizer` and `text_encoder`
+    conditioner: Conditioner | None = None
+
+    def __post_init__(self) -> None:
+        if self.conditioner is None:
+            self.conditioner = ClipConditioner(self.tokenizer, self.text_encoder)
 
     @property
     def latent_channels(self) -> int:
@@ -98,29 +106,35 @@ class StepInfo:
 
 def load_diffusion_models(name_or_path: str, device: torch.device, dtype: torch.dtype, clip: ClipBackend | None = None,
                           cache_dir: Path | None = None) -> DiffusionModels:
-    """A diffusers Stable Diffusion folder or hub id (SD 1.x / 2.x layouts); HF_HUB_OFFLINE=1 keeps it local.
+    """A diffusers pipeline folder or hub id (SD 1.x / 2.x, SDXL: app.diffusion.families), or a
+    single-file checkpoint in the original layout (app.diffusion.single_file); HF_HUB_OFFLINE=1
+    keeps hub ids to the local cache, and a single file never needs the hub.
 
     The noise schedule and prediction type come from the scheduler config; the preview map is
     fitted once per VAE and cached under `cache_dir` (default ~/.cache/noisescope).
     """
-    from diffusers import StableDiffusionPipeline
+    from app.diffusion import single_file
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        name_or_path, dtype=dtype, safety_checker=None, requires_safety_checker=False,
-        local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
-    )
+    cache_dir = cache_dir or default_cache_dir()
+    if single_file.is_single_file(name_or_path):
+        pipe = single_file.load_single_file(Path(name_or_path), dtype, cache_dir / "single-file-configs")
+    else:
+        pipe = load_pipeline(str(name_or_path), dtype)
     return models_from_pipeline(pipe, str(name_or_path), device, dtype, clip, cache_dir)
 
 
 def models_from_pipeline(pipe, name: str, device: torch.device, dtype: torch.dtype, clip: ClipBackend | None = None,
                          cache_dir: Path | None = None) -> DiffusionModels:
-    """DiffusionModels from an already built StableDiffusionPipeline (its components are moved to `device`)."""
+    """DiffusionModels from an already built pipeline of a known family (its components are moved to `device`)."""
     from diffusers import DDPMScheduler
 
     cfg = dict(pipe.scheduler.config)
     alphas_cumprod = DDPMScheduler.from_config(cfg).alphas_cumprod.double().clamp(min=2.0**-24)
     prediction_type = cfg.get("prediction_type", "epsilon")
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+    family = family_of(pipe)
+    family.setup(pipe, dtype)
+    conditioner = family.conditioner(pipe)
+    for module in (pipe.unet, pipe.vae, *conditioner.modules):
         module.to(device).eval().requires_grad_(False)
     rgb_map = previews.load_or_fit(pipe.vae, (cache_dir or default_cache_dir()) / "previews")
     return DiffusionModels(
@@ -128,7 +142,7 @@ def models_from_pipeline(pipe, name: str, device: torch.device, dtype: torch.dty
         alphas_cumprod=alphas_cumprod, prediction_type=prediction_type,
         timestep_spacing=cfg.get("timestep_spacing", "leading"), steps_offset=int(cfg.get("steps_offset", 0)),
         device=device, dtype=dtype, denoiser=UNetDenoiser(pipe.unet, alphas_cumprod, prediction_type),
-        rgb_map=rgb_map, clip=clip,
+        rgb_map=rgb_map, clip=clip, conditioner=conditioner,
     )
 
 
@@ -267,7 +281,7 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
                                       blank if image is None else image, pixels,
                                       None if inpaint is None else inpaint.mask, shape)
 
-    cond = text_conditioning(models.tokenizer, models.text_encoder, prompts, params.negative_prompt)
+    cond = models.conditioner(prompts, params.negative_prompt, params.width, params.height)
     calls = cfg_calls(cond, lambda: live().cfg_scale, concat)
     target = clip_target(models.clip, prompts) if models.clip is not None else None
     guided = clip_guided(lambda x, sigma: answer(calls(x, sigma), lambda c: unet_call(models.denoiser, c)),

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from app.diffusion import previews
-from app.diffusion.denoiser import encode_text
 from app.engine.budget import Calibration, meminfo_available
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,8 @@ def _calibrate(models, latent_side: int) -> Calibration:
     latent_px = latent_side * latent_side
     image_px = latent_px * scale * scale
     sigma = torch.full((1,), models.denoiser.sigma_max, device=device)
-    context = encode_text(models.tokenizer, models.text_encoder, [""])
+    side_px = latent_side * scale  # the family's own conditioning (SDXL: pooled text and size ids too)
+    context = models.conditioner([("", 1.0)], "", side_px, side_px).cond
     latents = {side: torch.randn(1, channels, side, side, device=device) for side in (latent_side, 2 * latent_side)}
 
     def unet(side: int = latent_side) -> Callable[[], object]:
