@@ -29,6 +29,12 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--diffusion-model",
                         help="diffusers SD 1.x / 2.x / SDXL folder or hub id, or a single-file .safetensors")
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")
+    parser.add_argument("--lora", action="append", metavar="FILE.safetensors",
+                        help="a LoRA file (kohya / A1111 or diffusers format), with a live weight slider; repeatable")
+    parser.add_argument("--lora-dir", help="folder of LoRA .safetensors files that prompts name as <lora:name:0.8>")
+    parser.add_argument("--lora-weight", type=float, help="the weight LoRA sliders start at (default 1)")
+    parser.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id for preview frames "
+                        "(madebyollin/taesd, madebyollin/taesdxl, madebyollin/taesd3, madebyollin/taef1)")
     parser.add_argument("--gan-model", help="StyleGAN2 folder (generator.safetensors + config.json); '' for none")
     parser.add_argument("--data-dir", help="gallery and caches")
     parser.add_argument("--evaluation", help="JSON from `python -m app evaluate` whose figures the page shows "
@@ -40,9 +46,30 @@ def serve(argv: list[str]) -> int:
                         "this device's measured speed (default 900 on a CPU, 300 on a GPU)")
     parser.add_argument("--memory-fraction", type=float, help="refuse jobs whose estimated peak memory exceeds "
                         "this fraction of the available memory (default 0.9)")
+    ray = parser.add_argument_group("Ray Serve (many devices and machines; pip install -e \".[ray]\")")
+    ray.add_argument("--ray", action="store_true", help="run the engine as a Ray Serve deployment of "
+                     "--replicas replicas (one GPU each where the cluster has GPUs) behind this ingress")
+    ray.add_argument("--ray-address", help="the cluster to join (default: the one started on this machine by "
+                     "`ray start --head`, else a new local one)")
+    ray.add_argument("--replicas", type=int, default=1, help="engine replicas (default 1)")
+    ray.add_argument("--max-replicas", type=int, help="autoscale from --replicas up to this many, on runs per replica")
+    ray.add_argument("--target-runs", type=float, default=2.0,
+                     help="autoscaling target: queued + running runs per replica (default 2)")
     args = parser.parse_args(argv)
+    cluster = {k: vars(args).pop(k) for k in ("ray", "ray_address", "replicas", "max_replicas", "target_runs")}
+    if cluster["replicas"] < 1 or cluster["target_runs"] <= 0:
+        parser.error("--replicas must be at least 1 and --target-runs more than 0")
+    if cluster["max_replicas"] is not None and cluster["max_replicas"] < cluster["replicas"]:
+        parser.error("--max-replicas must be at least --replicas")
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)
+    if cluster["ray"]:
+        from app.cluster.launch import serve_with_ray
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings.ensure_token()
+        return serve_with_ray(settings, address=cluster["ray_address"], replicas=cluster["replicas"],
+                              max_replicas=cluster["max_replicas"], target_runs=cluster["target_runs"])
 
     import uvicorn
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,14 +16,18 @@ from fastapi.staticfiles import StaticFiles
 from app.api import docs, pngsettings, routes, vocab, ws
 from app.api.guard import SECURITY_HEADERS, Guard, redact_uvicorn_logs
 from app.api.uploads import sweep_periodically, upload_store
+from app.api.ws import settle
 from app.registry import Models, load_models
 from app.settings import Settings
 
 log = logging.getLogger("noisescope")
 
 
-def create_app(settings: Settings | None = None, *, models: Models | None = None) -> FastAPI:
-    """Build the app. `models` may be passed in (tests share loaded models across apps)."""
+def create_app(settings: Settings | None = None, *, models: Models | None = None,
+               front: Callable[[Settings], Awaitable[Any]] | None = None) -> FastAPI:
+    """Build the app. `models` may be passed in (tests share loaded models across apps). `front` builds
+    the studio the routes talk to instead of a local engine: app.cluster.front.RemoteStudio.connect
+    when the engine runs as a Ray Serve deployment."""
     settings = settings or Settings()
     settings.ensure_token()
 
@@ -33,9 +38,11 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
 
         redact_uvicorn_logs()  # after uvicorn configured its loggers
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        loaded = models or load_models(settings)
-        studio = Studio(settings, loaded, Gallery(settings.data_dir / "gallery"))
-        studio.start()
+        if front is not None:
+            studio = await front(settings)
+        else:
+            studio = Studio(settings, models or load_models(settings), Gallery(settings.data_dir / "gallery"))
+            studio.start()
         app.state.studio = studio
         app.state.uploads = uploads = upload_store(settings, studio.upload_dir)
         uploads.sweep()  # a killed server's temp files, and uploads that expired while it was down
@@ -44,7 +51,7 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
             yield
         finally:
             sweeper.cancel()
-            studio.stop()
+            await settle(studio.stop())
 
     # The docs come from app.api.docs, behind the token like the API.
     app = FastAPI(title="Noisescope", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

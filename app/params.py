@@ -11,10 +11,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.diffusion.lora_tags import check_lora_weights, lora_tags
 from app.diffusion.prompts import parse_prompt
 from app.diffusion.schedules import parse_schedule
 
 SamplerName = Literal["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m"]
+# what draws the preview frames between full decodes: the fitted linear map, the tiny decoder
+# (--preview-decoder, app.diffusion.tiny_decoder) or the full VAE
+PreviewDecoder = Literal["linear", "tiny", "full"]
 MAX_SEED = 2**32 - 1  # numpy's RandomState range, which the GAN's seed_to_w uses
 GALLERY_PREFIX = "gallery:"
 # an upload id, or "gallery:" and a gallery image's id (img2img from a finished image: variations)
@@ -47,6 +51,8 @@ def one_line(text: str) -> str:
 
 
 Schedule = Annotated[str, Field(max_length=200, pattern=r"^[\[\]0-9.*+ ]*$"), AfterValidator(_parses)]
+# {name: weight}: names of LoRA files (app.diffusion.lora_tags), checked in words rather than by a pattern
+LoraWeights = Annotated[dict[str, float], AfterValidator(check_lora_weights)]
 
 
 class StrictModel(BaseModel):
@@ -71,6 +77,10 @@ class LiveParams(StrictModel):
     clamp_max: float = Field(0.05, gt=0.0, le=10.0)
     preview_every: int = Field(1, ge=1, le=1000, description="Send a preview every N steps.")
     full_decode_every: int = Field(10, ge=1, le=1000, description="Full VAE decode every N steps; fast map otherwise.")
+    preview_decoder: PreviewDecoder = Field(
+        "linear", description="the other preview frames: linear map, tiny decoder (needs --preview-decoder) or full VAE")
+    lora_weights: LoraWeights = Field(
+        default_factory=dict, description="{LoRA name: weight}; the run's LoRAs are the names it starts with")
 
 
 class LiveUpdate(StrictModel):
@@ -91,6 +101,8 @@ class LiveUpdate(StrictModel):
     clamp_max: float | None = Field(None, gt=0.0, le=10.0)
     preview_every: int | None = Field(None, ge=1, le=1000)
     full_decode_every: int | None = Field(None, ge=1, le=1000)
+    preview_decoder: PreviewDecoder | None = None
+    lora_weights: LoraWeights | None = Field(None, description="only the LoRAs named change")
 
 
 MAX_SCHEDULE_ENTRIES = 1000
@@ -114,6 +126,8 @@ class ScheduleEntry(StrictModel):
 def apply_change(current: LiveParams, change: LiveUpdate | dict) -> LiveParams:
     """`current` with the fields of `change` set, validated as a whole (ValueError when refused)."""
     fields = change.model_dump(exclude_none=True) if isinstance(change, LiveUpdate) else change
+    if "lora_weights" in fields:  # a change names only the LoRAs whose weight it sets
+        fields = {**fields, "lora_weights": {**current.lora_weights, **fields["lora_weights"]}}
     return LiveParams.model_validate({**current.model_dump(), **fields})
 
 
@@ -180,7 +194,16 @@ class DiffusionParams(LiveParams):
                 raise ValueError(f"{where}: must be at least skip_steps ({self.skip_steps}) and below steps "
                                  f"({self.steps})")
             previous = entry.step
+            unknown = set(entry.changes.lora_weights or ()) - set(self.run_loras())
+            if unknown:
+                raise ValueError(f"{where}: sets the weight of LoRA {sorted(unknown)[0]!r}, which the run does not "
+                                 "start with (name it in lora_weights or a <lora:name:weight> tag)")
         return self
+
+    def run_loras(self) -> dict[str, float]:
+        """The LoRAs this run applies and their starting weights: `lora_weights`, then the prompt's
+        `<lora:name:weight>` tags (a tag's weight wins)."""
+        return {**self.lora_weights, **lora_tags(self.prompt)}
 
     def live_states(self) -> list[LiveParams]:
         """The live parameters in force after each schedule entry, in order (for the limit checks)."""

@@ -45,6 +45,18 @@ class Models:
             "diffusion": public.get("diffusion"),
             "clip": public.get("clip"),
             "gan": public.get("gan"),
+            **self.diffusion_extras(),
+        }
+
+    def diffusion_extras(self) -> dict[str, Any]:
+        """The LoRAs loaded (one live slider each) and the preview decoders the page may choose."""
+        d = self.diffusion
+        tiny = getattr(d, "preview_decoder", None)
+        return {
+            "loras": [] if getattr(d, "loras", None) is None else d.loras.info(),
+            "lora_dir": getattr(getattr(d, "loras", None), "folder", None) is not None,
+            "preview_decoders": ["linear", "tiny", "full"] if tiny is not None else ["linear", "full"],
+            "preview_decoder": None if tiny is None else tiny.name,
         }
 
 
@@ -55,6 +67,23 @@ def _is_embedded(name: str) -> bool:
 def _missing_embedded(name: str) -> bool:
     """The default embedded folder was asked for but holds no weights: use demo weights."""
     return not Path(name).exists() and _is_embedded(name)
+
+
+def load_diffusion_extras(diffusion: Any, settings: Settings) -> None:
+    """The LoRAs (--lora, --lora-dir) and the tiny preview decoder (--preview-decoder) of a loaded
+    diffusion model; a file or decoder that does not fit it stops the start with a message."""
+    from app.diffusion.lora import LoraLibrary, model_parts
+    from app.diffusion.tiny_decoder import check_fits, load_tiny_decoder
+
+    if settings.lora or settings.lora_dir is not None:
+        log.info("loading %d LoRA file(s)%s", len(settings.lora),
+                 f"; LoRA folder {settings.lora_dir}" if settings.lora_dir else "")
+        diffusion.loras = LoraLibrary(model_parts(diffusion), settings.lora, settings.lora_dir, settings.lora_weight)
+    if settings.preview_decoder:
+        log.info("loading preview decoder %s", settings.preview_decoder)
+        tiny = load_tiny_decoder(settings.preview_decoder, diffusion.device, diffusion.dtype)
+        check_fits(tiny, diffusion.latent_channels, diffusion.vae_scale)
+        diffusion.preview_decoder = tiny
 
 
 def load_models(settings: Settings) -> Models:
@@ -83,6 +112,7 @@ def load_models(settings: Settings) -> Models:
     clip = load_clip(clip_name, device, dtype)
     log.info("loading diffusion pipeline %s on %s (%s)", diffusion_name, device, dtype)
     diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip, cache_dir=settings.data_dir / "cache")
+    load_diffusion_extras(diffusion, settings)
 
     gan = None
     gan_name = settings.gan_model or None

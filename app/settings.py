@@ -41,6 +41,19 @@ class Settings(BaseSettings):
         default=str(MODELS_DIR / "clip"),
         description="transformers CLIPModel folder or hub id, or 'open_clip:MODEL/PRETRAINED'.",
     )
+    lora: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="LoRA .safetensors files (kohya / A1111 or diffusers format) loaded at start; each gets a live "
+                    "weight slider on the page. Environment: comma-separated paths.",
+    )
+    lora_dir: Path | None = Field(
+        default=None, description="Folder of LoRA .safetensors files that prompts name as <lora:name:weight>.")
+    lora_weight: float = Field(default=1.0, ge=-10.0, le=10.0, description="The weight the page's LoRA sliders start at.")
+    preview_decoder: str | None = Field(
+        default=None,
+        description="diffusers AutoencoderTiny folder or hub id (madebyollin/taesd, taesdxl, taesd3, taef1): the "
+                    "tiny decoder the page can choose for its preview frames.",
+    )
     gan_model: str | None = Field(
         default=str(MODELS_DIR / "gan"),
         description="StyleGAN2 folder (generator.safetensors + config.json); empty for none.",
@@ -99,6 +112,11 @@ class Settings(BaseSettings):
                     "MemAvailable; CUDA: free device memory) is refused instead of swapping.",
     )
     history_bytes: int = 256 * 1024 * 1024
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _split_paths(cls, v: Any) -> Any:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
     python bench/bench_diffusion.py                  # models/diffusion if present, else a tiny demo pipeline
     python bench/bench_diffusion.py --sd15-shaped    # random weights in SD 1.5's shapes, ViT-B/32-shaped CLIP
     python bench/bench_diffusion.py --sdxl-only      # just the SDXL rows
+    python bench/bench_diffusion.py --flow           # flow matching: tiny SD3- and FLUX-shaped pipelines
 
 Rows, each the median of --repeats runs after one warm-up, all measured in this one process:
   ours without previews / with a fast preview every step / with the per-step CLIP score (since issue 17
@@ -10,6 +11,11 @@ Rows, each the median of --repeats runs after one warm-up, all measured in this 
   ours dpmpp_2m + karras vs diffusers' StableDiffusionPipeline + DPMSolverMultistepScheduler(karras);
   ours ddim vs diffusers + DDIMScheduler (same steps, size, cfg; both stop at the latent);
   one CLIP-guided step (8 cutouts) vs one plain step;
+  ours with a LoRA (rank --lora-rank on every attention / feed-forward Linear and 1x1 proj conv, weight
+  live: read before every UNet call) and with that LoRA at weight 0 (skipped), vs no LoRA;
+  a preview every step from the tiny decoder (--preview-decoder, else a random AutoencoderTiny in TAESD's
+  own architecture: 64 channels, 3 blocks per stage, one stage per 2x of the model's VAE) and from the
+  full VAE, vs none; and one preview alone by each of the linear map, the tiny decoder and the VAE;
   SDXL (a tiny pipeline in SDXL's format: two text encoders, pooled embedding, size ids): ours euler
   vs diffusers' StableDiffusionXLPipeline + EulerDiscreteScheduler, same steps, size, cfg, to the latent.
 
@@ -26,6 +32,11 @@ Tiny SDXL-shaped pipeline, 64x64, 20 Euler steps, CPU, 1 thread, 2026-11-30 at l
 wall clock, 5 repeats: 1.261, mostly waiting for a core).
 Tiny demo pipeline, 64x64: preview 0.940, ours/diffusers 1.235 (DPM) and 0.822 (DDIM): launch-bound
 and noise-dominated at that size.
+
+--flow (only these rows): ours (flow Euler through generate) vs diffusers' StableDiffusion3Pipeline /
+FluxPipeline + FlowMatchEulerDiscreteScheduler on the same tiny SD3- / FLUX-shaped weights, both to the
+latent. Measured 2026-11-30 on the project's 2-core CPU at load ~18-22 (OMP_NUM_THREADS=1, --size 32,
+median of 9): SD3 1.008, FLUX 1.010; earlier runs 1.077 / 0.908 and 0.951 / 1.037 (noise +-8 %).
 """
 
 from __future__ import annotations
@@ -44,7 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.diffusion.generate import DiffusionModels, generate, load_diffusion_models, models_from_pipeline  # noqa: E402
-from app.diffusion.previews import fast_preview  # noqa: E402
+from app.diffusion.lora import applied  # noqa: E402
+from app.diffusion.previews import fast_preview, full_decode, to_uint8_hwc  # noqa: E402
 from app.params import DiffusionParams  # noqa: E402
 
 
@@ -145,6 +157,42 @@ def _scheduler(folder: Path):
     return DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
 
 
+def bench_lora(models: DiffusionModels, rank: int):
+    """A random LoRA of `rank` on the layers kohya's trainer adapts: attention and feed-forward Linears and
+    the transformer blocks' proj_in / proj_out."""
+    from app.diffusion.lora import LoraFile, LoraLayer, adaptable_layers
+
+    g = torch.Generator().manual_seed(0)
+    layers = {}
+    for name, m in adaptable_layers(models.unet).items():
+        if not (".attentions." in name and ("transformer_blocks" in name or "proj_" in name)):
+            continue
+        w = m.weight
+        down = torch.randn(rank, *w.shape[1:], generator=g) * 0.01
+        up = torch.randn(w.shape[0], rank, *([1] * (w.ndim - 2)), generator=g) * 0.01
+        layers[name] = LoraLayer(down.to(w.device, w.dtype), up.to(w.device, w.dtype))
+    return LoraFile("bench", "kohya", {"unet": layers})
+
+
+def bench_tiny_decoder(models: DiffusionModels, name: str | None):
+    """--preview-decoder, or a random AutoencoderTiny in TAESD's architecture fitted to the model's VAE."""
+    from diffusers import AutoencoderTiny
+
+    from app.diffusion.tiny_decoder import TinyDecoder, check_fits, load_tiny_decoder
+
+    if name:
+        tiny = load_tiny_decoder(name, models.device, models.dtype)
+    else:
+        stages = models.vae_scale.bit_length()  # one stage per 2x, plus the last
+        torch.manual_seed(0)
+        vae = AutoencoderTiny(latent_channels=models.latent_channels, encoder_block_out_channels=(64,) * stages,
+                              decoder_block_out_channels=(64,) * stages, num_encoder_blocks=(1,) + (3,) * (stages - 1),
+                              num_decoder_blocks=(3,) * (stages - 1) + (1,))
+        tiny = TinyDecoder(f"random TAESD-shaped ({stages} stages)", vae.to(models.device, models.dtype).eval())
+    check_fits(tiny, models.latent_channels, models.vae_scale)
+    return tiny
+
+
 def sdxl_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[tuple[str, float, str]]:
     """Ours vs diffusers' own SDXL pipeline on the tiny SDXL-shaped pipeline, Euler on the same
     ('leading') schedule; both encode the prompts in every call."""
@@ -175,6 +223,39 @@ def sdxl_rows(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
     ]
 
 
+def flow_rows(device: torch.device, dtype: torch.dtype, steps: int, size: int, repeats: int) -> list[tuple]:
+    """Ours (app.diffusion.flow_family, flow Euler) vs diffusers' StableDiffusion3Pipeline / FluxPipeline
+    with FlowMatchEulerDiscreteScheduler on the same weights: same steps, size and guidance, both
+    stopping at the latent. SD3: CFG 4.0 with a negative prompt (two branches per call); FLUX.1-dev-
+    shaped: distilled guidance 3.5 (one branch)."""
+    from diffusers import DiffusionPipeline
+
+    from app.demo_flow_models import build_tiny_flux, build_tiny_sd3
+
+    rows = []
+    for label, build, cfg in (("SD3-shaped tiny", build_tiny_sd3, 4.0), ("FLUX-shaped tiny", build_tiny_flux, 3.5)):
+        folder = build(Path(tempfile.mkdtemp()) / "flow", seed=0)
+        models = load_diffusion_models(str(folder), device, dtype, cache_dir=Path(tempfile.mkdtemp()))
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        negative = "blurry" if label.startswith("SD3") else None
+        params = DiffusionParams(prompt="a red fox in the snow", negative_prompt=negative or "", seed=1, steps=steps,
+                                 width=size, height=size, cfg_scale=cfg, sampler="euler")
+        lv = params.live()
+        extra = {"negative_prompt": negative} if negative else {}
+
+        def theirs() -> object:
+            return pipe(params.prompt, guidance_scale=cfg, num_inference_steps=steps, width=size, height=size,
+                        generator=torch.Generator(device).manual_seed(1), output_type="latent", **extra)
+
+        t = median_times({"ours": lambda: generate(models, params, live=lambda: lv, on_step=lambda s: None),
+                          "theirs": theirs}, device, repeats)
+        rows += [(f"ours flow euler, {label}", t["ours"], ""),
+                 (f"diffusers FlowMatchEuler, {label}", t["theirs"],
+                  f"ours/diffusers {t['ours'] / t['theirs']:.3f} (goal <= 1.0)")]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sd15-shaped", action="store_true")
@@ -182,10 +263,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--clock", choices=["wall", "process"], default="wall",
                     help="process: CPU seconds of this process (CPU runs on a shared machine)")
+    ap.add_argument("--flow", action="store_true", help="only the flow-matching rows (SD3- / FLUX-shaped tiny)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=None, help="image side (default 512 for sd15-shaped, else 64)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--lora-rank", type=int, default=16)
+    ap.add_argument("--only", help="comma-separated cases to run (plain,preview,score,dpm,ours_ddim,ddim,step,guided,"
+                    "lora,lora0,tiny,vae,sdxl); rows of cases not run are left out")
+    ap.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id (default: random, TAESD-shaped)")
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -196,6 +282,11 @@ def main() -> None:
         CLOCK = time.process_time
     if args.sdxl_only:
         print_rows(sdxl_rows(args, device, dtype), "tiny SDXL-shaped pipeline", device, dtype, args, 7.5)
+        return
+    if args.flow:
+        size = args.size or 64
+        print_rows(flow_rows(device, dtype, args.steps, size, args.repeats), "flow matching (tiny SD3- / FLUX-shaped)",
+                   device, dtype, args, "SD3 4.0 / FLUX 3.5 (distilled)", size)
         return
     models, pipe, label = load(args, device, dtype)
     size = args.size or (512 if args.sd15_shaped else 64)
@@ -226,9 +317,24 @@ def main() -> None:
                                                   solver_order=2)
     ddim = DDIMScheduler.from_config(cfg)
     preview = lambda s: fast_preview(models.rgb_map, s.denoised)  # noqa: E731
+    tiny = bench_tiny_decoder(models, args.preview_decoder)
+    tiny_preview = lambda s: tiny.preview(s.denoised)  # noqa: E731
+    vae_preview = lambda s: to_uint8_hwc(full_decode(models.vae, s.denoised.to(device)))  # noqa: E731
+    lora = bench_lora(models, args.lora_rank)
+
+    def with_lora(p: DiffusionParams, weight: float) -> Callable[[], object]:
+        plain = ours(p)
+        parts = {"unet": models.unet}
+
+        def call() -> object:
+            with applied(parts, [lora], {"bench": weight}, live=lambda: {"bench": weight}):
+                return plain()
+
+        return call
+
     n = 5
     few = params.model_copy(update={"steps": n, "sampler": "euler"})
-    t = median_times({
+    cases = {
         "plain": ours(params),
         "preview": ours(params, preview),
         "score": ours(params, preview, with_clip=True),
@@ -237,11 +343,24 @@ def main() -> None:
         "ddim": theirs(ddim),
         "step": ours(few),
         "guided": ours(few.model_copy(update={"clip_guidance_scale": 1000.0}), with_clip=True),
-    }, device, args.repeats)
+        "lora": with_lora(params, 0.8),
+        "lora0": with_lora(params, 0.0),
+        "tiny": ours(params, tiny_preview),
+        "vae": ours(params, vae_preview),
+    }
+    only = set(args.only.split(",")) | {"plain"} if args.only else set(cases)
+    t = median_times({k: v for k, v in cases.items() if k in only}, device, args.repeats)
+    nan = float("nan")
+    t = {k: t.get(k, nan) for k in cases}
+    if "step" not in only:  # a plain step from the full run instead
+        t["step"] = t["plain"] / args.steps * n
     step, guided = t["step"] / n, t["guided"] / n
     latent = torch.randn(1, models.latent_channels, size // models.vae_scale, size // models.vae_scale, device=device)
-    one_preview = median_times({"p": lambda: [fast_preview(models.rgb_map, latent) for _ in range(100)]},
-                               device, args.repeats)["p"] / 100
+    one = median_times({"p": lambda: [fast_preview(models.rgb_map, latent) for _ in range(100)],
+                        "tiny": lambda: [tiny.preview(latent) for _ in range(10)],
+                        "vae": lambda: [to_uint8_hwc(full_decode(models.vae, latent)) for _ in range(10)]},
+                       device, args.repeats)
+    one_preview, one_tiny, one_vae = one["p"] / 100, one["tiny"] / 10, one["vae"] / 10
     rows = [
         ("ours dpmpp_2m karras, no previews", t["plain"], "1.00"),
         ("ours + fast preview every step", t["preview"], f"{t['preview'] / t['plain']:.3f} vs no previews (goal <= 1.03)"),
@@ -249,23 +368,34 @@ def main() -> None:
         ("diffusers DPMSolverMultistep karras", t["dpm"], f"ours/diffusers {t['plain'] / t['dpm']:.3f} (goal <= 1.0)"),
         ("ours ddim (model schedule)", t["ours_ddim"], ""),
         ("diffusers DDIMScheduler", t["ddim"], f"ours/diffusers {t['ours_ddim'] / t['ddim']:.3f} (goal <= 1.0)"),
-        ("per step, plain (euler, cfg)", step, ""),
+        ("per step, plain (euler, cfg)" if "step" in only else "per step, plain (dpmpp_2m run / steps)", step, ""),
         ("per step, CLIP-guided, 8 overview cutouts", guided, f"{guided / step:.2f}x a plain step"),
         ("one fast preview alone (map + uint8)", one_preview, f"{one_preview / step:.4f} of a plain step"),
+        (f"ours + LoRA rank {args.lora_rank} ({len(lora.layers['unet'])} layers), weight 0.8", t["lora"],
+         f"{t['lora'] / t['plain']:.3f} vs no LoRA (per-step overhead of the live weight)"),
+        ("ours + the same LoRA at weight 0 (skipped)", t["lora0"], f"{t['lora0'] / t['plain']:.3f} vs no LoRA"),
+        ("ours + tiny-decoder preview every step", t["tiny"], f"{t['tiny'] / t['plain']:.3f} vs no previews"),
+        ("ours + full-VAE preview every step", t["vae"], f"{t['vae'] / t['plain']:.3f} vs no previews"),
+        ("one tiny-decoder preview alone", one_tiny,
+         f"{one_tiny / step:.4f} of a plain step; {one_tiny / one_preview:.1f}x the map, {one_vae / one_tiny:.1f}x "
+         "faster than the VAE"),
+        ("one full-VAE preview alone", one_vae, f"{one_vae / step:.4f} of a plain step"),
     ]
 
-    print_rows(rows + sdxl_rows(args, device, dtype), label, device, dtype, args, params.cfg_scale, size)
+    sdxl = sdxl_rows(args, device, dtype) if not args.only or "sdxl" in only else []
+    print_rows(rows + sdxl, f"{label}; tiny decoder: {tiny.name}", device, dtype, args, params.cfg_scale, size)
 
 
 def print_rows(rows: list[tuple[str, float, str]], label: str, device: torch.device, dtype: torch.dtype,
-               args: argparse.Namespace, cfg: float, size: int | None = None) -> None:
+               args: argparse.Namespace, cfg: float | str, size: int | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     side = size or args.size or 64
     print(f"\nmodels: {label}; device: {name} {str(dtype).replace('torch.', '')}; {side}x{side}, "
           f"{args.steps} steps, cfg {cfg}; median of {args.repeats}")
     print(f"{'case':48} {'seconds':>9}  ratio   ({args.clock} clock)")
     for case, t, note in rows:
-        print(f"{case:48} {t:9.4f}  {note}")
+        if t == t:  # not a case left out by --only
+            print(f"{case:48} {t:9.4f}  {note}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import logging
 import secrets
 import uuid
 from collections import deque
-from typing import Any, Literal
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
@@ -38,6 +40,7 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 64 * 1024
 _FRAME_TYPES = {"preview": FrameType.PREVIEW, "final": FrameType.FINAL, "timeline": FrameType.TIMELINE}
@@ -125,7 +128,13 @@ def _ref_of(text: str) -> str | None:
     return ref if isinstance(ref, str) and len(ref) <= MAX_REF_CHARS else None
 
 
-def handle(studio: Studio, conn: Connection, text: str) -> None:
+async def settle(value: T | Awaitable[T]) -> T:
+    """A studio call's result: the local Studio answers at once, the Ray front door (app.cluster.front)
+    with a coroutine; either raises StudioError for a refusal."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def handle(studio: Studio, conn: Connection, text: str) -> None:
     try:
         msg = client_message.validate_json(text)
     except ValidationError as exc:
@@ -141,18 +150,18 @@ def handle(studio: Studio, conn: Connection, text: str) -> None:
                 return
             conn.owner = owner_key(msg.owner)
         elif isinstance(msg, GenerateDiffusion):
-            studio.generate(msg.params, conn, conn.id, conn.owner, ref=ref)
+            await settle(studio.generate(msg.params, conn, conn.id, conn.owner, ref=ref))
         elif isinstance(msg, GenerateGan):
-            studio.generate_gan(msg.params, conn, conn.id, conn.owner, ref=ref)
+            await settle(studio.generate_gan(msg.params, conn, conn.id, conn.owner, ref=ref))
         elif isinstance(msg, Update):
-            params = studio.update(msg.run_id, msg.params, conn.owner)
+            params = await settle(studio.update(msg.run_id, msg.params, conn.owner))
             conn.send({"type": "updated", "run_id": msg.run_id, "params": params.model_dump()})
         elif isinstance(msg, Rewind):
-            studio.rewind(msg.run_id, msg.step, conn, conn.id, conn.owner, msg.params, ref=ref)
+            await settle(studio.rewind(msg.run_id, msg.step, conn, conn.id, conn.owner, msg.params, ref=ref))
         elif isinstance(msg, Cancel):
-            studio.cancel(msg.run_id, conn.owner)
+            await settle(studio.cancel(msg.run_id, conn.owner))
         elif isinstance(msg, PreviewRequest):
-            studio.preview(msg.run_id, msg.step, conn, conn.owner)
+            await settle(studio.preview(msg.run_id, msg.step, conn, conn.owner))
     except StudioError as exc:
         conn.error(exc.code, exc.message, run_id, ref)
     except Exception:
@@ -182,7 +191,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             elif len(text) > MAX_MESSAGE_CHARS:
                 conn.error("too_large", f"messages are limited to {MAX_MESSAGE_CHARS} characters")
             else:
-                handle(studio, conn, text)
+                await handle(studio, conn, text)
     except WebSocketDisconnect:
         pass
     finally:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,16 +18,17 @@ from PIL import Image
 from torch import Tensor
 
 from app.clip.backend import ClipBackend
-from app.diffusion import previews
+from app.diffusion import families, previews
 from app.diffusion.denoiser import (
     SteppedDenoiser,
     UNetCall,
     UNetDenoiser,
     answer,
     cfg_calls,
+    cfg_denoiser,
     unet_call,
 )
-from app.diffusion.families import Conditioner, family_of, load_pipeline
+from app.diffusion.families import Conditioner
 from app.diffusion.families.sd import ClipConditioner
 from app.diffusion.guidance import ClipTarget, GuidanceKnobs, active, clip_guided, clip_score, clip_target
 from app.diffusion.inpaint import (
@@ -37,11 +39,14 @@ from app.diffusion.inpaint import (
     masked_denoiser,
     pixel_mask,
 )
+from app.diffusion.lora import LoraLibrary
 from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
-from app.diffusion.samplers import Denoiser, Steps, sampler_steps
+from app.diffusion.samplers import Denoiser, Steps, run_sampler, sampler_steps
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
+from app.diffusion.sizes import SizeRange, model_sizes
+from app.diffusion.tiny_decoder import TinyDecoder
 from app.diffusion.transfer import Pending, to_host_async
 from app.params import DiffusionParams, LiveParams
 
@@ -69,14 +74,17 @@ class DiffusionModels:
     # prompts -> the denoiser's conditioning, the family's own (app.diffusion.families);
     # None: SD 1.x / 2.x's, from `tokenizer` and `text_encoder`
     conditioner: Conditioner | None = None
+    loras: LoraLibrary | None = None  # --lora / --lora-dir (app.diffusion.lora), set by the registry
+    preview_decoder: TinyDecoder | None = None  # --preview-decoder (app.diffusion.tiny_decoder)
 
     def __post_init__(self) -> None:
         if self.conditioner is None:
             self.conditioner = ClipConditioner(self.tokenizer, self.text_encoder)
+    family: Family | None = None  # None: the SD UNet family (UNetFamily); flow models: app.diffusion.flow_family
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.out_channels)
+        return int(self.vae.config.latent_channels)
 
     @property
     def inpaint_unet(self) -> bool:
@@ -86,6 +94,79 @@ class DiffusionModels:
     @property
     def vae_scale(self) -> int:
         return previews.vae_scale(self.vae)
+
+
+class Family(Protocol):
+    """What generate() asks of a model family: its noise levels ("sigma" in its own coordinates),
+    noising, text conditioning with CFG, samplers and CLIP guidance's weight; calibrate and the
+    studio ask for one timed call and the sizes it draws."""
+
+    distilled_guidance: bool  # cfg_scale feeds the model (FLUX.1-dev) instead of CFG branches
+
+    def levels(self, steps: int, karras: bool, shape: tuple[int, ...]) -> Tensor: ...
+    def noised(self, x0: Tensor | None, noise: Tensor, level: float) -> Tensor: ...
+    def signal(self, level: float | Tensor) -> float | Tensor: ...  # x0's coefficient at a level (inpainting)
+    def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
+               concat: Tensor | None = None, size: tuple[int, int] = (0, 0)) -> Denoiser: ...
+    def sample(self, name: str, model: Denoiser, x: Tensor, levels: Tensor, **kwargs) -> Tensor: ...
+    def guidance_weight(self, level: Tensor) -> Tensor: ...
+    def probe(self, latent: Tensor) -> Callable[[], Tensor]: ...
+    def sizes(self, max_pixels: int) -> SizeRange: ...
+
+
+class UNetFamily:
+    """SD 1.x / 2.x and SDXL: a UNetDenoiser in VE form x0 + sigma eps (epsilon or v), CFG, and the
+    text conditioning of the pipeline's own conditioner (app.diffusion.families)."""
+
+    sample = staticmethod(run_sampler)
+    distilled_guidance = False
+
+    def __init__(self, models: DiffusionModels) -> None:
+        self.models = models
+
+    def levels(self, steps: int, karras: bool, shape: tuple[int, ...]) -> Tensor:
+        return run_sigmas(self.models, steps, karras)
+
+    @staticmethod
+    def noised(x0: Tensor | None, noise: Tensor, sigma: float) -> Tensor:
+        return noise * sigma if x0 is None else x0 + noise * sigma
+
+    @staticmethod
+    def signal(sigma: float | Tensor) -> float:
+        return 1.0
+
+    def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
+               concat: Tensor | None = None, size: tuple[int, int] = (0, 0)) -> Denoiser:
+        """`size` (width, height in pixels) is SDXL's size conditioning; SD 1.x / 2.x ignore it."""
+        m = self.models
+        unet = m.denoiser
+        if concat is not None:
+            def unet(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
+                return m.denoiser(x, sigma, context, concat=concat)
+
+        return cfg_denoiser(unet, m.conditioner(prompts, negative, *size), cfg)
+
+    @staticmethod
+    def guidance_weight(sigma: Tensor) -> Tensor:
+        return sigma**2
+
+    def probe(self, latent: Tensor) -> Callable[[], Tensor]:
+        """One unguided UNet call at sigma_max on the empty prompt; an inpainting UNet's mask and
+        masked-image channels (app.diffusion.inpaint) blank."""
+        m = self.models
+        sigma = torch.full((latent.shape[0],), m.denoiser.sigma_max, device=latent.device)
+        side = latent.shape[-1] * m.vae_scale
+        context = m.conditioner([("", 1.0)], "", side, side).cond
+        extra = int(m.unet.config.in_channels) - latent.shape[1]
+        concat = latent.new_zeros(latent.shape[0], extra, *latent.shape[2:]) if extra else None
+        return lambda: m.denoiser(latent, sigma, context, concat=concat)
+
+    def sizes(self, max_pixels: int) -> SizeRange:
+        return model_sizes(self.models.unet, self.models.vae, self.models.vae_scale, max_pixels)
+
+
+def family_of(models: DiffusionModels) -> Family:
+    return models.family or UNetFamily(models)
 
 
 @dataclass(frozen=True)
@@ -106,20 +187,25 @@ class StepInfo:
 
 def load_diffusion_models(name_or_path: str, device: torch.device, dtype: torch.dtype, clip: ClipBackend | None = None,
                           cache_dir: Path | None = None) -> DiffusionModels:
-    """A diffusers pipeline folder or hub id (SD 1.x / 2.x, SDXL: app.diffusion.families), or a
-    single-file checkpoint in the original layout (app.diffusion.single_file); HF_HUB_OFFLINE=1
-    keeps hub ids to the local cache, and a single file never needs the hub.
+    """A diffusers pipeline folder or hub id (SD 1.x / 2.x, SDXL: app.diffusion.families; SD3 and
+    FLUX.1: app.diffusion.flow_family), or a single-file checkpoint in the original layout
+    (app.diffusion.single_file); HF_HUB_OFFLINE=1 keeps hub ids to the local cache, and a single
+    file never needs the hub.
 
     The noise schedule and prediction type come from the scheduler config; the preview map is
     fitted once per VAE and cached under `cache_dir` (default ~/.cache/noisescope).
     """
     from app.diffusion import single_file
+    from app.diffusion.flow_family import FLOW_PIPELINES, load_flow_models
 
     cache_dir = cache_dir or default_cache_dir()
     if single_file.is_single_file(name_or_path):
         pipe = single_file.load_single_file(Path(name_or_path), dtype, cache_dir / "single-file-configs")
     else:
-        pipe = load_pipeline(str(name_or_path), dtype)
+        class_name = families.pipeline_class_name(str(name_or_path), families.hub_offline())
+        if class_name in FLOW_PIPELINES:
+            return load_flow_models(str(name_or_path), class_name, device, dtype, clip, cache_dir)
+        pipe = families.load_pipeline(str(name_or_path), dtype)
     return models_from_pipeline(pipe, str(name_or_path), device, dtype, clip, cache_dir)
 
 
@@ -131,7 +217,7 @@ def models_from_pipeline(pipe, name: str, device: torch.device, dtype: torch.dty
     cfg = dict(pipe.scheduler.config)
     alphas_cumprod = DDPMScheduler.from_config(cfg).alphas_cumprod.double().clamp(min=2.0**-24)
     prediction_type = cfg.get("prediction_type", "epsilon")
-    family = family_of(pipe)
+    family = families.pipeline_family(pipe)
     family.setup(pipe, dtype)
     conditioner = family.conditioner(pipe)
     for module in (pipe.unet, pipe.vae, *conditioner.modules):
@@ -250,7 +336,8 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
     seed = params.seed or 0
     seeds = [seed + j for j in range(params.batch)]
     shape = (models.latent_channels, params.height // models.vae_scale, params.width // models.vae_scale)
-    sigmas = run_sigmas(models, params.steps, params.karras)
+    family = family_of(models)
+    sigmas = family.levels(params.steps, params.karras, shape)
     device = models.device
 
     if start_latent is not None:
@@ -268,11 +355,11 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
         known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
     if start_latent is None:
         first = params.skip_steps
-        x = noise * float(sigmas[first]) if known is None else known + noise * float(sigmas[first])
+        x = family.noised(known, noise, float(sigmas[first]))
     inpaint = None
     if mask is not None and known is not None:
         pixels = pixel_mask(mask, params.width, params.height).to(device)
-        inpaint = Inpaint(known, noise, latent_mask(pixels, models.vae_scale))
+        inpaint = Inpaint(known, noise, latent_mask(pixels, models.vae_scale), family.signal)
 
     concat = None
     if models.inpaint_unet:
@@ -281,15 +368,17 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
                                       blank if image is None else image, pixels,
                                       None if inpaint is None else inpaint.mask, shape)
 
-    cond = models.conditioner(prompts, params.negative_prompt, params.width, params.height)
-    calls = cfg_calls(cond, lambda: live().cfg_scale, concat)
     target = clip_target(models.clip, prompts) if models.clip is not None else None
-    guided = clip_guided(lambda x, sigma: answer(calls(x, sigma), lambda c: unet_call(models.denoiser, c)),
-                         lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
-                         models.clip, target, check or (lambda: None))
-    denoiser = own_or_batched(calls, guided, live, models.clip)
-    if inpaint is not None:
-        denoiser = masked_denoiser(denoiser, inpaint)
+    stepped = isinstance(family, UNetFamily)  # VE samplers as generators: the calls may be stacked
+    if stepped:
+        cond = models.conditioner(prompts, params.negative_prompt, params.width, params.height)
+        calls = cfg_calls(cond, lambda: live().cfg_scale, concat)
+        plain = lambda x, sigma: answer(calls(x, sigma), lambda c: unet_call(models.denoiser, c))  # noqa: E731
+    else:
+        plain = family.guided(prompts, params.negative_prompt, lambda: live().cfg_scale, concat,
+                              size=(params.width, params.height))
+    guided = clip_guided(plain, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
+                         models.clip, target, check or (lambda: None), weight=family.guidance_weight)
     score = _score_fn(models, target)
 
     # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
@@ -318,10 +407,17 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
 
     if on_boundary is not None:
         on_boundary(first)
-    sampler = sampler_steps(params.sampler, x, sigmas, callback=callback, start_index=first,
-                            eta=lambda: sampler_eta(params.sampler, live().eta), noise=step_noise(seeds, shape, device),
-                            old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
-    x = yield from through(sampler, denoiser)
+    options = dict(callback=callback, start_index=first, eta=lambda: sampler_eta(params.sampler, live().eta),
+                   noise=step_noise(seeds, shape, device),
+                   old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
+    if stepped:
+        denoiser = own_or_batched(calls, guided, live, models.clip)
+        if inpaint is not None:
+            denoiser = masked_denoiser(denoiser, inpaint)
+        x = yield from through(sampler_steps(params.sampler, x, sigmas, **options), denoiser)
+    else:  # a family of its own samplers (flow matching): the run computes every step itself
+        x = family.sample(params.sampler, guided if inpaint is None else masked_denoiser(guided, inpaint),
+                          x, sigmas, **options)
     if held:
         report(*held.pop())
     return x if inpaint is None else inpaint.paste(x)

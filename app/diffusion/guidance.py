@@ -149,7 +149,8 @@ def active(knobs: GuidanceKnobs, clip: ClipBackend | None) -> bool:
 
 def clip_guided(denoiser: Denoiser, decode: Callable[[Tensor], Tensor], knobs: Callable[[], GuidanceKnobs],
                 sigmas: Sequence[float], seed: int, clip: ClipBackend | None = None,
-                target: ClipTarget | None = None, check: Check = _no_check) -> Denoiser:
+                target: ClipTarget | None = None, check: Check = _no_check,
+                weight: Callable[[Tensor], Tensor] | None = None) -> Denoiser:
     """Wrap `denoiser` with guidance re-read from `knobs()` at every call.
 
     `decode` maps an x0 latent to images in [-1, 1], differentiably. The step index (for the cut
@@ -157,6 +158,8 @@ def clip_guided(denoiser: Denoiser, decode: Callable[[Tensor], Tensor], knobs: C
     raises to cancel) runs between the parts of a guided step: after the UNet, after the decode,
     before each loss term and CLIP call, and in the backward pass before the decoder's and the
     UNet's gradients, so a cancel waits for at most one of those parts, not for the whole step.
+    `weight(sigma)` turns the gradient into the x0 correction: sigma^2 in VE form (the default);
+    a family in other coordinates passes its own (rectified flow: app.diffusion.flow.guidance_weight).
     """
     levels = [float(s) for s in sigmas]
     total = len(levels) - 1
@@ -181,7 +184,8 @@ def clip_guided(denoiser: Denoiser, decode: Callable[[Tensor], Tensor], knobs: C
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         if k.clamp_grad:
             grad = clamp_rms(grad, k.clamp_max)
-        return denoised.detach() - grad * sigma.view(-1, *([1] * (x.ndim - 1))) ** 2
+        w = sigma**2 if weight is None else weight(sigma).to(sigma.device, sigma.dtype)
+        return denoised.detach() - grad * w.view(-1, *([1] * (x.ndim - 1)))
 
     return guided
 

@@ -50,12 +50,15 @@ class Inpaint:
     known: Tensor  # [B, C, h, w] the init image's latent (x0 of the kept region)
     noise: Tensor  # [B, C, h, w] the run's initial noise
     mask: Tensor  # [1, 1, h, w] 1 = re-generate, 0 = keep
+    # x0's coefficient at a noise level: None for VE form (1); rectified flow's 1 - t (app.diffusion.flow.signal)
+    signal: Callable[[float | Tensor], float | Tensor] | None = None
 
     def blend(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """x with the kept region replaced by the init latent at noise level `sigma`."""
         if isinstance(sigma, Tensor):
             sigma = sigma.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-        noised = self.known + self.noise * sigma
+        known = self.known if self.signal is None else self.known * self.signal(sigma)
+        noised = known + self.noise * sigma
         return torch.lerp(noised, x, self.mask)  # exactly `noised` where mask == 0
 
     def paste(self, x: Tensor) -> Tensor:

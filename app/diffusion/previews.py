@@ -42,6 +42,11 @@ def scaling_factor(vae: torch.nn.Module) -> float:
     return float(getattr(vae.config, "scaling_factor", 0.18215))
 
 
+def shift_factor(vae: torch.nn.Module) -> float:
+    """The latent mean the VAE subtracts before scaling (SD3: 0.0609, FLUX: 0.1159; none for SD 1.x / 2.x)."""
+    return float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+
 def vae_scale(vae: torch.nn.Module) -> int:
     """Image pixels per latent pixel along one side."""
     return 2 ** (len(vae.config.block_out_channels) - 1)
@@ -50,14 +55,14 @@ def vae_scale(vae: torch.nn.Module) -> int:
 def decode(vae: torch.nn.Module, latent: Tensor) -> Tensor:
     """Scaled latents -> images in about [-1, 1], float32; differentiable."""
     dtype = next(vae.parameters()).dtype
-    return vae.decode((latent / scaling_factor(vae)).to(dtype)).sample.float()
+    return vae.decode((latent / scaling_factor(vae) + shift_factor(vae)).to(dtype)).sample.float()
 
 
 @torch.no_grad()
 def encode(vae: torch.nn.Module, images: Tensor) -> Tensor:
     """Images in [-1, 1] -> scaled latents (the posterior mean), float32."""
     dtype = next(vae.parameters()).dtype
-    return vae.encode(images.to(dtype)).latent_dist.mean.float() * scaling_factor(vae)
+    return (vae.encode(images.to(dtype)).latent_dist.mean.float() - shift_factor(vae)) * scaling_factor(vae)
 
 
 @torch.no_grad()

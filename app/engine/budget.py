@@ -51,6 +51,7 @@ class Calibration:
     device: str = "cpu"
     unet_s_fixed: float = 0.0  # per UNet call, whatever its size (launch and Python overhead)
     decode_s_fixed: float = 0.0  # per VAE decode call
+    distilled_guidance: bool = False  # cfg_scale is a model input (FLUX.1-dev), not extra branches
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def estimate(params: DiffusionParams, cal: Calibration, *, has_clip: bool, live:
     batch = params.batch
     latent_px = (params.width // cal.vae_scale) * (params.height // cal.vae_scale)
     image_px = params.width * params.height
-    n_branch = branches(params.prompt, live.cfg_scale)
+    n_branch = branches(params.prompt, 1.0 if cal.distilled_guidance else live.cfg_scale)
     unet = cal.unet_s_fixed + cal.unet_s_per_px * latent_px * batch * n_branch
     decode = cal.decode_s_fixed + cal.decode_s_per_px * image_px * batch
     clip = cal.clip_s_per_image * batch

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from app.diffusion import previews
+from app.diffusion.generate import family_of
 from app.engine.budget import Calibration, meminfo_available
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,11 @@ def _calibrate(models, latent_side: int) -> Calibration:
     channels, scale = models.latent_channels, models.vae_scale
     latent_px = latent_side * latent_side
     image_px = latent_px * scale * scale
-    sigma = torch.full((1,), models.denoiser.sigma_max, device=device)
-    side_px = latent_side * scale  # the family's own conditioning (SDXL: pooled text and size ids too)
-    context = models.conditioner([("", 1.0)], "", side_px, side_px).cond
     latents = {side: torch.randn(1, channels, side, side, device=device) for side in (latent_side, 2 * latent_side)}
+    probes = {side: family_of(models).probe(latent) for side, latent in latents.items()}
 
     def unet(side: int = latent_side) -> Callable[[], object]:
-        # an inpainting UNet's mask and masked-image channels (app.diffusion.inpaint), blank here
-        extra = int(models.unet.config.in_channels) - channels
-        concat = torch.zeros(1, extra, side, side, device=device) if extra else None
-        return lambda: models.denoiser(latents[side], sigma, context, concat=concat)
+        return probes[side]
 
     def decode(side: int = latent_side) -> Callable[[], object]:
         return lambda: previews.decode(models.vae, latents[side])
@@ -128,7 +124,7 @@ def _calibrate(models, latent_side: int) -> Calibration:
         unet_bytes_per_px=unet_sum / latent_px, decode_bytes_per_px=decode_sum / image_px,
         clip_bytes_per_image=clip_sum, unet_peak_bytes_per_px=unet_max / latent_px,
         decode_peak_bytes_per_px=decode_max / image_px, latent_channels=channels, vae_scale=scale,
-        device=device.type,
+        device=device.type, distilled_guidance=family_of(models).distilled_guidance,
     )
     log.info("calibrated on %s: UNet %.2f ms + %.4f ms per latent pixel, decode %.2f ms + %.5f ms per pixel, "
              "CLIP %.2f ms per image", device, unet_fixed * 1000, unet_px * 1000, decode_fixed * 1000,

@@ -18,7 +18,17 @@ from PIL import Image
 from torch import Tensor
 
 from app.diffusion.denoiser import UNetCall, unet_call
-from app.diffusion.generate import DiffusionModels, RunSteps, StepInfo, decode_to_pil, preview_rgb, sample_steps
+from app.diffusion.generate import (
+    DiffusionModels,
+    RunSteps,
+    StepInfo,
+    UNetFamily,
+    decode_to_pil,
+    family_of,
+    preview_rgb,
+    sample_steps,
+)
+from app.diffusion.lora import LoraError, run_loras
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
@@ -104,13 +114,27 @@ class DiffusionRunner:
         self.uploads = uploads
         self.model_ids = model_ids
 
+    def batchable(self, job: Job) -> bool:
+        """Whether the job's network calls may be stacked with other runs' (app.engine.batcher): an SD
+        UNet family run without LoRAs. A flow model samples with its own samplers, and a run's LoRA
+        hooks scale the whole UNet call, so those run whole (`run`)."""
+        params: DiffusionParams = job.params  # type: ignore[assignment]
+        return isinstance(family_of(self.models), UNetFamily) and not params.lora_weights
+
     def run(self, job: Job) -> None:
-        """Run a job alone, start to finish."""
+        """Run a job alone, start to finish, its LoRAs (app.diffusion.lora) on the models meanwhile."""
         run = self.begin(job)
-        if run is None or run.start():
+        if run is None:
             return
-        while not run.send(None if run.request is None else unet_call(self.models.denoiser, run.request)):
-            pass
+        try:
+            with run_loras(self.models, run.params.lora_weights, lambda: run.live.params().lora_weights):
+                if run.start():
+                    return
+                while not run.send(None if run.request is None else unet_call(self.models.denoiser, run.request)):
+                    pass
+        except LoraError as exc:  # a --lora-dir file removed or changed since the run was queued
+            run.steps.close()
+            job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id, "message": str(exc)})
 
     def begin(self, job: Job) -> DiffusionRun | None:
         """Read the job's inputs, record it, send `started` and set up its steps; None if it ended
@@ -166,9 +190,10 @@ class DiffusionRunner:
                            "sigma": float(info.sigma), "elapsed_ms": round(elapsed, 1),
                            "clip_score": info.clip_score})
             if info.preview and info.index < info.total:
-                full = info.index % live.params().full_decode_every == 0
+                knobs = live.params()
+                decoder = "full" if info.index % knobs.full_decode_every == 0 else knobs.preview_decoder
                 self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
-                                    full, "preview")
+                                    decoder, "preview")
 
         steps = sample_steps(self.models, params, live=live.params, on_step=on_step, start_step=job.from_step,
                              start_latent=start_latent, start_denoised=start_denoised, init_image=init_image,
@@ -215,13 +240,20 @@ class DiffusionRunner:
         except ValueError:
             return None
 
-    def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, full: bool, kind: str) -> None:
-        image = to_pil(preview_rgb(self.models, denoised, full=full))
-        if not full:  # the fast map works at latent resolution
+    def _send_preview(self, sink: Sink, run_id: str, index: int, denoised, decoder: str, kind: str) -> None:
+        """One preview frame drawn by `decoder`: "linear" (the fitted map), "tiny" (--preview-decoder) or
+        "full" (the VAE)."""
+        tiny = self.models.preview_decoder
+        if decoder == "tiny" and tiny is not None:
+            image = to_pil(tiny.preview(denoised))
+        else:
+            decoder = "full" if decoder == "full" else "linear"
+            image = to_pil(preview_rgb(self.models, denoised, full=decoder == "full"))
+        if decoder == "linear":  # the fast map works at latent resolution
             scale = self.models.vae_scale
             image = image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
         meta = {"run_id": run_id, "step": index, "width": image.width, "height": image.height,
-                "format": "jpeg", "engine": "diffusion", "full": full}
+                "format": "jpeg", "engine": "diffusion", "full": decoder == "full", "decoder": decoder}
         sink.image(meta, encode(image, "jpeg"), kind)  # type: ignore[arg-type]
 
     def timeline_preview(self, sink: Sink, run_id: str, index: int) -> bool:
@@ -229,5 +261,5 @@ class DiffusionRunner:
         record = self.history.step(run_id, index)
         if record is None or record.denoised is None:
             return False
-        self.encoder.submit(self._send_preview, sink, run_id, index, record.denoised, True, "timeline")
+        self.encoder.submit(self._send_preview, sink, run_id, index, record.denoised, "full", "timeline")
         return True

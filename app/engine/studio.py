@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from app.diffusion.denoiser import unet_batch
-from app.diffusion.sizes import model_sizes
+from app.diffusion.generate import family_of
 from app.engine import budget
 from app.engine.batcher import Batcher
 from app.engine.calibrate import available_memory, calibrate
@@ -82,12 +82,12 @@ class Studio:
             batcher = Batcher(self.diffusion.begin, lambda calls: unet_batch(denoiser, calls), settings.batch_rows)
         self.batcher = batcher
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
-                             after=lambda: release_memory(models.device), batcher=batcher, room=self._room)
+                             after=lambda: release_memory(models.device), batcher=batcher, room=self._room,
+                             batchable=self.diffusion.batchable)
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (
             models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
-        d = models.diffusion
-        self.sizes = model_sizes(d.unet, d.vae, d.vae_scale, settings.max_pixels)  # what /api/info offers
+        self.sizes = family_of(models.diffusion).sizes(settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
     def start(self) -> None:
@@ -203,9 +203,44 @@ class Studio:
                 if not (self.uploads / f"{getattr(params, name)}.png").is_file():
                     raise StudioError("not_found", f"params.{name}: no uploaded image has that id (uploads expire "
                                                    f"after {self.settings.upload_max_age_hours:g} hours); upload it again")
+        params = self._with_loras(params)
         live = LiveState(params.live(), params.schedule)
+        self._check_preview_decoder(live.states_with(LiveUpdate()))
         peak = self._within_budget(params, live.states_with(LiveUpdate()))
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))
+
+    def _with_loras(self, params: DiffusionParams) -> DiffusionParams:
+        """`params` with `lora_weights` naming every LoRA the run applies at its starting weight (the
+        prompt's <lora:name:weight> tags included), each loaded and fitting this model: what the
+        gallery records, so a replay applies exactly these."""
+        from app.diffusion.lora import LoraError
+
+        weights = params.run_loras()
+        if not weights:
+            return params
+        library = self.models.diffusion.loras
+        if library is None:
+            raise StudioError("bad_request", "this server has no LoRAs: start it with --lora FILE or --lora-dir "
+                                             f"FOLDER to apply {next(iter(weights))!r}")
+        try:
+            library.resolve(weights)
+        except LoraError as exc:
+            raise StudioError("bad_request", f"params.lora_weights: {exc}") from None
+        return params if weights == params.lora_weights else params.model_copy(update={"lora_weights": weights})
+
+    def _check_preview_decoder(self, states: list[LiveParams]) -> None:
+        if self.models.diffusion.preview_decoder is None and any(s.preview_decoder == "tiny" for s in states):
+            raise StudioError("bad_request", "preview_decoder: 'tiny' needs a tiny decoder, and this server has none "
+                                             "(start it with --preview-decoder); choose 'linear' or 'full'")
+
+    @staticmethod
+    def _check_run_loras(params: DiffusionParams, change: LiveUpdate | None) -> None:
+        """A live change may move the weights of the LoRAs the run started with, and no others."""
+        unknown = set((change.lora_weights if change is not None else None) or ()) - set(params.lora_weights)
+        if unknown:
+            have = ", ".join(params.lora_weights) or "none"
+            raise StudioError("bad_request", f"lora_weights: this run has no LoRA {sorted(unknown)[0]!r} (its LoRAs: "
+                                             f"{have}); a LoRA is added by a new run, not a live change")
 
     def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str,
                      ref: str | None = None) -> str:
@@ -225,6 +260,7 @@ class Studio:
         job = self._job(run_id, owner)
         if job.live is None or job.engine != "diffusion":
             raise StudioError("bad_request", "only diffusion runs take live updates")
+        self._check_run_loras(job.params, change)  # type: ignore[arg-type]
         try:
             for state in job.live.states_with(change):
                 check_live(state, self.settings, getattr(job.params, "batch", 1))
@@ -238,6 +274,7 @@ class Studio:
             states = job.live.states_with(change)
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
+        self._check_preview_decoder(states)
         was = self.costliest(params, job.live.states_with(LiveUpdate()), first)
         peak = self._within_budget(params, states, first, was=was)
         try:
@@ -263,11 +300,13 @@ class Studio:
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept (not reached yet, or evicted)")
         current = parent.live.latest()
         if change is not None:
+            self._check_run_loras(params, change)
             try:
                 check_update(current, change, self.settings, params.batch)
             except LimitError as exc:
                 raise StudioError("too_large", str(exc)) from None
-            current = current.model_copy(update=change.model_dump(exclude_none=True))
+            current = apply_change(current, change)
+            self._check_preview_decoder([current])
         try:
             at = max(step, params.skip_steps)  # a fork from step 0 starts where the parent started
             schedule = fork_schedule(params.live(), parent.live.schedule(before=at), at, current)

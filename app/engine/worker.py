@@ -8,8 +8,9 @@ Whenever the waiting line moves, each waiting job whose place changed is told it
 With a `Batcher` (app.engine.batcher), diffusion jobs are stepped together instead of one after
 another: between two ticks the worker admits waiting diffusion jobs while `room(job, running)`
 allows (the studio's rule: a free slot, the page has no run in the batch, the memory for all of
-them) and runs one other job (a GAN render or search) whole; then every run in the batch takes
-one step. A page's own runs still go one after another, in order; other pages' runs join at once.
+them) and runs one other job whole (a GAN render or search, or a diffusion job that is not
+`batchable`: a flow model's or one with LoRAs); then every run in the batch takes one step. A
+page's own runs still go one after another, in order; other pages' runs join at once.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ class QueueFull(Exception):
 class Worker:
     def __init__(self, run: Callable[[Job], None], max_queue: int, init: Callable[[], None] | None = None,
                  after: Callable[[], None] | None = None, batcher: Batcher | None = None,
-                 room: Callable[[Job, list[Job]], bool] | None = None) -> None:
-        """`run(job)` runs a job whole; with `batcher`, diffusion jobs are stepped by it instead,
-        admitted while `room(job, running)` says so (default: always)."""
+                 room: Callable[[Job, list[Job]], bool] | None = None,
+                 batchable: Callable[[Job], bool] | None = None) -> None:
+        """`run(job)` runs a job whole; with `batcher`, the diffusion jobs that are `batchable` (default:
+        all) are stepped by it instead, admitted while `room(job, running)` says so (default: always)."""
         self._run = run
         self._batcher = batcher
         self._room = room or (lambda job, running: True)
+        self._batchable = batchable or (lambda job: True)
         self._stepping: list[Job] = []  # the jobs in the batch (kept under the lock for other threads)
         self._init = init
         self._after = after  # after every job, finished, cancelled or failed: give its memory back
@@ -188,12 +191,19 @@ class Worker:
                     break
                 joining: list[Job] = []
                 whole = None
+                # a page's diffusion runs go in order, batched or whole: one waits behind its page's others
+                behind = {job.client_id for job in self._stepping}
                 for job in list(self._queue):
                     if job.engine != "diffusion":
                         if whole is None:
                             whole = job
-                    elif self._room(job, self._stepping + joining):
+                    elif not self._batchable(job):
+                        if whole is None and job.client_id not in behind:
+                            whole = job
+                        behind.add(job.client_id)
+                    elif job.client_id not in behind and self._room(job, self._stepping + joining):
                         joining.append(job)
+                        behind.add(job.client_id)
                 if not self._stepping and not joining and whole is None:
                     joining.append(self._queue[0])  # alone, a job always runs
                 for job in joining + ([whole] if whole is not None else []):

@@ -12,14 +12,14 @@ from typing import Any
 
 from app.diffusion.prompts import parse_prompt
 from app.params import MAX_SEED
-from app.store.pngmeta import schedule_from_note
+from app.store.pngmeta import schedule_from_note, weights_from_note
 
 _FIELD = re.compile(r'\s*([A-Za-z][\w \-/().+]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _EXACT = {"euler a": "euler_a", "euler": "euler", "ddim": "ddim", "dpm++ 2m": "dpmpp_2m", "ddpm": "ddpm"}
 _SCHEDULE_SUFFIXES = ("karras", "exponential", "polyexponential", "sgm uniform", "uniform", "align your steps")
 _MULTISTEP = ("2m", "3m", "lms", "plms", "unipc", "deis", "ipndm")
 _USED = {"Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Eta", "Eta DDIM", "CLIP guidance scale",
-         "Schedule", "Forked from"}
+         "Schedule", "Forked from", "Lora weights"}
 MAX_PROMPT_CHARS = 4000
 
 
@@ -110,7 +110,8 @@ def from_parameters(text: str, max_steps: int = 10000) -> dict[str, Any]:
     params: dict[str, Any] = {"prompt": _prompt(prompt, "prompt", notes),
                               "negative_prompt": _prompt(negative, "negative prompt", notes)}
     if re.search(r"\([^()]*:\s*[\d.]+\s*\)|<lora:|\[[^\]]*\]", prompt):
-        notes.append("A1111 emphasis, [ ] and <lora:...> are plain text here; weight parts with 'text:1.2 | other:0.5'")
+        notes.append("A1111 emphasis and [ ] are plain text here (weight parts with 'text:1.2 | other:0.5'); "
+                     "<lora:name:weight> names a LoRA in the server's --lora-dir")
     try:
         parse_prompt(params["prompt"])
     except ValueError as exc:
@@ -137,6 +138,11 @@ def from_parameters(text: str, max_steps: int = 10000) -> dict[str, Any]:
     if seed is not None and not 0 <= seed <= MAX_SEED:
         notes.append(f"Seed {seed} is outside 0-{MAX_SEED}: a random seed will be used")
         seed = None
+    if fields.get("Lora weights"):
+        try:
+            params["lora_weights"] = weights_from_note(fields["Lora weights"])
+        except ValueError as exc:
+            notes.append(f"the Lora weights note was not read: {exc}")
     schedule: list[dict[str, Any]] = []
     if fields.get("Schedule"):
         try:

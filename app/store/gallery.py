@@ -94,6 +94,26 @@ def valid_id(image_id: object) -> bool:
     return isinstance(image_id, str) and ID_RE.fullmatch(image_id) is not None
 
 
+def png_chunks(rec: ImageRecord) -> dict[str, str]:
+    """The PNG's text chunks: A1111's `parameters` and the record as JSON."""
+    model = rec.models.get(rec.engine) if isinstance(rec.models, dict) else None
+    return {
+        PARAMETERS_KEY: a1111_parameters(rec.engine, rec.params, rec.seed, rec.width, rec.height, model,
+                                          rec.schedule, rec.lineage),
+        NOISESCOPE_KEY: noisescope_chunk(rec.to_dict()),
+    }
+
+
+def prepare(image: Image.Image, record: ImageRecord) -> tuple[ImageRecord, bytes]:
+    """A finished image made ready to store: its record with a new id, time and size, and its PNG
+    with the metadata chunks."""
+    rec = ImageRecord(**record.to_dict())
+    rec.created = time.time()
+    rec.id = new_id(rec.created)
+    rec.width, rec.height = image.size
+    return rec, png_with_text(image, png_chunks(rec))
+
+
 class Gallery:
     """Finished images on disk plus their metadata; safe to share between threads."""
 
@@ -119,11 +139,13 @@ class Gallery:
 
     def add(self, image: Image.Image, record: ImageRecord) -> str:
         """Store `image` with `record`; returns the new id."""
-        rec = ImageRecord(**record.to_dict())
-        rec.created = time.time()
-        rec.id = new_id(rec.created)
-        rec.width, rec.height = image.size
-        data = png_with_text(image, self._chunks(rec))
+        return self.store(*prepare(image, record))
+
+    def store(self, rec: ImageRecord, data: bytes) -> str:
+        """Store a record and its PNG as `prepare` made them (possibly on another machine: an engine
+        replica prepares, the ingress stores); returns its id."""
+        if not valid_id(rec.id):
+            raise ValueError("invalid image id")
         final = self.images_dir / f"{rec.id}.png"
         self._write_atomic(final, data)
         try:
@@ -225,15 +247,6 @@ class Gallery:
             schedule=json.loads(row["schedule"]), lineage=None if row["lineage"] is None else json.loads(row["lineage"]),
             run_id=row["run_id"],
         )
-
-    @staticmethod
-    def _chunks(rec: ImageRecord) -> dict[str, str]:
-        model = rec.models.get(rec.engine) if isinstance(rec.models, dict) else None
-        return {
-            PARAMETERS_KEY: a1111_parameters(rec.engine, rec.params, rec.seed, rec.width, rec.height, model,
-                                              rec.schedule, rec.lineage),
-            NOISESCOPE_KEY: noisescope_chunk(rec.to_dict()),
-        }
 
     def _write_atomic(self, final: Path, data: bytes) -> None:
         tmp = self.images_dir / f"{TMP_PREFIX}{final.name}"

@@ -10,6 +10,10 @@ A run changed while it formed keeps its starting values there, plus a quoted not
 shows as it is and `schedule_from_note` reads back:
 
     ..., Schedule: "10: cfg_scale=0; 30: eta=0.5 cut_flip=false", Forked from: "run 3f2a at step 12"
+
+LoRA weights (a {name: weight} map) are written one token per LoRA, the name percent-encoded:
+`Lora weights: "style=0.8 my%20ink=0.5"` for the starting values, `12: lora_weights[style]=-0.5` in a
+schedule.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import json
 from pathlib import PurePath
 from typing import Any
+from urllib.parse import quote, unquote
 
 from PIL import Image, PngImagePlugin
 
@@ -57,11 +62,29 @@ def _note_value(value: Any) -> str:
     return _fmt(value).replace(" ", "").replace('"', "").replace(";", "").replace("=", "")
 
 
+def weights_note(weights: dict[str, Any], key: str = "") -> str:
+    """`style=0.8 my%20ink=0.5`, or with `key`: `lora_weights[style]=0.8 ...`."""
+    return " ".join(f"{key}[{quote(n, safe='')}]={_note_value(w)}" if key else f"{quote(n, safe='')}={_note_value(w)}"
+                    for n, w in weights.items())
+
+
+def weights_from_note(note: str) -> dict[str, str]:
+    """The inverse of `weights_note` without a key (values left as text)."""
+    out = {}
+    for token in note.split():
+        name, eq, value = token.partition("=")
+        if not eq or not name:
+            raise ValueError(f"LoRA weight {token[:40]!r} is not name=weight")
+        out[unquote(name)] = value
+    return out
+
+
 def schedule_note(schedule: list[dict[str, Any]]) -> str:
     """`10: cfg_scale=0; 30: eta=0.5`: one part per step, the fields that changed there."""
     parts = []
     for entry in schedule:
-        changes = " ".join(f"{k}={_note_value(v)}" for k, v in sorted(entry.get("changes", {}).items()))
+        changes = " ".join(weights_note(v, k) if isinstance(v, dict) else f"{k}={_note_value(v)}"
+                           for k, v in sorted(entry.get("changes", {}).items()))
         parts.append(f"{int(entry['step'])}: {changes}")
     return "; ".join(parts)
 
@@ -79,7 +102,11 @@ def schedule_from_note(note: str) -> list[dict[str, Any]]:
             key, eq, value = token.partition("=")
             if not eq or not key:
                 raise ValueError(f"schedule change {token[:40]!r} is not key=value")
-            changes[key] = value
+            field, bracket, name = key.partition("[")
+            if bracket and name.endswith("]"):  # one entry of a map: lora_weights[style]=0.5
+                changes.setdefault(field, {})[unquote(name[:-1])] = value
+            else:
+                changes[key] = value
         out.append({"step": int(step), "changes": changes})
     return out
 
@@ -123,6 +150,8 @@ def a1111_parameters(
         if batch > 1 and seed is not None and params.get("seed") is not None:  # A1111's names for a batch
             fields += [("Batch size", batch), ("Batch pos", seed - params["seed"])]
     text = ", ".join(f"{k}: {_fmt(v)}" for k, v in fields if v is not None)
+    if engine == "diffusion" and params.get("lora_weights"):
+        text += f', Lora weights: "{weights_note(params["lora_weights"])}"'
     if schedule:
         text += f', Schedule: "{schedule_note(schedule)}"'
     if lineage and lineage.get("parent_run"):

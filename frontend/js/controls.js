@@ -148,6 +148,55 @@ function buildOne(spec, emit) {
       const node = el('label', { class: 'ctl', for: id }, headRow(spec), el('div', { class: 'pair' }, ...parts), note);
       return { node, input, get, set, problem: check };
     }
+    case 'loras': {
+      // One live weight slider per LoRA the server loaded (/api/info `loras`), built by setItems; the
+      // value is {name: weight}, names the page has no slider for (a restored run's) kept as they are.
+      const box = el('div', { class: 'lora-list', id });
+      const note = el('p', { class: 'token-hints', id: `${id}-none`, text: spec.empty });
+      const sliders = new Map();
+      let extra = {};
+      const fmt = (v) => Number(v).toFixed(2);
+      const place = (input, out, v) => {
+        const n = Number(v);
+        if (n > Number(input.max)) input.max = String(n);
+        if (n < Number(input.min)) input.min = String(n);
+        input.value = String(n);
+        out.textContent = fmt(n);
+      };
+      const setItems = (items, hint) => {
+        sliders.clear();
+        extra = {};
+        box.replaceChildren(...(items || []).map(({ name, weight }, i) => {
+          const sid = `${id}-${i}`;
+          const input = el('input', { type: 'range', id: sid, name: `lora-${i}`, min: spec.min, max: spec.max, step: spec.step,
+                                      'data-lora': name });
+          const out = el('output', { for: sid });
+          place(input, out, weight);
+          input.addEventListener('input', () => {
+            out.textContent = fmt(input.value);
+            emit(spec, { [name]: Number(input.value) });
+          });
+          sliders.set(name, { input, out });
+          return el('label', { class: 'ctl', for: sid },
+            headRow({ label: name, live: true, title: `weight of LoRA “${name}” (A1111 <lora:${name}:weight>)` }, out), input);
+        }));
+        note.textContent = hint ?? spec.empty;
+        note.hidden = !note.textContent;
+      };
+      const get = () => {
+        const out = { ...extra };
+        for (const [name, s] of sliders) out[name] = Number(s.input.value);
+        return out;
+      };
+      // a restore: each slider to the record's weight, 0 (off) when the record does not name it
+      const set = (weights) => {
+        extra = {};
+        for (const [name, s] of sliders) place(s.input, s.out, weights?.[name] ?? 0);
+        for (const [name, w] of Object.entries(weights || {})) if (!sliders.has(name)) extra[name] = w;
+      };
+      const node = el('div', { class: 'ctl' }, box, note);
+      return { node, input: box, get, set, setItems };
+    }
     default:
       throw new Error(`unknown control kind ${spec.kind}`);
   }
@@ -223,6 +272,11 @@ export class ControlSet {
     const current = input.value;
     input.replaceChildren(...options.map(([value, label]) => el('option', { value, text: label })));
     input.value = options.some(([v]) => v === current) ? current : String(fallback);
+  }
+
+  /** Rebuild a list control's items (the LoRA sliders from /api/info). */
+  setItems(key, items, hint) {
+    this.controls.get(key)?.setItems?.(items, hint);
   }
 
   /** The labelled node of a control (to place a note beside it). */

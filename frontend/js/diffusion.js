@@ -6,7 +6,7 @@ import { CLIP_SCORE_TITLE, drawPlot } from './plot.js';
 import { mimeFor, FrameType } from './protocol.js';
 import { placeText, queueOrder, settingsKey } from './queue.js';
 import { nearestSize, sizeOptions, sizeWarning } from './sizes.js';
-import { DIFFUSION_GROUPS, LIVE_KEYS, diffusionParams } from './specs.js';
+import { DIFFUSION_GROUPS, LIVE_KEYS, PREVIEW_DECODERS, diffusionParams, loraHint } from './specs.js';
 import { MaskEditor } from './inpaint.js';
 import { imageAsUpload, scheduleCount, scheduleText, showNotice } from './restore.js';
 import { $, clearErrors, fmtMs, fmtScore, setProgress, showError, showImage } from './ui.js';
@@ -63,6 +63,7 @@ export class DiffusionPanel {
     $('replay-clear').addEventListener('click', () => this.setSchedule([]));
     $('d-reuse-seed').addEventListener('click', () => this.reuseSeed());
     this.sizes = null; // /api/info `sizes` of the loaded model
+    this.previewDecoders = ['linear', 'full']; // /api/info `preview_decoders`
     this.sizeNote = el('p', { class: 'size-warning', id: 'd-size-warning', role: 'status', hidden: true });
     this.controls.node('height')?.after(this.sizeNote);
     $('d-plot').title = CLIP_SCORE_TITLE;
@@ -112,6 +113,11 @@ export class DiffusionPanel {
     }
     const defaults = info?.defaults?.diffusion ?? info?.default_params?.diffusion ?? info?.defaults;
     if (defaults && typeof defaults === 'object') this.controls.set(defaults);
+    if (Array.isArray(info?.preview_decoders)) {
+      this.previewDecoders = info.preview_decoders;
+      this.controls.setOptions('preview_decoder', PREVIEW_DECODERS.filter(([v]) => info.preview_decoders.includes(v)), 'linear');
+    }
+    if (Array.isArray(info?.loras)) this.controls.setItems('lora_weights', info.loras, loraHint(info));
     if (info?.sizes?.options?.length) {
       this.sizes = info.sizes;
       for (const key of ['width', 'height']) {
@@ -237,7 +243,10 @@ export class DiffusionPanel {
   applySettings(params, seed, schedule = [], withInit = false) {
     // eta null is the sampler's own (euler_a 1, ddim 0): the same number here replays the same run
     const eta = params.eta ?? SAMPLER_ETA[params.sampler] ?? 0;
-    this.controls.set({ ...params, eta, seed: restoreSeed(params, seed) });
+    // a record without LoRAs replays without them; a preview decoder this server lacks falls back to the map
+    const decoder = this.previewDecoders.includes(params.preview_decoder) ? params.preview_decoder : 'linear';
+    this.controls.set({ ...params, eta, seed: restoreSeed(params, seed), lora_weights: params.lora_weights ?? {},
+                        preview_decoder: decoder });
     if (params.steps !== undefined) this.controls.setRange('skip_steps', { max: params.steps });
     this.setSchedule(schedule);
     if (withInit) {
@@ -514,7 +523,8 @@ export class DiffusionPanel {
     if (!spec.live || !LIVE_KEYS.has(key)) return;
     const run = this.activeRun;
     if (!run) return;
-    this.pendingUpdate[key] = value;
+    // a LoRA slider sends {name: weight}: merged, so two sliders moved within one debounce both go
+    this.pendingUpdate[key] = key === 'lora_weights' ? { ...this.pendingUpdate[key], ...value } : value;
     clearTimeout(this.updateTimer);
     this.updateTimer = setTimeout(() => {
       const params = this.pendingUpdate;

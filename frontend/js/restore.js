@@ -10,6 +10,9 @@ const SHORT = { cfg_scale: 'cfg', clip_guidance_scale: 'clip', eta: 'eta' };
 
 /** "cfg 0" / "cut_flip false": one change as people read it. */
 function changeText(key, value) {
+  if (value && typeof value === 'object') {  // lora_weights: {name: weight}
+    return Object.entries(value).map(([name, w]) => `LoRA ${name} ${w}`).join(', ');
+  }
   return `${SHORT[key] ?? key} ${value}`;
 }
 

@@ -4,7 +4,13 @@
 export const LIVE_KEYS = new Set([
   'cfg_scale', 'eta', 'clip_guidance_scale', 'cutn_overview', 'cutn_inner', 'cut_ic_pow', 'cut_icgray_p',
   'cut_flip', 'tv_scale', 'range_scale', 'sat_scale', 'clamp_grad', 'clamp_max', 'preview_every', 'full_decode_every',
+  'preview_decoder', 'lora_weights',
 ]);
+
+// What draws the preview frames between full decodes; /api/info `preview_decoders` says which this server has.
+export const PREVIEW_DECODERS = [
+  ['linear', 'linear map (fastest)'], ['tiny', 'tiny decoder (TAESD)'], ['full', 'full VAE (slowest)'],
+];
 
 export const SAMPLERS = ['ddpm', 'ddim', 'euler', 'euler_a', 'dpmpp_2m'];
 // until /api/info names the loaded model's sizes (frontend/js/sizes.js builds the real menu)
@@ -52,6 +58,16 @@ export const DIFFUSION_GROUPS = [
     controls: [
       live({ key: 'preview_every', label: 'preview_every', kind: 'range', min: 1, max: 50, step: 1, value: 1 }),
       live({ key: 'full_decode_every', label: 'full_decode_every', kind: 'range', min: 1, max: 100, step: 1, value: 10 }),
+      live({ key: 'preview_decoder', label: 'preview frames', kind: 'select', options: PREVIEW_DECODERS, value: 'linear',
+             title: 'what draws the previews between full decodes: the fitted linear map, the tiny decoder '
+               + '(--preview-decoder, TAESD) or the full VAE on every frame' }),
+    ],
+  },
+  {
+    legend: 'LoRA',
+    controls: [
+      live({ key: 'lora_weights', label: 'LoRA weights', kind: 'loras', min: -2, max: 2, step: 0.05, value: {},
+             empty: 'no LoRAs loaded (start the server with --lora FILE.safetensors)' }),
     ],
   },
   {
@@ -80,6 +96,13 @@ export const GAN_GROUPS = [
     ],
   },
 ];
+
+/** The line under the LoRA sliders, from /api/info: how to load LoRAs, or name more from the server's folder. */
+export function loraHint(info) {
+  const tag = 'name one from the server’s --lora-dir in the prompt: <lora:name:0.8>';
+  if (info?.loras?.length) return info.lora_dir ? `more: ${tag}` : '';
+  return info?.lora_dir ? `no LoRAs loaded; ${tag}` : 'no LoRAs loaded (start the server with --lora FILE.safetensors)';
+}
 
 /** DiffusionParams for a `generate` message from the controls' values. */
 export function diffusionParams(values, prompt, negative, initImage) {

@@ -18,6 +18,7 @@ const ERROR_LABELS = {
   not_found: 'Not found',
   no_model: 'Model not loaded',
   internal: 'Server error',
+  replica_lost: 'Engine lost',
 };
 
 /** Show a readable, dismissable error; identical consecutive messages are merged. */

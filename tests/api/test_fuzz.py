@@ -114,7 +114,7 @@ PROMPT = st.one_of(st.sampled_from(["a cat", "red heart", "a red fox:1 | blurry:
                    st.lists(st.builds(str.__add__, WORD, WEIGHT), min_size=1, max_size=4).map(" | ".join),
                    st.text(min_size=1, max_size=40).filter(lambda t: t.strip(" |")))
 BAD_PROMPT = outside("", " ", "|", " | | ", "x" * 201, "x:1e999", "x:nan", "x:101", "a:-inf", " | ".join(["p"] * 17),
-                     "\x00", "a:1:2", "|:5")
+                     "\x00", "a:1:2", "|:5", "<lora:x:1>", "a <lora:../x:1>", "a <lora:x:y>", "a <lora:x> <lora:x>")
 
 LIVE = {
     "cfg_scale": floats(0, 30),
@@ -132,6 +132,10 @@ LIVE = {
     "clamp_max": floats(1e-6, 10),
     "preview_every": st.one_of(st.integers(1, 4), st.just(1000)),
     "full_decode_every": st.one_of(st.integers(1, 4), st.just(1000)),
+    "preview_decoder": st.sampled_from(["linear", "linear", "full", "tiny"]),  # this server has no tiny decoder
+    # this server has no LoRAs: a named one reaches the studio's refusal
+    "lora_weights": st.one_of(st.just({}), st.dictionaries(st.sampled_from(["style", "a b", "x[1]"]), floats(-10, 10),
+                                                           max_size=2)),
 }
 LIVE_BAD = {
     "cfg_scale": outside(-0.01, 30.5, float("nan"), float("inf")),
@@ -147,6 +151,9 @@ LIVE_BAD = {
     "clamp_max": outside(0, 10.5),
     "preview_every": outside(0, 1001),
     "full_decode_every": outside(0, -1),
+    "preview_decoder": outside("taesd", "", "TINY"),
+    "lora_weights": outside({"../x": 1}, {".x": 1}, {"a/b": 1}, {"x": 10.5}, {"x": float("nan")}, {"x": "heavy"},
+                            {f"l{i}": 1 for i in range(17)}, ["x"], "x"),
 }
 
 

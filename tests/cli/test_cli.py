@@ -23,6 +23,16 @@ def test_serve_help_shows_serve_options(capsys: pytest.CaptureFixture[str]) -> N
     assert "--diffusion-model" in capsys.readouterr().out
 
 
+def test_serve_ray_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--help"])
+    assert "--replicas" in capsys.readouterr().out and exc.value.code == 0
+    for bad in (["--replicas", "0"], ["--replicas", "3", "--max-replicas", "2"], ["--target-runs", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", "--ray", *bad])
+        assert exc.value.code == 2 and "--" in capsys.readouterr().err
+
+
 def test_convert_gan_from_the_command_line(shared_dir: Path, tmp_path: Path) -> None:
     pkl = shared_dir / "fixtures" / "stylegan2" / "network-snapshot-cond.pkl"
     assert main(["convert-gan", str(pkl), str(tmp_path / "g")]) == 0

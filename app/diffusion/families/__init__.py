@@ -58,7 +58,7 @@ def family_for_class(class_name: str, source: str) -> Family:
     return known[class_name]
 
 
-def family_of(pipe: Any) -> Family:
+def pipeline_family(pipe: Any) -> Family:
     """The family of an already built pipeline."""
     return family_for_class(type(pipe).__name__, type(pipe).__name__)
 
