@@ -25,6 +25,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--cpu-threads", type=int, help="torch threads per worker thread on CPU (default 1)")
+    parser.add_argument("--batch-runs", type=int, help="diffusion runs of different pages stepped together, one "
+                        "stacked UNet call per step (default 8; 1 runs them one after another)")
     parser.add_argument("--diffusion-model",
                         help="diffusers SD 1.x / 2.x / SDXL folder or hub id, or a single-file .safetensors")
     parser.add_argument("--clip-model", help="CLIPModel folder or hub id, or open_clip:ARCH/PRETRAINED")

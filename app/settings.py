@@ -106,6 +106,15 @@ class Settings(BaseSettings):
         description="Uploads older than this are deleted: at start, before each upload and every few minutes.",
     )
     queue_size: int = 8
+    batch_runs: int = Field(
+        default=8, ge=1,
+        description="Diffusion runs of different pages stepped together, one stacked UNet call per step "
+                    "(app.engine.batcher); 1 runs them one after another.",
+    )
+    batch_rows: int = Field(
+        default=32, ge=1,
+        description="Most rows (images x CFG branches) in one stacked UNet call; a bigger batch makes several calls.",
+    )
     # The per-job budget (app.engine.budget): estimated compute and peak memory, checked before queueing.
     max_job_seconds: float | None = Field(
         default=None, gt=0,

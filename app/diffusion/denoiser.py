@@ -3,11 +3,15 @@
 x is the VE latent x0 + sigma * eps; the UNet was trained on the VP latent x * c_in with
 c_in = 1 / sqrt(sigma^2 + 1) at the timestep whose training sigma matches (Karras et al. 2022,
 Table 1, "VP" column and §5 for v-prediction).
+
+Guidance that combines network outputs (CFG) is written once as a generator of network calls
+(`cfg_calls`): it yields a `UNetCall` and receives its output, so one run's calls can be answered
+alone (`cfg_denoiser`, `answer`) or stacked with other runs' into one network call (`unet_batch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Protocol, TypeAlias
 
@@ -57,6 +61,14 @@ def expand_context(ctx: Context, b: int) -> Context:
 def repeat_context(ctx: Context, b: int) -> Context:
     """Each row repeated b times in place (rows r, r, ..., r + 1, ...)."""
     return _per_field(ctx, lambda t: t.repeat_interleave(b, dim=0))
+
+
+def context_shape(ctx: Context) -> tuple:
+    """A context's shape without the batch (each field's, for a family's context)."""
+    if isinstance(ctx, Tensor):
+        return tuple(ctx.shape[1:])
+    assert is_dataclass(ctx)
+    return (type(ctx).__name__, *((f.name, tuple(getattr(ctx, f.name).shape[1:])) for f in fields(ctx)))
 
 
 def unet_kwargs(ctx: Context, dtype: torch.dtype) -> dict[str, Any]:
@@ -113,6 +125,58 @@ class UNetDenoiser:
 
 
 @dataclass(frozen=True)
+class UNetCall:
+    """The inputs of one UNetDenoiser call: `x` [rows, C, h, w], `sigma` [rows], `context` [rows, L, D],
+    `concat` [rows, 5, h, w] or None (an inpainting UNet's conditioning, already one per row)."""
+
+    x: Tensor
+    sigma: Tensor
+    context: Context
+    concat: Tensor | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.x.shape[0]
+
+    def key(self) -> tuple:
+        """Calls with equal keys can be stacked into one network call."""
+        return (tuple(self.x.shape[1:]), context_shape(self.context),
+                None if self.concat is None else tuple(self.concat.shape[1:]), self.x.dtype, self.x.device)
+
+
+Calls = Generator[UNetCall, Tensor, Tensor]  # yields network calls, receives their x0, returns the result
+SteppedDenoiser = Callable[[Tensor, Tensor], Calls]  # D(x, sigma) written as network calls
+
+
+def answer(calls: Generator[UNetCall | None, Tensor | None, Tensor], model: Callable[[UNetCall], Tensor]) -> Tensor:
+    """Run a generator of network calls to its result, answering each call with `model` (and a None,
+    a step the generator computes itself, with None)."""
+    try:
+        call = next(calls)
+        while True:
+            call = calls.send(None if call is None else model(call))
+    except StopIteration as done:
+        return done.value
+
+
+def unet_call(denoiser: UNetDenoiser, call: UNetCall) -> Tensor:
+    """One call, alone."""
+    return denoiser(call.x, call.sigma, call.context, concat=call.concat)
+
+
+def unet_batch(denoiser: UNetDenoiser, calls: Sequence[UNetCall]) -> list[Tensor]:
+    """Many calls with equal keys as one network call: inputs stacked along the batch, the output split
+    back. Every row of the UNet is computed independently (GroupNorm and attention are per sample), so
+    each call's slice equals its call alone up to floating-point reassociation in batched kernels."""
+    if len(calls) == 1:
+        return [unet_call(denoiser, calls[0])]
+    concat = None if calls[0].concat is None else torch.cat([c.concat for c in calls])  # type: ignore[misc]
+    out = denoiser(torch.cat([c.x for c in calls]), torch.cat([c.sigma for c in calls]),
+                   cat_context([c.context for c in calls]), concat=concat)
+    return list(out.split([c.rows for c in calls]))
+
+
+@dataclass(frozen=True)
 class TextConditioning:
     """Text-encoder states for CFG: one per weighted prompt, and the negative prompt as uncond
     (tensors [n, L, D] and [1, L, D], or a family's context batched alike)."""
@@ -137,30 +201,45 @@ def text_conditioning(tokenizer, text_encoder: torch.nn.Module, prompts: list[tu
     return TextConditioning(states[1:], tuple(w for _, w in prompts), states[:1])
 
 
-def cfg_denoiser(model: Callable[[Tensor, Tensor, Context], Tensor], cond: TextConditioning,
-                 scale: Live) -> Denoiser:
+def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None) -> SteppedDenoiser:
     """Classifier-free guidance (Ho & Salimans 2022) with weighted prompts composed as in
-    Liu et al. 2022: D = D_u + scale * sum_i w_i (D_i - D_u), all branches in one model call.
-    `scale` is re-read at every call."""
+    Liu et al. 2022: D = D_u + scale * sum_i w_i (D_i - D_u), all branches in one network call.
+    `scale` is re-read at every call; `concat` ([1 or B, 5, h, w]) goes to an inpainting UNet."""
     n = len(cond.weights)
     contexts = cat_context([cond.uncond, cond.cond])  # [n + 1, L, D]
     only_cond = n == 1 and cond.weights[0] == 1.0
     batched: dict[int, Context] = {}  # batch size -> contexts repeated for it
 
-    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+    def rows(t: Tensor | None, count: int) -> Tensor | None:
+        return None if t is None else t.repeat(count // t.shape[0], *([1] * (t.ndim - 1)))
+
+    def denoise(x: Tensor, sigma: Tensor) -> Calls:
         s = _read(scale)
         b = x.shape[0]
         if s == 0.0:
-            return model(x, sigma, expand_context(cond.uncond, b))
+            return (yield UNetCall(x, sigma, expand_context(cond.uncond, b), rows(concat, b)))
         if s == 1.0 and only_cond:
-            return model(x, sigma, expand_context(cond.cond, b))
+            return (yield UNetCall(x, sigma, expand_context(cond.cond, b), rows(concat, b)))
         if b not in batched:
             batched[b] = repeat_context(contexts, b)
-        out = model(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1), batched[b]).chunk(n + 1)
+        out = yield UNetCall(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1), batched[b],
+                             rows(concat, b * (n + 1)))
+        out = out.chunk(n + 1)
         uncond = out[0]
         guided = uncond
         for w, branch in zip(cond.weights, out[1:]):
             guided = guided + (branch - uncond) * (s * w)
         return guided
+
+    return denoise
+
+
+def cfg_denoiser(model: Callable[[Tensor, Tensor, Context], Tensor], cond: TextConditioning,
+                 scale: Live) -> Denoiser:
+    """`cfg_calls` answered by `model(x, sigma, context)`, one run alone."""
+    calls = cfg_calls(cond, scale)
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        return answer(calls(x, sigma), lambda c: model(c.x, c.sigma, c.context))
 
     return denoise

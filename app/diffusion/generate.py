@@ -1,10 +1,13 @@
 """One diffusion run, start to finish, for the engine: load models, build the guided denoiser,
-pick the schedule and sampler, report every step. No threads, no web code."""
+pick the schedule and sampler, report every step. No threads, no web code.
+
+A run is written as a generator of its network calls (`sample_steps`): `generate` answers them one
+by one for a run alone, the engine stacks the calls of many runs into one (app.engine.batcher)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,10 +20,18 @@ from torch import Tensor
 from app.clip.backend import ClipBackend
 from app.diffusion import families, previews
 from app.diffusion.accel import SideStream
-from app.diffusion.denoiser import UNetDenoiser, cfg_denoiser
+from app.diffusion.denoiser import (
+    SteppedDenoiser,
+    UNetCall,
+    UNetDenoiser,
+    answer,
+    cfg_calls,
+    cfg_denoiser,
+    unet_call,
+)
 from app.diffusion.families import Conditioner
 from app.diffusion.families.sd import ClipConditioner
-from app.diffusion.guidance import ClipTarget, clip_guided, clip_score, clip_target
+from app.diffusion.guidance import ClipTarget, GuidanceKnobs, active, clip_guided, clip_score, clip_target
 from app.diffusion.inpaint import (
     INPAINT_UNET_CHANNELS,
     Inpaint,
@@ -33,7 +44,7 @@ from app.diffusion.lora import LoraLibrary
 from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
-from app.diffusion.samplers import Denoiser, run_sampler
+from app.diffusion.samplers import Denoiser, Steps, run_sampler, sampler_steps
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
 from app.diffusion.sizes import SizeRange, model_sizes
 from app.diffusion.tiny_decoder import TinyDecoder
@@ -267,12 +278,47 @@ def scored_step(index: int, total: int, preview_every: int, full_decode_every: i
     return index == total or (index % preview_every == 0 and index % full_decode_every == 0)
 
 
-def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
-             on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
-             init_image: Image.Image | None = None, start_denoised: Tensor | None = None,
-             on_boundary: Callable[[int], None] | None = None, check: Callable[[], None] | None = None,
-             mask: Image.Image | None = None) -> Tensor:
-    """Sample one batch; returns the final latent [batch, C, h, w].
+RunSteps = Generator[UNetCall | None, Tensor | None, Tensor]  # a run's network calls (None: a step it computes itself)
+
+
+def own_or_batched(calls: SteppedDenoiser, guided: Denoiser, knobs: Callable[[], GuidanceKnobs],
+                   clip) -> Callable[[Tensor, Tensor], RunSteps]:
+    """D(x, sigma) as network calls: a plain step yields its UNet call (the engine may stack it with
+    other runs'); a guided step (gradients through the run's own UNet call, decode and CLIP) yields
+    None, then computes itself with `guided` when resumed."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> RunSteps:
+        if active(knobs(), clip):
+            yield None
+            return guided(x, sigma)
+        return (yield from calls(x, sigma))
+
+    return denoise
+
+
+def through(sampler: Steps, denoise: Callable[[Tensor, Tensor], RunSteps]) -> RunSteps:
+    """A sampler's steps with each "denoise (x, sigma)" request answered by `denoise`'s network calls."""
+    try:
+        request = next(sampler)
+        while True:
+            request = sampler.send((yield from denoise(*request)))
+    except StopIteration as done:
+        return done.value
+
+
+def generate(models: DiffusionModels, params: DiffusionParams, **kwargs) -> Tensor:
+    """Sample one batch alone; returns the final latent [batch, C, h, w]. Arguments: `sample_steps`."""
+    with torch.no_grad():
+        return answer(sample_steps(models, params, **kwargs), lambda call: unet_call(models.denoiser, call))
+
+
+def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Callable[[], LiveParams],
+                 on_step: Callable[[StepInfo], None], start_step: int = 0, start_latent: Tensor | None = None,
+                 init_image: Image.Image | None = None, start_denoised: Tensor | None = None,
+                 on_boundary: Callable[[int], None] | None = None, check: Callable[[], None] | None = None,
+                 mask: Image.Image | None = None) -> RunSteps:
+    """Sample one batch as a generator of its network calls (answer each with its UNet output, a None
+    with None); returns the final latent [batch, C, h, w]. Drive it under torch.no_grad().
 
     - `live()` is re-read at every step (cfg_scale, eta, guidance knobs).
     - `on_boundary(n)` is called when n steps are done and before the next one starts (first with
@@ -294,6 +340,7 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
     - `check()` raises to cancel inside a step too: between the parts of a guided step (UNet, decode,
       each loss term and CLIP call, the backward pass), see guidance.clip_guided.
     Image j of a batch uses seed + j.
+    The run's arguments are checked and its models set up at the first `next()`.
     """
     if params.skip_steps >= params.steps:
         raise ValueError("skip_steps must be smaller than steps")
@@ -309,85 +356,97 @@ def generate(models: DiffusionModels, params: DiffusionParams, *, live: Callable
     sigmas = family.levels(params.steps, params.karras, shape)
     device = models.device
 
-    with torch.no_grad():
-        if start_latent is not None:
-            if start_latent.shape != (params.batch, *shape):
-                raise ValueError(f"start latent has shape {tuple(start_latent.shape)}, expected {(params.batch, *shape)}")
-            if not 0 < start_step < params.steps:
-                raise ValueError("start_step must be between 1 and steps - 1 when resuming")
-            x, first = start_latent.to(device, torch.float32), start_step
-        elif start_step:
-            raise ValueError("resuming needs start_latent")
-        noise = initial_noise(seeds, shape, device)
-        image = known = pixels = None
-        if models.upscaler and init_image is None:
-            raise ValueError("a diffusion upscaler needs the low-resolution image (init_image)")
-        if init_image is not None and not models.upscaler and (
-                start_latent is None or mask is not None or models.inpaint_unet):
-            image = pil_to_tensor(init_image, params.width, params.height).to(device)
-            known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
-        if start_latent is None:
-            first = params.skip_steps
-            x = family.noised(known, noise, float(sigmas[first]))
-        inpaint = None
-        if mask is not None and known is not None:
-            pixels = pixel_mask(mask, params.width, params.height).to(device)
-            inpaint = Inpaint(known, noise, latent_mask(pixels, models.vae_scale), family.signal)
+    if start_latent is not None:
+        if start_latent.shape != (params.batch, *shape):
+            raise ValueError(f"start latent has shape {tuple(start_latent.shape)}, expected {(params.batch, *shape)}")
+        if not 0 < start_step < params.steps:
+            raise ValueError("start_step must be between 1 and steps - 1 when resuming")
+        x, first = start_latent.to(device, torch.float32), start_step
+    elif start_step:
+        raise ValueError("resuming needs start_latent")
+    noise = initial_noise(seeds, shape, device)
+    image = known = pixels = None
+    if models.upscaler and init_image is None:
+        raise ValueError("a diffusion upscaler needs the low-resolution image (init_image)")
+    if init_image is not None and not models.upscaler and (
+            start_latent is None or mask is not None or models.inpaint_unet):
+        image = pil_to_tensor(init_image, params.width, params.height).to(device)
+        known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
+    if start_latent is None:
+        first = params.skip_steps
+        x = family.noised(known, noise, float(sigmas[first]))
+    inpaint = None
+    if mask is not None and known is not None:
+        pixels = pixel_mask(mask, params.width, params.height).to(device)
+        inpaint = Inpaint(known, noise, latent_mask(pixels, models.vae_scale), family.signal)
 
-        concat = None
-        if models.inpaint_unet:
-            blank = torch.zeros(1, 3, params.height, params.width, device=device)
-            concat = inpaint_conditioning(lambda im: previews.encode(models.vae, im),
-                                          blank if image is None else image, pixels,
-                                          None if inpaint is None else inpaint.mask, shape)
+    concat = None
+    if models.inpaint_unet:
+        blank = torch.zeros(1, 3, params.height, params.width, device=device)
+        concat = inpaint_conditioning(lambda im: previews.encode(models.vae, im),
+                                      blank if image is None else image, pixels,
+                                      None if inpaint is None else inpaint.mask, shape)
 
-        class_labels = None
-        if models.upscaler:
-            concat, class_labels = low_res_conditioning(models, init_image, shape, params.noise_level, seed)
-        denoiser = family.guided(prompts, params.negative_prompt, lambda: live().cfg_scale, concat,
-                                 size=(params.width, params.height), class_labels=class_labels)
-        target = clip_target(models.clip, prompts) if models.clip is not None else None
-        denoiser = clip_guided(denoiser, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
-                               models.clip, target, check or (lambda: None), weight=family.guidance_weight)
+    class_labels = None
+    if models.upscaler:
+        concat, class_labels = low_res_conditioning(models, init_image, shape, params.noise_level, seed)
+    target = clip_target(models.clip, prompts) if models.clip is not None else None
+    # VE samplers as generators: the calls may be stacked; an upscaler's runs compute their own steps
+    stepped = isinstance(family, UNetFamily) and not models.upscaler
+    if stepped:
+        cond = models.conditioner(prompts, params.negative_prompt, params.width, params.height)
+        calls = cfg_calls(cond, lambda: live().cfg_scale, concat)
+        plain = lambda x, sigma: answer(calls(x, sigma), lambda c: unet_call(models.denoiser, c))  # noqa: E731
+    else:
+        plain = family.guided(prompts, params.negative_prompt, lambda: live().cfg_scale, concat,
+                              size=(params.width, params.height), class_labels=class_labels)
+    guided = clip_guided(plain, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
+                         models.clip, target, check or (lambda: None), weight=family.guidance_weight)
+    score = _score_fn(models, target)
+
+    # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
+    # idles the GPU; on the CPU there is nothing to overlap and each step is reported at once.
+    held: list[tuple[dict, bool, Pending, Pending | None]] = []
+    lag = 2 if device.type == "cuda" else 1
+    side = SideStream(device, models.side_stream)
+
+    def report(d: dict, preview: bool, pending: Pending, scoring: Pending | None) -> None:
+        latent, denoised = pending.wait()
+        score_t = None if scoring is None else scoring.wait()[0]
+        on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
+                         latent=latent, denoised=denoised, preview=preview,
+                         clip_score=None if score_t is None else round(float(score_t), 4)))
+
+    def callback(d: dict) -> None:
+        if inpaint is not None:  # the latent as the next step sees it; the x0 as it will be kept
+            d = {**d, "x": inpaint.blend(d["x"], d["sigma_next"]), "denoised": inpaint.shown(d["denoised"])}
+        index = d["i"] + 1
+        knobs = live()
+        preview = index % knobs.preview_every == 0 or index == params.steps
+        scored = scored_step(index, params.steps, knobs.preview_every, knobs.full_decode_every)
+        held.append((d, preview, to_host_async(d["x"], d["denoised"]),
+                     side.to_host(score, d["denoised"]) if scored else None))
+        if len(held) == lag:
+            report(*held.pop(0))
+        if on_boundary is not None and index < params.steps:
+            on_boundary(index)
+
+    if on_boundary is not None:
+        on_boundary(first)
+    options = dict(callback=callback, start_index=first, eta=lambda: sampler_eta(params.sampler, live().eta),
+                   noise=step_noise(seeds, shape, device),
+                   old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
+    if stepped:
+        denoiser = own_or_batched(calls, guided, live, models.clip)
         if inpaint is not None:
             denoiser = masked_denoiser(denoiser, inpaint)
-        score = _score_fn(models, target)
-
-        # On CUDA, step i is reported once step i + 1 is queued, so waiting for its copies never
-        # idles the GPU; on the CPU there is nothing to overlap and each step is reported at once.
-        held: list[tuple[dict, bool, Pending, Pending | None]] = []
-        lag = 2 if device.type == "cuda" else 1
-        side = SideStream(device, models.side_stream)
-
-        def report(d: dict, preview: bool, pending: Pending, scoring: Pending | None) -> None:
-            latent, denoised = pending.wait()
-            score_t = None if scoring is None else scoring.wait()[0]
-            on_step(StepInfo(index=d["i"] + 1, total=params.steps, sigma=d["sigma"], sigma_next=d["sigma_next"],
-                             latent=latent, denoised=denoised, preview=preview,
-                             clip_score=None if score_t is None else round(float(score_t), 4)))
-
-        def callback(d: dict) -> None:
-            if inpaint is not None:  # the latent as the next step sees it; the x0 as it will be kept
-                d = {**d, "x": inpaint.blend(d["x"], d["sigma_next"]), "denoised": inpaint.shown(d["denoised"])}
-            index = d["i"] + 1
-            knobs = live()
-            preview = index % knobs.preview_every == 0 or index == params.steps
-            scored = scored_step(index, params.steps, knobs.preview_every, knobs.full_decode_every)
-            held.append((d, preview, to_host_async(d["x"], d["denoised"]),
-                         side.to_host(score, d["denoised"]) if scored else None))
-            if len(held) == lag:
-                report(*held.pop(0))
-            if on_boundary is not None and index < params.steps:
-                on_boundary(index)
-
-        if on_boundary is not None:
-            on_boundary(first)
-        x = family.sample(params.sampler, denoiser, x, sigmas, callback=callback, start_index=first,
-                        eta=lambda: sampler_eta(params.sampler, live().eta), noise=step_noise(seeds, shape, device),
-                        old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
-        if held:
-            report(*held.pop())
-        return x if inpaint is None else inpaint.paste(x)
+        x = yield from through(sampler_steps(params.sampler, x, sigmas, **options), denoiser)
+    else:  # a family of its own samplers (flow matching), or an upscaler: the run computes every step itself
+        x = family.sample(params.sampler, guided if inpaint is None else masked_denoiser(guided, inpaint),
+                          x, sigmas, **options)
+    if held:
+        report(*held.pop())
+    return x if inpaint is None else inpaint.paste(x)
 
 
 def low_res_conditioning(models: DiffusionModels, image: Image.Image, shape: tuple[int, int, int],

@@ -71,7 +71,8 @@ class Inpaint:
 
 
 def masked_denoiser(model: Denoiser, inpaint: Inpaint) -> Denoiser:
-    """D(x, sigma) that sees the kept region as the noised init (the per-step hook of this method)."""
+    """D(x, sigma) that sees the kept region as the noised init (the per-step hook of this method).
+    It only maps the input, so a denoiser written as network calls (app.diffusion.generate) works too."""
 
     def denoise(x: Tensor, sigma: Tensor) -> Tensor:
         return model(inpaint.blend(x, sigma), sigma)

@@ -9,12 +9,18 @@ In VE coordinates several classic samplers are one update written in different v
 DDIM(eta=0) is Euler on the probability-flow ODE, DDIM(eta) is Euler ancestral(eta), and the
 DDPM posterior is either of them at eta=1 (Song et al. 2021, eq. 12/16; Karras et al. 2022, §3).
 Each is written here in its own paper's variables; tests check they agree.
+
+Each sampler is written once, as a generator of its steps (`*_steps`): it yields the request
+"denoise this x at this sigma" and receives the x0 estimate (`denoised = yield x, sigma`), so the
+maths never calls a network. `sample_*` drive that generator with a denoiser for one run (the
+k-diffusion shape); the engine drives many runs' generators together and answers their requests
+with one batched network call (app.engine.batcher).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import torch
@@ -24,6 +30,8 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
 NoiseFn = Callable[[int], Tensor]
 Live = float | Callable[[], float]
+Request = tuple[Tensor, Tensor]  # (x, sigma as a [batch] tensor): "denoise this"
+Steps = Generator[Request, Tensor, Tensor]  # yields requests, receives x0 estimates, returns the final x
 
 
 def _read(value: Live) -> float:
@@ -41,8 +49,23 @@ def _noise(noise: NoiseFn | None, i: int, x: Tensor) -> Tensor:
     return torch.randn_like(x) if noise is None else noise(i).to(x.device, x.dtype)
 
 
+def _ask(x: Tensor, sigma: float) -> Request:
+    return x, x.new_full((x.shape[0],), sigma)
+
+
 def _denoise(model: Denoiser, x: Tensor, sigma: float) -> Tensor:
-    return model(x, x.new_full((x.shape[0],), sigma))
+    """D(x, sigma) called directly (app.diffusion.flow's samplers, which are not written as steps)."""
+    return model(*_ask(x, sigma))
+
+
+def drive(steps: Steps, model: Denoiser) -> Tensor:
+    """Run a sampler's steps to the end, answering each request with `model`; the final x."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(model(*request))
+    except StopIteration as done:
+        return done.value
 
 
 def _emit(callback: Callback | None, i: int, x: Tensor, sigma: float, sigma_next: float, denoised: Tensor) -> None:
@@ -59,24 +82,24 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float,
     return math.sqrt(sigma_next**2 - up**2), up
 
 
-def sample_euler(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
-                 callback: Callback | None = None, start_index: int = 0) -> Tensor:
+def euler_steps(x: Tensor, sigmas: Tensor | Sequence[float], *,
+                 callback: Callback | None = None, start_index: int = 0) -> Steps:
     """Euler on dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al. 2022, Alg. 1 without churn)."""
     s = _levels(sigmas)
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         x = x + (x - denoised) / s[i] * (s[i + 1] - s[i])
         _emit(callback, i, x, s[i], s[i + 1], denoised)
     return x
 
 
-def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+def euler_ancestral_steps(x: Tensor, sigmas: Tensor | Sequence[float], *,
                            callback: Callback | None = None, start_index: int = 0, eta: Live = 1.0,
-                           noise: NoiseFn | None = None) -> Tensor:
+                           noise: NoiseFn | None = None) -> Steps:
     """An Euler step down to sigma_down, then fresh noise of std sigma_up (k-diffusion's ancestral)."""
     s = _levels(sigmas)
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         down, up = ancestral_split(s[i], s[i + 1], _read(eta))
         x = x + (x - denoised) / s[i] * (down - s[i])
         if up > 0:
@@ -85,14 +108,14 @@ def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence
     return x
 
 
-def sample_ddim(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+def ddim_steps(x: Tensor, sigmas: Tensor | Sequence[float], *,
                 callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
-                noise: NoiseFn | None = None) -> Tensor:
+                noise: NoiseFn | None = None) -> Steps:
     """DDIM (Song et al. 2021, eq. 12) divided through by sqrt(alpha_bar_prev):
     x' = x0 + sqrt(sigma'^2 - c^2) * eps + c * z, c = eta * sigma' * sqrt(1 - sigma'^2 / sigma^2)."""
     s = _levels(sigmas)
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         eps = (x - denoised) / s[i]
         c = min(s[i + 1], _read(eta) * s[i + 1] * math.sqrt(max(0.0, 1 - (s[i + 1] / s[i]) ** 2)))
         x = denoised + eps * math.sqrt(s[i + 1] ** 2 - c**2)
@@ -102,14 +125,14 @@ def sample_ddim(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
     return x
 
 
-def sample_ddpm(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
-                callback: Callback | None = None, start_index: int = 0, noise: NoiseFn | None = None) -> Tensor:
+def ddpm_steps(x: Tensor, sigmas: Tensor | Sequence[float], *,
+                callback: Callback | None = None, start_index: int = 0, noise: NoiseFn | None = None) -> Steps:
     """Ancestral sampling from the posterior q(x_sigma' | x_sigma, x0) (Ho et al. 2020, eq. 6-7),
     which in VE form is the Brownian bridge: mean x0 + (sigma'/sigma)^2 (x - x0),
     variance sigma'^2 (1 - (sigma'/sigma)^2)."""
     s = _levels(sigmas)
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         ratio2 = (s[i + 1] / s[i]) ** 2
         x = denoised + (x - denoised) * ratio2
         if s[i + 1] > 0:
@@ -118,9 +141,9 @@ def sample_ddpm(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
     return x
 
 
-def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+def dpmpp_2m_steps(x: Tensor, sigmas: Tensor | Sequence[float], *,
                     callback: Callback | None = None, start_index: int = 0,
-                    old_denoised: Tensor | None = None) -> Tensor:
+                    old_denoised: Tensor | None = None) -> Steps:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) in t = -log sigma.
 
     The multistep history restarts at `start_index` (a first-order step) unless `old_denoised`,
@@ -129,7 +152,7 @@ def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float]
     s = _levels(sigmas)
     prev = old_denoised if start_index > 0 else None
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         if s[i + 1] == 0.0:
             x = denoised
         else:
@@ -144,26 +167,69 @@ def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float]
     return x
 
 
+def sample_euler(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                 callback: Callback | None = None, start_index: int = 0) -> Tensor:
+    """`euler_steps` driven by `model`."""
+    return drive(euler_steps(x, sigmas, callback=callback, start_index=start_index), model)
+
+
+def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                           callback: Callback | None = None, start_index: int = 0, eta: Live = 1.0,
+                           noise: NoiseFn | None = None) -> Tensor:
+    """`euler_ancestral_steps` driven by `model`."""
+    return drive(euler_ancestral_steps(x, sigmas, callback=callback, start_index=start_index, eta=eta,
+                                       noise=noise), model)
+
+
+def sample_ddim(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
+                noise: NoiseFn | None = None) -> Tensor:
+    """`ddim_steps` driven by `model`."""
+    return drive(ddim_steps(x, sigmas, callback=callback, start_index=start_index, eta=eta, noise=noise), model)
+
+
+def sample_ddpm(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                callback: Callback | None = None, start_index: int = 0, noise: NoiseFn | None = None) -> Tensor:
+    """`ddpm_steps` driven by `model`."""
+    return drive(ddpm_steps(x, sigmas, callback=callback, start_index=start_index, noise=noise), model)
+
+
+def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                    callback: Callback | None = None, start_index: int = 0,
+                    old_denoised: Tensor | None = None) -> Tensor:
+    """`dpmpp_2m_steps` driven by `model`."""
+    return drive(dpmpp_2m_steps(x, sigmas, callback=callback, start_index=start_index,
+                                old_denoised=old_denoised), model)
+
+
 STOCHASTIC = frozenset({"ddpm", "ddim", "euler_a"})
 
 
-def run_sampler(name: str, model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
-                callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
-                noise: NoiseFn | None = None, old_denoised: Tensor | None = None) -> Tensor:
-    """Dispatch by the names of `DiffusionParams.sampler`, passing each sampler what it uses.
+def sampler_steps(name: str, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                  callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
+                  noise: NoiseFn | None = None, old_denoised: Tensor | None = None) -> Steps:
+    """The steps of the sampler named as in `DiffusionParams.sampler`, passing each what it uses.
 
     ddim and euler_a take the live eta; ddpm is ancestral at eta=1 by definition; euler and
     dpmpp_2m are deterministic.
     """
     common = {"callback": callback, "start_index": start_index}
     if name == "euler":
-        return sample_euler(model, x, sigmas, **common)
+        return euler_steps(x, sigmas, **common)
     if name == "euler_a":
-        return sample_euler_ancestral(model, x, sigmas, eta=eta, noise=noise, **common)
+        return euler_ancestral_steps(x, sigmas, eta=eta, noise=noise, **common)
     if name == "ddim":
-        return sample_ddim(model, x, sigmas, eta=eta, noise=noise, **common)
+        return ddim_steps(x, sigmas, eta=eta, noise=noise, **common)
     if name == "ddpm":
-        return sample_ddpm(model, x, sigmas, noise=noise, **common)
+        return ddpm_steps(x, sigmas, noise=noise, **common)
     if name == "dpmpp_2m":
-        return sample_dpmpp_2m(model, x, sigmas, old_denoised=old_denoised, **common)
+        return dpmpp_2m_steps(x, sigmas, old_denoised=old_denoised, **common)
     raise ValueError(f"unknown sampler {name!r}")
+
+
+def run_sampler(name: str, model: Denoiser, x: Tensor, sigmas: Tensor | Sequence[float], *,
+                callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
+                noise: NoiseFn | None = None, old_denoised: Tensor | None = None) -> Tensor:
+    """`sampler_steps(name, ...)` driven by `model`."""
+    return drive(sampler_steps(name, x, sigmas, callback=callback, start_index=start_index, eta=eta, noise=noise,
+                               old_denoised=old_denoised), model)

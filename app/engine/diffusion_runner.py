@@ -1,17 +1,33 @@
-"""Runs one diffusion job: sampler steps -> history -> step events and preview frames -> gallery."""
+"""Runs diffusion jobs: sampler steps -> history -> step events and preview frames -> gallery.
+
+A job is begun (`begin`: its inputs read, `started` sent, its network calls set up as a
+`DiffusionRun`), stepped (its calls answered alone by `run`, or stacked with other runs' by
+app.engine.batcher), and finished (decode, score, gallery, final image, `done`) by its last answer."""
 
 from __future__ import annotations
 
 import random
 import time
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
+from torch import Tensor
 
-from app.diffusion.generate import DiffusionModels, StepInfo, decode_to_pil, generate, preview_rgb
+from app.diffusion.denoiser import UNetCall, unet_call
+from app.diffusion.generate import (
+    DiffusionModels,
+    RunSteps,
+    StepInfo,
+    UNetFamily,
+    decode_to_pil,
+    family_of,
+    preview_rgb,
+    sample_steps,
+)
 from app.diffusion.lora import LoraError, run_loras
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
@@ -49,6 +65,51 @@ def run_lineage(params: DiffusionParams, parent: str | None, from_step: int) -> 
     return lineage or None
 
 
+@dataclass(eq=False)
+class DiffusionRun:
+    """A begun diffusion job: the generator of its network calls and the call it waits for
+    (None: a step it computes itself). `send` answers that call and runs the job up to its next one."""
+
+    runner: DiffusionRunner
+    job: Job
+    params: DiffusionParams
+    live: LiveState
+    steps: RunSteps
+    t0: float
+    request: UNetCall | None = None
+    last: dict[str, int] = field(default_factory=dict)  # {"index": the last step reported}
+
+    def start(self) -> bool:
+        """Set the run up and run it to its first call; True if it already ended (cancelled)."""
+        return self._advance(lambda: next(self.steps))
+
+    def send(self, out: Tensor | None) -> bool:
+        """Answer the waiting call; True when the run has ended (finished or cancelled)."""
+        return self._advance(lambda: self.steps.send(out))
+
+    def _advance(self, step) -> bool:
+        try:
+            with torch.no_grad():
+                self.request = step()
+            return False
+        except StopIteration as done:
+            self.runner.finish(self, done.value)
+        except RunCancelled:
+            self.cancelled()
+        return True
+
+    def cancelled(self) -> None:
+        """Leave now: close the generator and tell the page the last step it reached."""
+        self.steps.close()
+        self.job.sink.send({"type": "cancelled", "run_id": self.job.run_id, "index": self.last["index"]})
+
+    def cancelled_by_error(self) -> None:
+        """Leave now: the network call it waited for failed."""
+        self.steps.close()
+        self.job.sink.send({"type": "error", "code": "internal", "run_id": self.job.run_id,
+                            "message": "the run failed on the server; see the server log"})
+
+
 class DiffusionRunner:
     def __init__(self, models: DiffusionModels, history: StepHistory, gallery: Gallery, encoder: Executor,
                  uploads: Path, model_ids: dict[str, Any]) -> None:
@@ -59,7 +120,31 @@ class DiffusionRunner:
         self.uploads = uploads
         self.model_ids = model_ids
 
+    def batchable(self, job: Job) -> bool:
+        """Whether the job's network calls may be stacked with other runs' (app.engine.batcher): an SD
+        UNet family run without LoRAs. A flow model samples with its own samplers, and a run's LoRA
+        hooks scale the whole UNet call, so those run whole (`run`)."""
+        params: DiffusionParams = job.params  # type: ignore[assignment]
+        return isinstance(family_of(self.models), UNetFamily) and not params.lora_weights
+
     def run(self, job: Job) -> None:
+        """Run a job alone, start to finish, its LoRAs (app.diffusion.lora) on the models meanwhile."""
+        run = self.begin(job)
+        if run is None:
+            return
+        try:
+            with run_loras(self.models, run.params.lora_weights, lambda: run.live.params().lora_weights):
+                if run.start():
+                    return
+                while not run.send(None if run.request is None else unet_call(self.models.denoiser, run.request)):
+                    pass
+        except LoraError as exc:  # a --lora-dir file removed or changed since the run was queued
+            run.steps.close()
+            job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id, "message": str(exc)})
+
+    def begin(self, job: Job) -> DiffusionRun | None:
+        """Read the job's inputs, record it, send `started` and set up its steps; None if it ended
+        here (an error was sent)."""
         params: DiffusionParams = job.params  # type: ignore[assignment]
         if params.seed is None:
             params = params.model_copy(update={"seed": random.randrange(2**32)})
@@ -71,7 +156,7 @@ class DiffusionRunner:
             if record is None:
                 job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
                                "message": f"step {job.from_step} of run {job.parent} is no longer kept"})
-                return
+                return None
             start_latent, start_denoised = record.latent, record.denoised
         init_image = None
         if params.init_image is not None:
@@ -84,14 +169,14 @@ class DiffusionRunner:
             except FileNotFoundError:
                 job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
                                "message": missing_init_text(params.init_image)})
-                return
+                return None
         mask = None
         if params.mask_image is not None:
             path = self.uploads / f"{params.mask_image}.png"
             if not path.is_file():
                 job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id,
                                "message": "the inpainting mask was not found; paint or upload it again"})
-                return
+                return None
             mask = Image.open(path).convert("L")
 
         self.history.start(RunRecord(job.run_id, params.model_dump(), params.steps, job.parent, job.from_step))
@@ -116,17 +201,14 @@ class DiffusionRunner:
                 self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
                                     decoder, "preview")
 
-        try:
-            with run_loras(self.models, params.lora_weights, lambda: live.params().lora_weights):
-                latent = generate(self.models, params, live=live.params, on_step=on_step,
-                                  start_step=job.from_step, start_latent=start_latent, start_denoised=start_denoised,
-                                  init_image=init_image, on_boundary=live.advance, check=live.check, mask=mask)
-        except LoraError as exc:  # a --lora-dir file removed or changed since the run was queued
-            job.sink.send({"type": "error", "code": "not_found", "run_id": job.run_id, "message": str(exc)})
-            return
-        except RunCancelled:
-            job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": last["index"]})
-            return
+        steps = sample_steps(self.models, params, live=live.params, on_step=on_step, start_step=job.from_step,
+                             start_latent=start_latent, start_denoised=start_denoised, init_image=init_image,
+                             on_boundary=live.advance, check=live.check, mask=mask)
+        return DiffusionRun(self, job, params, live, steps, t0, last=last)
+
+    def finish(self, run: DiffusionRun, latent: Tensor) -> None:
+        """The final image: decode, score, gallery, the final frame and `done`."""
+        job, params, live, t0 = run.job, run.params, run.live, run.t0
         images = decode_to_pil(self.models, latent)
         elapsed = (time.perf_counter() - t0) * 1000
         score, spread = image_scores(self.models.clip, images, params.prompt)

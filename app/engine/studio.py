@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
+from app.diffusion.denoiser import unet_batch
 from app.diffusion.generate import family_of
 from app.engine import budget
+from app.engine.batcher import Batcher
 from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
 from app.engine.jobs import Job, Sink
@@ -87,8 +89,14 @@ class Studio:
             from app.engine.gan_runner import GanRunner
 
             self.gan = GanRunner(models.gan, gallery, self.encoder, ids, waiting=lambda job: self.worker.waiting(job))
+        batcher = None
+        if settings.batch_runs > 1:
+            denoiser = models.diffusion.denoiser
+            batcher = Batcher(self.diffusion.begin, lambda calls: unet_batch(denoiser, calls), settings.batch_rows)
+        self.batcher = batcher
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
-                             after=lambda: release_memory(models.device))
+                             after=lambda: release_memory(models.device), batcher=batcher, room=self._room,
+                             batchable=lambda job: not getattr(job.params, "upscale", False) and self.diffusion.batchable(job))
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (
             models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
@@ -124,6 +132,20 @@ class Studio:
                 raise StudioError("no_model", "no diffusion upscaler loaded (--upscaler-diffusion)")
             return self.upscaler
         return self.diffusion
+
+    def _room(self, job: Job, running: list[Job]) -> bool:
+        """Whether a waiting diffusion job may join the batch now: a free slot, no run of its page in
+        the batch (a page's runs go in order), and memory for every peak at once. The memory with
+        none of the batch running is taken as what is available now plus their estimated peaks."""
+        if not running:
+            return True
+        if len(running) >= self.settings.batch_runs or any(j.client_id == job.client_id for j in running):
+            return False
+        available = available_memory(self.models.device)
+        if available is None:
+            return True
+        held = sum(j.peak_bytes for j in running)
+        return held + job.peak_bytes <= (available + held) * self.settings.memory_fraction
 
     def _remember(self, job: Job) -> None:
         self._jobs[job.run_id] = job
@@ -171,7 +193,8 @@ class Studio:
         """Refuse (too_large) a job over the compute budget or the available memory; returns its
         estimated peak bytes. With `was` (the cost before a live change), only a change that raises
         the cost is checked. The run on the worker now gives its memory back before a later job (or
-        a change to itself) needs it, so its estimated peak counts as available."""
+        a change to itself) needs it, so its estimated peak counts as available (the same for every
+        run of a batch: a job that fits alone waits until the batch has memory for it)."""
         if params.upscale:  # the calibration is the text-to-image model's; upscale runs are capped by size and steps
             return 0.0
         est, live = max(((self.estimate(params, s, first), s) for s in states),
@@ -179,9 +202,8 @@ class Studio:
         if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
             return est.peak_bytes
         available = available_memory(self.models.device)
-        running = self.worker.running
-        if available is not None and running is not None:
-            available += running.peak_bytes
+        if available is not None:
+            available += sum(job.peak_bytes for job in self.worker.running_jobs())
         try:
             budget.check(est, params, budget_s=self.settings.job_seconds(self.models.device.type),
                          available_bytes=None if available is None else available * self.settings.memory_fraction,

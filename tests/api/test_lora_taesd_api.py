@@ -199,3 +199,33 @@ def test_preview_frames_come_from_the_chosen_decoder(lora_client: TestClient) ->
             assert all((f[1]["width"], f[1]["height"]) == (32, 32) for f in frames)
             assert all(f[1]["full"] == (f[1]["decoder"] == "full") for f in frames)
             assert Image.open(io.BytesIO(frames[0][2])).size == (32, 32)
+
+
+def test_a_lora_run_runs_whole_beside_the_batch_and_a_pages_runs_keep_their_order(lora_client: TestClient) -> None:
+    """A LoRA's hooks scale the whole UNet call, so a LoRA run is not batched (DiffusionRunner.batchable):
+    it runs whole between two ticks while another page's run is in the batch, with the image it gives
+    alone; the same page's LoRA run waits behind its own batched run."""
+    studio = lora_client.app.state.studio
+    lora = {**CAT, "lora_weights": {"style": 0.8}}
+    long = {**CAT, "steps": 400, "seed": 5}
+    with lora_client.websocket_connect("/ws") as a_ws, lora_client.websocket_connect("/ws") as b_ws:
+        a, b = WsReader(a_ws), WsReader(b_ws)
+        a_ws.send_json({"type": "generate", "params": long})
+        long_id = a.until("started")["run_id"]
+        a.until("step", long_id)
+        assert studio.diffusion.batchable(studio.worker.running_jobs()[0])  # the plain run is batched
+        a_ws.send_json({"type": "generate", "params": lora})  # the same page: waits behind its own run
+        own_id = a.until("queued")["run_id"]
+        b_ws.send_json({"type": "generate", "params": lora})
+        beside = b.until("done")
+        assert [e["index"] for e in b.events if e["type"] == "step"] == list(range(1, 13))
+        assert studio.worker.running_jobs()[0].run_id == long_id, "the batched run is still going"
+        assert not [e for e in a.events if e.get("run_id") == own_id and e["type"] == "started"]
+        a_ws.send_json({"type": "cancel", "run_id": long_id})
+        assert 1 <= a.until("cancelled", long_id)["index"] < 400
+        after = a.until("done", own_id)
+        _, plain = run_to_done(b, CAT)
+    first, second, without = (lora_client.get(f"/api/gallery/{d['image_id']}.png").content
+                              for d in (beside, after, plain))
+    assert png_pixels(first) == png_pixels(second), "beside the batch as alone"
+    assert png_pixels(first) != png_pixels(without), "the LoRA was on"
