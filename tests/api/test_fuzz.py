@@ -377,7 +377,9 @@ def test_fuzz_every_websocket_message_type(fuzz_client: TestClient) -> None:
         session.exchange(json.dumps({"type": "generate_gan", "params": {"prompt": "a cat", "seed": 1}}))
         assert len(session.runs) == 2 and session.seen.get("done") == 2, session.seen
 
-        @settings(FUZZ, max_examples=examples(100))
+        # 160: with upscale, walks, LoRA and transform fields the message space grew, and at 100 examples
+        # fewer than 10 of the derandomized runs got through validation to the engine
+        @settings(FUZZ, max_examples=examples(160))
         @given(st.lists(st.one_of(*WS_MESSAGES.values()), min_size=1, max_size=3), RAW)
         def fuzz(messages: list[dict], raw: str | bytes) -> None:
             for msg in messages:
