@@ -36,6 +36,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--lora-weight", type=float, help="the weight LoRA sliders start at (default 1)")
     parser.add_argument("--preview-decoder", help="AutoencoderTiny folder or hub id for preview frames "
                         "(madebyollin/taesd, madebyollin/taesdxl, madebyollin/taesd3, madebyollin/taef1)")
+    parser.add_argument("--models-dir", help="folder of models (pipeline folders, .safetensors checkpoints, converted "
+                        "GAN folders) the page lists and loads on request while the studio runs")
     parser.add_argument("--gan-model", help="converted GAN folder (generator.safetensors + config.json: StyleGAN2, BigGAN, "
                         "DCGAN); '' for none")
     parser.add_argument("--compile", choices=["off", "default", "max-autotune-no-cudagraphs", "reduce-overhead",

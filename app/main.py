@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api import docs, pngsettings, routes, vocab, ws
+from app.api import docs, model_routes, pngsettings, routes, vocab, ws
 from app.api.guard import SECURITY_HEADERS, Guard, redact_uvicorn_logs
 from app.api.uploads import sweep_periodically, upload_store
 from app.api.ws import settle
@@ -44,6 +44,10 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
             studio = Studio(settings, models or load_models(settings), Gallery(settings.data_dir / "gallery"))
             studio.start()
         app.state.studio = studio
+        if front is None:  # model switching loads into this process's engine (not into Ray replicas)
+            from app.engine.switcher import Switcher
+
+            app.state.switcher = Switcher(studio, settings, settings.models_dir)
         app.state.uploads = uploads = upload_store(settings, studio.upload_dir)
         uploads.sweep()  # a killed server's temp files, and uploads that expired while it was down
         sweeper = asyncio.create_task(sweep_periodically(uploads))
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None, *, models: Models | None = None
 
     app.include_router(routes.router)
     app.include_router(routes.api)
+    app.include_router(model_routes.router)
     app.include_router(pngsettings.router)
     app.include_router(vocab.router)
     app.include_router(ws.router)

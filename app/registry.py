@@ -5,6 +5,7 @@ same formats) when the embedded models are missing, and says so."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,7 @@ class Models:
     upscaler_diffusion: Any | None = None  # app.diffusion.generate.DiffusionModels of an upscale pipeline
 
     def public_names(self) -> dict[str, str | None]:
-        """Model ids safe to write into shared PNGs: hub ids as given, local folders by their name."""
-        return {k: (Path(v).name if v and Path(v).exists() else v) for k, v in self.names.items()}
+        return public_names(self.names)
 
     def info(self) -> dict[str, Any]:
         """What /api/info shows: model folders by their name, never their absolute path."""
@@ -64,6 +64,11 @@ class Models:
         }
 
 
+def public_names(names: dict[str, str | None]) -> dict[str, str | None]:
+    """Model ids safe to write into shared PNGs: hub ids as given, local folders by their name."""
+    return {k: (Path(v).name if v and Path(v).exists() else v) for k, v in names.items()}
+
+
 def _is_embedded(name: str) -> bool:
     return Path(name).resolve().is_relative_to(MODELS_DIR.resolve())
 
@@ -73,27 +78,65 @@ def _missing_embedded(name: str) -> bool:
     return not Path(name).exists() and _is_embedded(name)
 
 
-def load_diffusion_extras(diffusion: Any, settings: Settings) -> None:
+def load_diffusion_extras(diffusion: Any, settings: Settings, left_out: list[str] | None = None) -> None:
     """The LoRAs (--lora, --lora-dir) and the tiny preview decoder (--preview-decoder) of a loaded
-    diffusion model; a file or decoder that does not fit it stops the start with a message."""
+    diffusion model. A file or decoder that does not fit it stops the start with a message, or, given
+    `left_out` (a model loaded into the running studio), is left off with the reason appended there."""
     from app.diffusion.lora import LoraLibrary, model_parts
     from app.diffusion.tiny_decoder import check_fits, load_tiny_decoder
 
     if settings.lora or settings.lora_dir is not None:
         log.info("loading %d LoRA file(s)%s", len(settings.lora),
                  f"; LoRA folder {settings.lora_dir}" if settings.lora_dir else "")
-        diffusion.loras = LoraLibrary(model_parts(diffusion), settings.lora, settings.lora_dir, settings.lora_weight)
+        try:
+            diffusion.loras = LoraLibrary(model_parts(diffusion), settings.lora, settings.lora_dir, settings.lora_weight)
+        except ValueError as exc:
+            if left_out is None:
+                raise
+            left_out.append(f"LoRAs not loaded: {exc}")
     if settings.preview_decoder:
         log.info("loading preview decoder %s", settings.preview_decoder)
-        tiny = load_tiny_decoder(settings.preview_decoder, diffusion.device, diffusion.dtype)
-        check_fits(tiny, diffusion.latent_channels, diffusion.vae_scale)
-        diffusion.preview_decoder = tiny
+        try:
+            tiny = load_tiny_decoder(settings.preview_decoder, diffusion.device, diffusion.dtype)
+            check_fits(tiny, diffusion.latent_channels, diffusion.vae_scale)
+            diffusion.preview_decoder = tiny
+        except ValueError as exc:
+            if left_out is None:
+                raise
+            left_out.append(f"no tiny preview decoder: {exc}")
+
+
+def load_diffusion(name: str, settings: Settings, device: torch.device, dtype: torch.dtype,
+                   clip: ClipBackend | None, stage: Callable[[str], None] = lambda what: None,
+                   left_out: list[str] | None = None) -> Any:
+    """A text-to-image model with what the settings add to it (LoRAs, preview decoder, compile);
+    `stage(what)` is told as each part starts (the page's load progress); `left_out`: as in
+    load_diffusion_extras."""
+    from app.diffusion.generate import load_diffusion_models
+
+    stage("weights")
+    log.info("loading diffusion pipeline %s on %s (%s)", name, device, dtype)
+    diffusion = load_diffusion_models(name, device, dtype, clip=clip, cache_dir=settings.data_dir / "cache")
+    stage("extras")
+    load_diffusion_extras(diffusion, settings, left_out)
+    if settings.compile != "off" or settings.channels_last:
+        from app.diffusion.accel import AccelOptions, prepare_models
+
+        log.info("UNet: compile %s, channels_last %s", settings.compile, settings.channels_last)
+        prepare_models(diffusion, AccelOptions(channels_last=settings.channels_last, compile_mode=settings.compile))
+    return diffusion
+
+
+def load_gan(name: str, device: torch.device, clip: ClipBackend | None) -> Any:
+    """A converted GAN folder as the GAN runner's model (app.engine.gan_runner.GanModel)."""
+    from app.engine.gan_runner import load_gan_model
+
+    log.info("loading GAN %s", name)
+    return load_gan_model(name, device, clip=clip)
 
 
 def load_models(settings: Settings) -> Models:
     """Load everything the settings name. Only a hub id the user named is ever fetched."""
-    from app.diffusion.generate import load_diffusion_models
-
     device = pick_device(settings.device)
     dtype = pick_dtype(device)
     demo_root = settings.data_dir / "demo-models"
@@ -114,22 +157,12 @@ def load_models(settings: Settings) -> Models:
 
     log.info("loading CLIP %s on %s", clip_name, device)
     clip = load_clip(clip_name, device, dtype)
-    log.info("loading diffusion pipeline %s on %s (%s)", diffusion_name, device, dtype)
-    diffusion = load_diffusion_models(diffusion_name, device, dtype, clip=clip, cache_dir=settings.data_dir / "cache")
-    load_diffusion_extras(diffusion, settings)
-    if settings.compile != "off" or settings.channels_last:
-        from app.diffusion.accel import AccelOptions, prepare_models
-
-        log.info("UNet: compile %s, channels_last %s", settings.compile, settings.channels_last)
-        prepare_models(diffusion, AccelOptions(channels_last=settings.channels_last, compile_mode=settings.compile))
+    diffusion = load_diffusion(diffusion_name, settings, device, dtype, clip)
 
     gan = None
     gan_name = settings.gan_model or None
     if gan_name and Path(gan_name).exists():
-        from app.engine.gan_runner import load_gan_model
-
-        log.info("loading GAN %s", gan_name)
-        gan = load_gan_model(gan_name, device, clip=clip)
+        gan = load_gan(gan_name, device, clip)
     elif gan_name and not _is_embedded(gan_name):
         raise FileNotFoundError(f"GAN model not found: {gan_name}")
     else:

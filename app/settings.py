@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="diffusers AutoencoderTiny folder or hub id (madebyollin/taesd, taesdxl, taesd3, taef1): the "
                     "tiny decoder the page can choose for its preview frames.",
     )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Folder of models the page lists and loads on request while the studio runs: diffusers "
+                    "pipeline folders, single-file .safetensors checkpoints, converted GAN folders.",
+    )
     gan_model: str | None = Field(
         default=str(MODELS_DIR / "gan"),
         description="StyleGAN2 folder (generator.safetensors + config.json); empty for none.",

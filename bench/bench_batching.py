@@ -96,7 +96,7 @@ def determinism(models, n: int, steps: int) -> tuple[float, bool]:
 
     class Run:
         def __init__(self, name: str) -> None:
-            self.name, self.steps, self.request = name, runs[name][1], None
+            self.name, self.steps, self.request, self.network = name, runs[name][1], None, models.denoiser
             self.job = Job("diffusion", runs[name][0], None, name, name)  # type: ignore[arg-type]
 
         def _go(self, step) -> bool:
@@ -114,7 +114,7 @@ def determinism(models, n: int, steps: int) -> tuple[float, bool]:
         def send(self, out) -> bool:
             return self._go(lambda: self.steps.send(out))
 
-    batcher = Batcher(lambda job: Run(job.client_id), lambda calls: unet_batch(models.denoiser, calls), 64)
+    batcher = Batcher(lambda job: Run(job.client_id), unet_batch, 64)
     for name in runs:
         batcher.add(Job("diffusion", runs[name][0], None, name, name))  # type: ignore[arg-type]
     while batcher.runs:

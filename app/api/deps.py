@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, WebSocket
 from starlette.responses import Response
 
 from app.engine.studio import Studio
+from app.engine.switcher import Switcher
 from app.settings import Settings
 from app.store.uploads import UploadStore
 
@@ -59,6 +60,10 @@ def get_uploads(request: Request) -> UploadStore:
     return request.app.state.uploads
 
 
+def get_switcher(request: Request) -> Switcher | None:
+    return getattr(request.app.state, "switcher", None)
+
+
 def ws_studio(websocket: WebSocket) -> Studio:
     return websocket.app.state.studio
 
@@ -66,3 +71,4 @@ def ws_studio(websocket: WebSocket) -> Studio:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StudioDep = Annotated[Studio, Depends(get_studio)]
 UploadsDep = Annotated[UploadStore, Depends(get_uploads)]
+SwitcherDep = Annotated["Switcher | None", Depends(get_switcher)]

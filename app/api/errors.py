@@ -33,6 +33,7 @@ WHY = {
     401: "The server listens beyond loopback and the token is missing or wrong.",
     403: "A cross-site request (Origin or Sec-Fetch-Site from another site) that would change state.",
     404: "No such item.",
+    409: "The server is busy with a conflicting operation (a model load in progress) or has no memory for it.",
     413: "Over a size cap or over the uploads quota; the message says which, in MiB.",
     415: "The body is not multipart/form-data.",
     422: "A query or path parameter out of range or of the wrong type.",

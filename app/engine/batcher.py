@@ -5,7 +5,8 @@ A run is a generator of its network calls (app.diffusion.generate.sample_steps);
 maths never sees the batch. Each `tick` every run takes exactly one step, so no run waits more
 than one tick for its turn:
 1. cancelled runs leave (a cancel is honoured at the run's next step);
-2. the UNet calls the runs wait for are grouped by what can be stacked (latent shape, text-context
+2. the UNet calls the runs wait for are grouped by the network that answers them (runs of a model
+   swapped out while they ran keep theirs) and by what can be stacked (latent shape, text-context
    shape, inpainting conditioning: `UNetCall.key`), and each group is answered by one network call
    of at most `max_rows` rows (a bigger group by several);
 3. every run gets its slice and runs to its next call: sampler update, history, step event,
@@ -38,6 +39,10 @@ class SteppedRun(Protocol):
     job: Job
     request: UNetCall | None  # the call it waits for; None: a step it computes itself
 
+    @property
+    def network(self) -> object:
+        """What answers its calls (its model's denoiser)."""
+
     def start(self) -> bool:
         """Run to the first call; True if the run already ended."""
 
@@ -69,9 +74,9 @@ def row_chunks(runs: Sequence[SteppedRun], max_rows: int) -> list[list[SteppedRu
 
 class Batcher:
     def __init__(self, begin: Callable[[Job], SteppedRun | None],
-                 network: Callable[[list[UNetCall]], list[Tensor]], max_rows: int) -> None:
-        """`begin(job)`: set a job up (None if it ended there); `network(calls)`: answer calls with
-        equal keys in one network call (app.diffusion.denoiser.unet_batch)."""
+                 network: Callable[[object, list[UNetCall]], list[Tensor]], max_rows: int) -> None:
+        """`begin(job)`: set a job up (None if it ended there); `network(net, calls)`: answer calls with
+        equal keys in one call of the network `net` (app.diffusion.denoiser.unet_batch)."""
         self._begin = begin
         self._network = network
         self.max_rows = max_rows
@@ -104,12 +109,12 @@ class Batcher:
         groups: dict[tuple, list[SteppedRun]] = {}
         for run in self.runs:
             if id(run) not in ended and run.request is not None:
-                groups.setdefault(run.request.key(), []).append(run)
+                groups.setdefault((id(run.network), run.request.key()), []).append(run)
         answers: dict[int, Tensor] = {}
         for group in groups.values():
             for chunk in row_chunks(group, self.max_rows):
                 try:
-                    outs = self._network([run.request for run in chunk])  # type: ignore[misc]
+                    outs = self._network(chunk[0].network, [run.request for run in chunk])  # type: ignore[misc]
                 except Exception:
                     log.exception("a batched step of %d runs failed", len(chunk))
                     for run in chunk:

@@ -79,6 +79,11 @@ class DiffusionRun:
     request: UNetCall | None = None
     last: dict[str, int] = field(default_factory=dict)  # {"index": the last step reported}
 
+    @property
+    def network(self) -> object:
+        """The denoiser that answers its calls (app.engine.batcher groups calls by it)."""
+        return self.runner.models.denoiser
+
     def start(self) -> bool:
         """Set the run up and run it to its first call; True if it already ended (cancelled)."""
         return self._advance(lambda: next(self.steps))

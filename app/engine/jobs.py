@@ -4,6 +4,7 @@ the api layer turns them into wire frames (app/api/protocol.py)."""
 from __future__ import annotations
 
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -28,6 +29,23 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+class ModelPin:
+    """The loaded model (its runner) a job runs on, so that a model swapped out of the studio while
+    the job waits or runs still serves it. Held strongly until the job ends, weakly after: a
+    swapped-out model is freed with its last run, and a finished run's model is reachable (for a
+    timeline preview or a fork) only while it is still loaded."""
+
+    def __init__(self, runner: Any) -> None:
+        self._strong: Any = runner
+        self._weak = weakref.ref(runner)
+
+    def get(self) -> Any:
+        return self._weak()
+
+    def release(self) -> None:
+        self._strong = None
+
+
 @dataclass
 class Job:
     engine: EngineName
@@ -42,3 +60,9 @@ class Job:
     run_id: str = field(default_factory=new_run_id)
     ref: str | None = None  # the client's label for the message that queued it, echoed in `queued`
     position: int = -1  # place in the waiting queue last told to the client
+    model: ModelPin | None = None  # the runner it was queued for (app.engine.studio)
+
+    def ended(self) -> None:
+        """The job finished, failed, was cancelled or dropped: let go of its model."""
+        if self.model is not None:
+            self.model.release()

@@ -1,9 +1,15 @@
 """The engine's front door: what the websocket route calls. Holds the worker, the step history,
-the runners and an index of recent jobs (for update / rewind / cancel by run id)."""
+the runners and an index of recent jobs (for update / rewind / cancel by run id).
+
+Each job is queued with the runner (the loaded model) it was checked against, pinned in the job
+(app.engine.jobs.ModelPin): a model swapped in while runs wait or run (`use_diffusion`, `use_gan`:
+app.engine.switcher) serves the runs queued after the swap, and the old one finishes its own."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +22,7 @@ from app.engine import budget
 from app.engine.batcher import Batcher
 from app.engine.calibrate import available_memory, calibrate
 from app.engine.history import StepHistory
-from app.engine.jobs import Job, Sink
+from app.engine.jobs import Job, ModelPin, Sink
 from app.engine.limits import LimitError, check_diffusion, check_gan, check_live, check_update
 from app.engine.live import LiveState
 from app.engine.memory import freeze_loaded, release_memory
@@ -36,7 +42,7 @@ from app.params import (
     gallery_source,
     live_diff,
 )
-from app.registry import Models
+from app.registry import Models, public_names
 from app.settings import Settings
 from app.store.gallery import Gallery
 
@@ -68,6 +74,7 @@ class Studio:
         self.settings = settings
         self.models = models
         self.gallery = gallery
+        self._swap = threading.RLock()  # a model swap, against the checks and pinning of a new job
         self.history = StepHistory(settings.history_bytes)
         init = self._thread_init if models.device.type == "cpu" and settings.cpu_threads else None
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="noisescope-encoder", initializer=init)
@@ -88,15 +95,15 @@ class Studio:
         if models.gan is not None:
             from app.engine.gan_runner import GanRunner
 
-            self.gan = GanRunner(models.gan, gallery, self.encoder, ids, waiting=lambda job: self.worker.waiting(job))
+            self.gan = GanRunner(models.gan, gallery, self.encoder, ids, waiting=self._waiting)
         batcher = None
         if settings.batch_runs > 1:
-            denoiser = models.diffusion.denoiser
-            batcher = Batcher(self.diffusion.begin, lambda calls: unet_batch(denoiser, calls), settings.batch_rows)
+            batcher = Batcher(lambda job: self._pinned(job).begin(job), unet_batch, settings.batch_rows)
         self.batcher = batcher
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
                              after=lambda: release_memory(models.device), batcher=batcher, room=self._room,
-                             batchable=lambda job: not getattr(job.params, "upscale", False) and self.diffusion.batchable(job))
+                             batchable=lambda job: not getattr(job.params, "upscale", False)
+                             and self._pinned(job).batchable(job))
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (
             models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
@@ -115,15 +122,48 @@ class Studio:
         # OpenMP's team size is per calling thread: set it where the work runs.
         torch.set_num_threads(self.settings.cpu_threads)
 
+    def _waiting(self, job: Job) -> bool:
+        return self.worker.waiting(job)
+
     def _dispatch(self, job: Job) -> None:
+        self._pinned(job).run(job)
+
+    def _pinned(self, job: Job):
+        """The runner a job was queued for (the current one for a job queued without a pin); None
+        when the job has ended and its model was swapped out since."""
+        if job.model is not None:
+            return job.model.get()
         if job.engine == "gan":
-            assert self.gan is not None
-            self.gan.run(job)
-        elif job.engine == "upscale":
-            assert self.gan_upscaler is not None
-            self.gan_upscaler.run(job)
-        else:
-            self._runner(job.params).run(job)  # type: ignore[arg-type]
+            return self.gan
+        if job.engine == "upscale":
+            return self.gan_upscaler
+        return self._runner(job.params)  # type: ignore[arg-type]
+
+    def use_diffusion(self, diffusion, name: str, calibration: budget.Calibration) -> None:
+        """Make `diffusion` the text-to-image model of every run queued from now on (runs queued
+        before keep theirs). Everything derived from the model is built first, then swapped at once."""
+        from app.engine.diffusion_runner import DiffusionRunner
+
+        names = {**self.models.names, "diffusion": name}
+        runner = DiffusionRunner(diffusion, self.history, self.gallery, self.encoder, self.uploads,
+                                 public_names(names))
+        sizes = family_of(diffusion).sizes(self.settings.max_pixels)
+        measured = studio_figures(self.settings.evaluation, names)
+        models = dataclasses.replace(self.models, diffusion=diffusion, names=names, calibration=calibration)
+        with self._swap:
+            self.models, self.diffusion, self.calibration, self.sizes, self.measured = (
+                models, runner, calibration, sizes, measured)
+
+    def use_gan(self, gan, name: str) -> None:
+        """Make `gan` the generator of every GAN job queued from now on (as use_diffusion)."""
+        from app.engine.gan_runner import GanRunner
+
+        names = {**self.models.names, "gan": name}
+        runner = GanRunner(gan, self.gallery, self.encoder, public_names(names), waiting=self._waiting)
+        measured = studio_figures(self.settings.evaluation, names)
+        models = dataclasses.replace(self.models, gan=gan, names=names)
+        with self._swap:
+            self.models, self.gan, self.measured = models, runner, measured
 
     def _runner(self, params: DiffusionParams):
         """The diffusion runner of a run: the upscaler's for upscale runs, else the text-to-image model's."""
@@ -160,9 +200,11 @@ class Studio:
             raise StudioError("not_found", f"no run {run_id!r}")
         return job
 
-    def _queue(self, job: Job, *, replace_stale: bool = False) -> str:
+    def _queue(self, job: Job, runner, *, replace_stale: bool = False) -> str:
+        """Queue `job` to run on `runner` (pinned: app.engine.jobs.ModelPin)."""
         from app.engine.worker import QueueFull
 
+        job.model = ModelPin(runner)
         def queued(position: int) -> None:
             ev = {"type": "queued", "run_id": job.run_id, "engine": job.engine, "position": position,
                   "parent": job.parent, "from_step": job.from_step}
@@ -214,6 +256,10 @@ class Studio:
 
     def generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str,
                  ref: str | None = None) -> str:
+        with self._swap:  # checked against, and pinned to, one model
+            return self._generate(params, sink, client_id, owner, ref)
+
+    def _generate(self, params: DiffusionParams, sink: Sink, client_id: str, owner: str, ref: str | None) -> str:
         try:
             check_diffusion(params, self.settings)
         except LimitError as exc:
@@ -237,7 +283,8 @@ class Studio:
         live = LiveState(params.live(), params.schedule)
         self._check_preview_decoder(live.states_with(LiveUpdate()))
         peak = self._within_budget(params, live.states_with(LiveUpdate()))
-        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak))
+        return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak),
+                           self._runner(params))
 
     def _with_loras(self, params: DiffusionParams) -> DiffusionParams:
         """`params` with `lora_weights` naming every LoRA the run applies at its starting weight (the
@@ -305,7 +352,7 @@ class Studio:
         runs = []
         if "gan" in wanted:
             runs.append(self._queue(Job("upscale", params, sink, client_id, owner, live=LiveState(LiveParams()),
-                                        ref=ref)))
+                                        ref=ref), self.gan_upscaler))
         if "diffusion" in wanted:
             prompt = params.prompt or str((record.params if record else {}).get("prompt") or "") or UPSCALE_PROMPT
             side = (-(-w // 4) * 4 * UPSCALE_FACTOR, -(-h // 4) * 4 * UPSCALE_FACTOR)  # latent cells in whole UNet blocks
@@ -321,6 +368,10 @@ class Studio:
 
     def generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str,
                      ref: str | None = None) -> str:
+        with self._swap:
+            return self._generate_gan(params, sink, client_id, owner, ref)
+
+    def _generate_gan(self, params: GanParams, sink: Sink, client_id: str, owner: str, ref: str | None) -> str:
         if self.gan is None:
             raise StudioError("no_model", "no GAN model loaded")
         try:
@@ -331,7 +382,7 @@ class Studio:
         if problem:
             raise StudioError("bad_request", problem)
         live = LiveState(LiveParams())
-        return self._queue(Job("gan", params, sink, client_id, owner, live=live, ref=ref), replace_stale=True)
+        return self._queue(Job("gan", params, sink, client_id, owner, live=live, ref=ref), self.gan, replace_stale=True)
 
     def update(self, run_id: str, change: LiveUpdate, owner: str) -> LiveParams:
         job = self._job(run_id, owner)
@@ -370,6 +421,7 @@ class Studio:
         parent = self._job(run_id, owner)
         if parent.engine != "diffusion" or parent.live is None:
             raise StudioError("bad_request", "only diffusion runs can be rewound")
+        runner = self._drawn_by(parent)
         params: DiffusionParams = parent.params  # type: ignore[assignment]
         if step >= params.steps:
             raise StudioError("bad_request", f"step must be below {params.steps}")
@@ -393,7 +445,15 @@ class Studio:
         live = LiveState(params.live(), params.schedule)
         peak = self._within_budget(params, live.states_with(LiveUpdate()), first=step or None)
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
-                               from_step=step, ref=ref, peak_bytes=peak))
+                               from_step=step, ref=ref, peak_bytes=peak), runner)
+
+    def _drawn_by(self, job: Job):
+        """The runner of the model that drew `job`'s run, if that model is still loaded."""
+        runner = self._pinned(job)
+        if runner is None:
+            raise StudioError("not_found", f"run {job.run_id} was drawn by a model that is no longer loaded; "
+                                           "its steps can be seen and forked only with that model")
+        return runner
 
     def cancel(self, run_id: str, owner: str) -> None:
         self._job(run_id, owner)
@@ -402,7 +462,7 @@ class Studio:
 
     def preview(self, run_id: str, step: int, sink: Sink, owner: str) -> None:
         job = self._job(run_id, owner)
-        if job.engine != "diffusion" or not self._runner(job.params).timeline_preview(sink, run_id, step):  # type: ignore[arg-type]
+        if job.engine != "diffusion" or not self._drawn_by(job).timeline_preview(sink, run_id, step):
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept")
 
     def disconnect(self, client_id: str) -> None:

@@ -75,6 +75,7 @@ class Worker:
             for job in self._queue:
                 if job.live:
                     job.live.cancel()
+                job.ended()
             self._queue.clear()
             for job in self._running_locked():
                 if job.live:
@@ -93,6 +94,7 @@ class Worker:
                          and getattr(j.params, "supersedable", True)]
                 for j in stale:
                     self._queue.remove(j)
+                    j.ended()
                     j.sink.send({"type": "cancelled", "run_id": j.run_id, "index": 0, "reason": "superseded"})
                 self._announce()
             if len(self._queue) >= self._max_queue:
@@ -115,6 +117,7 @@ class Worker:
             for job in self._queue:
                 if job.run_id == run_id:
                     self._queue.remove(job)
+                    job.ended()
                     job.sink.send({"type": "cancelled", "run_id": run_id, "index": 0})
                     self._announce()
                     return True
@@ -129,6 +132,7 @@ class Worker:
         with self._cond:
             for job in [j for j in self._queue if j.client_id == client_id]:
                 self._queue.remove(job)
+                job.ended()
             self._announce()
             for job in self._running_locked():
                 if job.client_id == client_id and job.live:
@@ -170,6 +174,7 @@ class Worker:
             job.sink.send({"type": "error", "code": "internal", "run_id": job.run_id,
                            "message": "the run failed on the server; see the server log"})
         finally:
+            job.ended()
             with self._cond:
                 self._current = None
             del job  # the job's tensors go with it, before the memory is given back
@@ -220,11 +225,15 @@ class Worker:
                 self._leave(batcher.tick())
         batcher.cancel_all()
         with self._cond:
+            for job in self._stepping:
+                job.ended()
             self._stepping.clear()
 
     def _leave(self, jobs: list[Job]) -> None:
         if not jobs:
             return
+        for job in jobs:
+            job.ended()
         with self._cond:
             gone = {id(job) for job in jobs}
             self._stepping = [job for job in self._stepping if id(job) not in gone]

@@ -516,6 +516,8 @@ PATHS = {  # every HTTP route and mount, with how to fill its path
     "/api/vocab": st.just("/api/vocab"),
     "/api/tokenize": st.just("/api/tokenize"),
     "/api/gallery": st.just("/api/gallery"),
+    "/api/models": st.just("/api/models"),
+    "/api/models/load": st.just("/api/models/load"),
     "/api/gallery/{image_id}.png": st.one_of(st.text(max_size=30), st.sampled_from(["0" * 24, "..", "%2e%2e%2fx"]))
     .map(lambda s: f"/api/gallery/{quote(s, safe='%')}.png"),
     "/api/gallery/{image_id}": st.one_of(st.text(max_size=30), st.sampled_from(["0" * 24, "f" * 24, "%2e%2e%2fx"]))

@@ -24,6 +24,8 @@ EXPECTED = {
     ("get", "/api/gallery/{image_id}.png"): {400, 401, 404, 422},
     ("delete", "/api/gallery/{image_id}"): {400, 401, 403, 404, 422},
     ("get", PLOT_URL): {400, 401, 404},
+    ("get", "/api/models"): {400, 401},
+    ("post", "/api/models/load"): {400, 401, 403, 404, 409, 422},
 }
 
 

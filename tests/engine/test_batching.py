@@ -42,6 +42,7 @@ class StepsRun:
         self.live = LiveState(p.live(), p.schedule)
         self.job = Job("diffusion", p, ListSink(), name, name, live=self.live)
         self.name, self.log = name, log
+        self.network = models.denoiser
         self.steps = sample_steps(models, p, live=self.live.params, on_step=self._on_step,
                                   on_boundary=self.live.advance, check=self.live.check)
         self.request = None
@@ -89,7 +90,7 @@ def image(models: DiffusionModels, latent: torch.Tensor) -> torch.Tensor:
 
 
 def batcher_for(models: DiffusionModels, runs: dict[str, StepsRun], max_rows: int = 32) -> Batcher:
-    return Batcher(lambda job: runs[job.client_id], lambda calls: unet_batch(models.denoiser, calls), max_rows)
+    return Batcher(lambda job: runs[job.client_id], unet_batch, max_rows)
 
 
 def test_batched_runs_give_the_images_they_give_alone(models: DiffusionModels) -> None:
@@ -169,7 +170,7 @@ def test_a_failing_network_call_ends_only_its_group(models: DiffusionModels) -> 
     log: list[str] = []
     runs = {"s": StepsRun(models, "s", params(seed=1), log), "t": StepsRun(models, "t", params(seed=2, tv_scale=5.0), log)}
 
-    def network(calls):
+    def network(net, calls):
         raise RuntimeError("out of memory")
 
     batcher = Batcher(lambda job: runs[job.client_id], network, 32)
@@ -189,3 +190,26 @@ def test_row_chunks_pack_calls_in_order() -> None:
 
     runs = [R(2), R(2), R(3), R(6), R(1)]
     assert [[r.request.rows for r in c] for c in row_chunks(runs, 4)] == [[2, 2], [3], [6], [1]]
+
+
+def test_runs_of_two_models_in_one_batch_are_each_answered_by_their_own_network(
+        models: DiffusionModels, tmp_path: Path) -> None:
+    """A model swapped in while the old one's runs are in the batch (app.engine.switcher): calls of
+    equal shape from the two models are never stacked into one network call."""
+    from app.demo_models import build_tiny_diffusion
+
+    other = load_diffusion_models(str(build_tiny_diffusion(tmp_path / "other", seed=1)), torch.device("cpu"),
+                                  torch.float32, cache_dir=tmp_path / "cache")
+    log: list[str] = []
+    p = params(seed=3)
+    runs = {"old": StepsRun(models, "old", p, log), "new": StepsRun(other, "new", p, log)}
+    batcher = batcher_for(models, runs)
+    for run in runs.values():
+        assert batcher.add(run.job)
+    ticks = 0
+    while batcher.runs:
+        batcher.tick()
+        ticks += 1
+    assert batcher.calls == 2 * ticks  # same shapes, two networks: two calls a tick
+    for name, m in (("old", models), ("new", other)):
+        assert (image(m, runs[name].result) - image(m, alone(m, p))).abs().max().item() <= TOLERANCE, name
