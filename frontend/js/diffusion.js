@@ -103,7 +103,8 @@ export class DiffusionPanel {
     return [...going, ...[...this.pending.values()].map((p) => p.key)];
   }
 
-  applyInfo(info) {
+  /** What /api/info says of the loaded model; `keep`: after a model swap, the page's own settings stay. */
+  applyInfo(info, { keep = false } = {}) {
     const maxBatch = info?.limits?.max_batch;
     if (maxBatch) this.controls.setRange('batch', { max: Math.min(maxBatch, 16) });
     const maxSteps = info?.limits?.max_steps;
@@ -112,7 +113,7 @@ export class DiffusionPanel {
       this.controls.setRange('skip_steps', { max: Math.min(maxSteps, 500) });
     }
     const defaults = info?.defaults?.diffusion ?? info?.default_params?.diffusion ?? info?.defaults;
-    if (defaults && typeof defaults === 'object') this.controls.set(defaults);
+    if (!keep && defaults && typeof defaults === 'object') this.controls.set(defaults);
     if (Array.isArray(info?.preview_decoders)) {
       this.previewDecoders = info.preview_decoders;
       this.controls.setOptions('preview_decoder', PREVIEW_DECODERS.filter(([v]) => info.preview_decoders.includes(v)), 'linear');
@@ -121,7 +122,8 @@ export class DiffusionPanel {
     if (info?.sizes?.options?.length) {
       this.sizes = info.sizes;
       for (const key of ['width', 'height']) {
-        this.controls.setOptions(key, sizeOptions(info.sizes), nearestSize(info.sizes, defaults?.[key] ?? info.sizes.native));
+        const wanted = keep ? this.controls.get(key) : defaults?.[key] ?? info.sizes.native;
+        this.controls.setOptions(key, sizeOptions(info.sizes), nearestSize(info.sizes, wanted));
       }
     }
     this.#showSizeWarning();

@@ -127,14 +127,15 @@ export class GanPanel {
     if (this.loaded && this.offers.has('classes')) this.note.textContent = CLASS_NOTES[this.text] ?? this.note.textContent;
   }
 
-  applyInfo(info) {
+  /** What /api/info says of the loaded GAN; `keep`: after a model swap, the page's own settings stay. */
+  applyInfo(info, { keep = false } = {}) {
     const gan = info?.gan ?? info?.models?.gan ?? null;
     this.text = gan?.text ?? null;
     this.setLoaded(Boolean(gan));
     const layers = gan?.num_ws ?? gan?.mix_layers;
     if (layers) this.controls.setRange('mix_layer', { max: layers - 1 });
     const defaults = info?.defaults?.gan ?? info?.default_params?.gan;
-    if (defaults && typeof defaults === 'object') {
+    if (!keep && defaults && typeof defaults === 'object') {
       // The server's default 0 means "render, no search"; here the steps belong to the search button.
       const { search_steps: _steps, walk_frames: _frames, ...rest } = defaults;
       this.controls.set(rest);

@@ -5,6 +5,7 @@
 //   diffusion.js / gan.js / gallery.js  the three areas      plot.js, ui.js  drawing and DOM helpers
 //   compare.js   the side-by-side table (live and measured figures)
 //   upscale.js   Upscale ×4: GAN / diffusion / both on a gallery image or a file, before/after slider
+//   models.js    the model picker: the server's --models-dir, one loaded on request with its progress
 //   queue.js     the queue list, Generate's state, the tab title   input.js  prompts, seeds, shortcuts
 import { fetchInfo, galleryImageUrl } from './api.js';
 import { CompareView } from './compare.js';
@@ -12,6 +13,7 @@ import { DiffusionPanel } from './diffusion.js';
 import { GalleryView } from './gallery.js';
 import { GanPanel } from './gan.js';
 import { bindShortcuts } from './input.js';
+import { ModelPicker } from './models.js';
 import { PromptHints } from './prompt_hints.js';
 import { QueueView, generateState, progressTitle, settingsKey } from './queue.js';
 import { Restorer } from './restore.js';
@@ -159,15 +161,16 @@ function describeModels(info) {
   return { text: short.join(' · '), title: full.join('\n') };
 }
 
-async function loadInfo() {
+/** Read /api/info and apply it; `keep` (after a model swap): the panels keep the page's settings. */
+async function loadInfo({ keep = false } = {}) {
   try {
     const info = await fetchInfo();
     $('demo-banner').hidden = !info.demo;
     const models = describeModels(info);
     $('models').textContent = models.text;
     $('models').title = models.title;
-    diffusion.applyInfo(info);
-    gan.applyInfo(info);
+    diffusion.applyInfo(info, { keep });
+    gan.applyInfo(info, { keep });
     upscale.applyInfo(info);
     compare.setMeasured(info.measured);
     showComparison();
@@ -177,10 +180,23 @@ async function loadInfo() {
   }
 }
 
+const picker = new ModelPicker(
+  { box: $('model-picker'), select: $('model-pick'), button: $('model-load'), status: $('model-status') },
+  {
+    async onLoaded() {
+      await loadInfo({ keep: true });
+      picker.refresh();
+      refreshButtons();
+    },
+    onError: (message) => showError(message),
+  },
+);
+
 new PromptHints($('prompt'), 'prompt');
 new PromptHints($('negative_prompt'), 'negative prompt');
 socket.connect();
 loadInfo();
+picker.refresh();
 gallery.refresh();
 refreshButtons();
-window.noisescope = { socket, runs, diffusion, gan, gallery, compare, restorer, queue, upscale };
+window.noisescope = { socket, runs, diffusion, gan, gallery, compare, restorer, queue, upscale, picker };
