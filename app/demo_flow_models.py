@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from app.train.tokenizer import write_word_clip_tokenizer
+from app.clip.word_tokenizer import write_word_clip_tokenizer
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
 

@@ -90,7 +90,7 @@ def sd15_shaped_pipeline(dtype: torch.dtype, device: torch.device):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from app.train.tokenizer import write_word_clip_tokenizer
+    from app.clip.word_tokenizer import write_word_clip_tokenizer
 
     tok_dir = Path(tempfile.mkdtemp()) / "tokenizer"
     vocab = write_word_clip_tokenizer(tok_dir, [], max_length=77)
@@ -115,7 +115,7 @@ def vit_b32_shaped_clip(device: torch.device, dtype: torch.dtype):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from app.clip.backend import TransformersClip
-    from app.train.tokenizer import write_word_clip_tokenizer
+    from app.clip.word_tokenizer import write_word_clip_tokenizer
 
     folder = Path(tempfile.mkdtemp()) / "clip"
     vocab = write_word_clip_tokenizer(folder, [], max_length=77)

@@ -15,7 +15,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "diffusion" / "tokeni
 def words_tokenizer(tmp_path_factory: pytest.TempPathFactory):
     from transformers import CLIPTokenizer
 
-    from app.train.tokenizer import write_word_clip_tokenizer
+    from app.clip.word_tokenizer import write_word_clip_tokenizer
 
     folder = tmp_path_factory.mktemp("tok")
     write_word_clip_tokenizer(folder, ["cat", "face", "red", "heart", "house", "castle", "cactus"], max_length=77)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from app.clip.word_tokenizer import caption_vocabulary, write_word_clip_tokenizer
 from app.train.common import (
     CaptionBank,
     RunLog,
@@ -27,7 +28,6 @@ from app.train.common import (
 )
 from app.train.data import load_dataset
 from app.train.models import CLIP_MEAN, CLIP_STD, FULL, IMAGE_SIZE, Sizes, clip_model
-from app.train.tokenizer import caption_vocabulary, write_word_clip_tokenizer
 
 
 def random_affine(x: torch.Tensor, scale: tuple[float, float] = (0.85, 1.05), shift: float = 0.08,

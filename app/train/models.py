@@ -35,7 +35,7 @@ TINY = Sizes(clip_width=32, text_layers=1, vision_layers=1, clip_heads=2, max_le
 
 
 def clip_model(vocab_size: int, s: Sizes = FULL):
-    """A transformers CLIPModel; bos/eos are the tokenizer's last two ids (see app.train.tokenizer)."""
+    """A transformers CLIPModel; bos/eos are the tokenizer's last two ids (see app.clip.word_tokenizer)."""
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
     text = CLIPTextConfig(

@@ -75,7 +75,7 @@ def test_vocab_completes_from_the_loaded_tokenizer(client: TestClient, monkeypat
 
     from app.api import vocab as vocab_routes
     from app.clip.vocab import WordVocab
-    from app.train.tokenizer import write_word_clip_tokenizer
+    from app.clip.word_tokenizer import write_word_clip_tokenizer
 
     folder = client.app.state.settings.data_dir / "tok"
     write_word_clip_tokenizer(folder, ["cat", "castle", "dog"], max_length=77)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.train.tokenizer import caption_vocabulary, write_word_clip_tokenizer
+from app.clip.word_tokenizer import caption_vocabulary, write_word_clip_tokenizer
 
 
 def test_every_word_is_one_token(tmp_path) -> None:
