@@ -15,8 +15,6 @@ The family is chosen from a pipeline folder's model_index.json `_class_name`. It
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from torch import Tensor
 
 from app.diffusion import flow, previews
 from app.diffusion.denoiser import TextConditioning, cfg_denoiser
+from app.diffusion.families import hub_offline
 from app.diffusion.flux import Flux
 from app.diffusion.samplers import Denoiser
 from app.diffusion.sd3 import SD3
@@ -124,26 +123,6 @@ class FlowFamily:
         return replace(found, grid=found.step)
 
 
-def pipeline_class_name(name_or_path: str) -> str | None:
-    """model_index.json's `_class_name` of a diffusers folder or hub id; None for a local file."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        index = path / "model_index.json"
-        return json.loads(index.read_text()).get("_class_name") if index.is_file() else None
-    if path.exists():
-        return None
-    from diffusers import DiffusionPipeline
-
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    try:
-        return DiffusionPipeline.load_config(name_or_path, local_files_only=offline).get("_class_name")
-    except OSError as exc:
-        if not offline:
-            raise
-        raise FileNotFoundError(f"diffusion model {name_or_path!r} is neither a local folder nor in the Hugging Face "
-                                "cache, and HF_HUB_OFFLINE=1 forbids downloading it") from exc
-
-
 def flow_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     """bfloat16 where the studio would use float16 on a GPU that has it: SD3's T5 and FLUX are
     trained in bf16 and overflow float16."""
@@ -161,7 +140,7 @@ def load_flow_models(name_or_path: str, class_name: str, device: torch.device, d
         raise ValueError(f"{class_name} is not a flow-matching pipeline ({', '.join(FLOW_PIPELINES)})")
     dtype = flow_dtype(dtype, device)
     pipe = getattr(diffusers, class_name).from_pretrained(
-        name_or_path, dtype=dtype, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+        name_or_path, dtype=dtype, local_files_only=hub_offline())
     return flow_models_from_pipeline(pipe, str(name_or_path), device, dtype, clip, cache_dir)
 
 

@@ -235,10 +235,11 @@ def test_sizes_previews_and_calibration(sd3: DiffusionModels, flux: DiffusionMod
 
 
 def test_hub_id_offline_with_an_empty_cache_names_the_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.diffusion.flow_family import pipeline_class_name
+    """The one loader (app.diffusion.generate.load_diffusion_models) reads every pipeline class, flow
+    families' included, through families.pipeline_class_name."""
+    from app.diffusion.generate import load_diffusion_models
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(FileNotFoundError, match="someone/not-cached"):
-        pipeline_class_name("someone/not-cached")
-    assert pipeline_class_name(str(tmp_path)) is None  # a folder without model_index.json: not ours to judge
+        load_diffusion_models("someone/not-cached", torch.device("cpu"), torch.float32)
