@@ -193,7 +193,8 @@ export class GalleryView {
         history ? el('span', { class: 'sub history', text: history }) : '',
         source ? el('span', { class: 'sub lineage', text: source, title: `source: gallery image ${item.lineage.source_image}` }) : '',
         el('span', { class: 'sub', text: perf })),
-      use, toInit, inpaint, vary, up, fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
+      el('div', { class: 'card-actions' }, use, toInit, inpaint, vary, up),
+      fileActions(item, `image ${i + 1}: ${prompt.slice(0, 80)}`, (it) => this.#delete(it)));
     return card;
   }
 }
