@@ -185,6 +185,15 @@ def test_refusals_are_clear_and_leave_the_loaded_model(client: TestClient, monke
         _, done = run_to_done(WsReader(ws), RUN)
     assert done["image_id"]
 
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(client.app.state.switcher, "_load_diffusion", out_of_memory)
+    failed = load_and_wait(client, "Stable-diffusion/fox-b")
+    assert failed["state"] == "failed" and failed["error"].startswith("not enough memory to load Stable-diffusion/fox-b")
+    monkeypatch.undo()
+    assert client.get("/api/info").json()["diffusion"] == "fox-a"
+
     already = post("fox-a").json()["load"]
     assert already["state"] == "ready" and already["notes"] == ["already loaded"]
 
