@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 from app.diffusion.denoiser import UNetCall
@@ -114,7 +115,8 @@ class Batcher:
         for group in groups.values():
             for chunk in row_chunks(group, self.max_rows):
                 try:
-                    outs = self._network(chunk[0].network, [run.request for run in chunk])  # type: ignore[misc]
+                    with torch.no_grad():  # also when ticked from inside a GAN search's step
+                        outs = self._network(chunk[0].network, [run.request for run in chunk])  # type: ignore[misc]
                 except Exception:
                     log.exception("a batched step of %d runs failed", len(chunk))
                     for run in chunk:

@@ -205,6 +205,8 @@ class DiffusionRunner:
                 decoder = "full" if info.index % knobs.full_decode_every == 0 else knobs.preview_decoder
                 self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
                                     decoder, "preview")
+            if not params.lora_weights:  # a LoRA run's hooks are on a UNet the batch may share
+                job.between_steps()
 
         steps = sample_steps(self.models, params, live=live.params, on_step=on_step, start_step=job.from_step,
                              start_latent=start_latent, start_denoised=start_denoised, init_image=init_image,

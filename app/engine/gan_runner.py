@@ -257,6 +257,7 @@ class GanRunner:
                 frames.append(to_pil(family.render(family.interpolate(start, end, i / (n - 1)), p))[0])
                 elapsed = round((time.perf_counter() - t0) * 1000, 1)
                 self.encoder.submit(self._walk_step, job, i + 1, n, elapsed, frames[-1])
+                job.between_steps()
         except RunCancelled:
             self._flush()
             job.sink.send({"type": "cancelled", "run_id": job.run_id, "index": len(frames)})
@@ -321,6 +322,7 @@ class GanRunner:
             reached[0] = i + 1
             elapsed = round((time.perf_counter() - t0) * 1000, 1)
             self.encoder.submit(self._search_step, job, p, i + 1, elapsed, loss, to_pil(image))
+            job.between_steps()
             return True
 
         result = self.model.family.search(clip, target.embeds, target.weights, ws, p, callback=on_iter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -61,6 +62,9 @@ class Job:
     ref: str | None = None  # the client's label for the message that queued it, echoed in `queued`
     position: int = -1  # place in the waiting queue last told to the client
     model: ModelPin | None = None  # the runner it was queued for (app.engine.studio)
+    # Called by a job running whole after each of its steps: the worker lets the batch take a step
+    # there (app.engine.worker), so a long GAN search or walk does not hold the batched runs.
+    between_steps: Callable[[], None] = field(default=lambda: None, repr=False)
 
     def ended(self) -> None:
         """The job finished, failed, was cancelled or dropped: let go of its model."""

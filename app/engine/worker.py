@@ -10,7 +10,9 @@ another: between two ticks the worker admits waiting diffusion jobs while `room(
 allows (the studio's rule: a free slot, the page has no run in the batch, the memory for all of
 them) and runs one other job whole (a GAN render or search, or a diffusion job that is not
 `batchable`: a flow model's or one with LoRAs); then every run in the batch takes one step. A
-page's own runs still go one after another, in order; other pages' runs join at once.
+job run whole calls `job.between_steps()` after each of its own steps, where the batch takes one
+step too, so the batch is never held longer than one of its steps. A page's own runs still go one
+after another, in order; other pages' runs join at once.
 """
 
 from __future__ import annotations
@@ -220,14 +222,18 @@ class Worker:
                 if not batcher.add(job):
                     self._leave([job])
             if whole is not None:
+                whole.between_steps = lambda: self._tick(batcher)
                 self._whole(whole)
-            if batcher.runs:
-                self._leave(batcher.tick())
+            self._tick(batcher)
         batcher.cancel_all()
         with self._cond:
             for job in self._stepping:
                 job.ended()
             self._stepping.clear()
+
+    def _tick(self, batcher: Batcher) -> None:
+        if batcher.runs:
+            self._leave(batcher.tick())
 
     def _leave(self, jobs: list[Job]) -> None:
         if not jobs:

@@ -145,3 +145,50 @@ def test_worker_reports_failures_without_traceback() -> None:
     worker.stop()
     assert sink.events[0]["type"] == "error" and sink.events[0]["code"] == "internal"
     assert "secret" not in sink.events[0]["message"] and "Traceback" not in sink.events[0]["message"]
+
+
+def test_a_job_run_whole_lets_the_batch_step_between_its_own_steps() -> None:
+    """A long GAN search next to batched diffusion runs: after each search step the batch takes one
+    step, so the batched runs advance while the search runs instead of waiting for all of it."""
+    from app.engine.batcher import Batcher
+
+    order: list[str] = []
+
+    class Stepped:
+        network = None
+
+        def __init__(self, job: Job) -> None:
+            self.job, self.request, self.left = job, None, 5
+
+        def start(self) -> bool:
+            return False
+
+        def send(self, out) -> bool:
+            order.append("batch")
+            self.left -= 1
+            return self.left == 0
+
+    batcher = Batcher(Stepped, lambda net, calls: [], max_rows=8)
+    ran = threading.Event()
+
+    def run_whole(job: Job) -> None:  # the GAN job: three steps
+        for _ in range(3):
+            order.append("gan")
+            job.between_steps()
+        ran.set()
+
+    sink = ListSink()
+    worker = Worker(run_whole, max_queue=8, batcher=batcher,
+                    batchable=lambda job: job.engine == "diffusion")
+    diffusion, gan = _job(sink, "a"), _job(sink, "b", engine="gan")
+    worker.submit(diffusion)
+    worker.submit(gan)
+    worker.start()
+    assert ran.wait(5)
+    deadline = time.time() + 5
+    while batcher.runs and time.time() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    assert order.count("batch") == 5
+    first_gan = order.index("gan")
+    assert order[first_gan:first_gan + 6] == ["gan", "batch", "gan", "batch", "gan", "batch"], order
