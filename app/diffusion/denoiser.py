@@ -7,6 +7,8 @@ Table 1, "VP" column and §5 for v-prediction).
 Guidance that combines network outputs (CFG) is written once as a generator of network calls
 (`cfg_calls`): it yields a `UNetCall` and receives its output, so one run's calls can be answered
 alone (`cfg_denoiser`, `answer`) or stacked with other runs' into one network call (`unet_batch`).
+A call holds its inputs row by row and the denoiser reads them, so the same calls serve every model
+family: the UNets here, and the flow transformers (app.diffusion.flow_family.FlowDenoiser).
 """
 
 from __future__ import annotations
@@ -126,23 +128,36 @@ class UNetDenoiser:
 
 @dataclass(frozen=True)
 class UNetCall:
-    """The inputs of one UNetDenoiser call: `x` [rows, C, h, w], `sigma` [rows], `context` [rows, L, D],
-    `concat` [rows, 5, h, w] or None (an inpainting UNet's conditioning, already one per row)."""
+    """The inputs of one denoiser call D(x, sigma, context, **conditioning), a UNet's or a flow
+    transformer's (app.diffusion.flow_family.FlowDenoiser), every tensor one row per row of `x`:
+    `x` [rows, C, h, w], `sigma` [rows], `context` [rows, L, D] (or a family's context), and the
+    conditioning only some networks take: `concat` [rows, c, h, w] (an inpainting UNet's mask and
+    masked image, or an upscaler's low-resolution image), `class_labels` [rows] (an upscaler's noise
+    level), `guidance` [rows] (FLUX.1-dev's distilled-guidance input). What those mean is the
+    denoiser's business; stacking calls only concatenates their rows."""
 
     x: Tensor
     sigma: Tensor
     context: Context
     concat: Tensor | None = None
+    class_labels: Tensor | None = None
+    guidance: Tensor | None = None
 
     @property
     def rows(self) -> int:
         return self.x.shape[0]
 
+    def conditioning(self) -> dict[str, Tensor]:
+        """The conditioning arguments this call has (the keyword arguments of the denoiser)."""
+        return {name: t for name in CONDITIONING if (t := getattr(self, name)) is not None}
+
     def key(self) -> tuple:
         """Calls with equal keys can be stacked into one network call."""
-        return (tuple(self.x.shape[1:]), context_shape(self.context),
-                None if self.concat is None else tuple(self.concat.shape[1:]), self.x.dtype, self.x.device)
+        extra = tuple((name, tuple(t.shape[1:]), t.dtype) for name, t in self.conditioning().items())
+        return (tuple(self.x.shape[1:]), context_shape(self.context), extra, self.x.dtype, self.x.device)
 
+
+CONDITIONING = ("concat", "class_labels", "guidance")  # UNetCall's optional per-row inputs
 
 Calls = Generator[UNetCall, Tensor, Tensor]  # yields network calls, receives their x0, returns the result
 SteppedDenoiser = Callable[[Tensor, Tensor], Calls]  # D(x, sigma) written as network calls
@@ -159,21 +174,29 @@ def answer(calls: Generator[UNetCall | None, Tensor | None, Tensor], model: Call
         return done.value
 
 
-def unet_call(denoiser: UNetDenoiser, call: UNetCall) -> Tensor:
-    """One call, alone."""
-    return denoiser(call.x, call.sigma, call.context, concat=call.concat)
+def unet_call(denoiser: Callable[..., Tensor], call: UNetCall) -> Tensor:
+    """One call, alone, answered by `denoiser(x, sigma, context, **conditioning)` (a UNetDenoiser,
+    or any model family's denoiser of that signature)."""
+    return denoiser(call.x, call.sigma, call.context, **call.conditioning())
 
 
-def unet_batch(denoiser: UNetDenoiser, calls: Sequence[UNetCall]) -> list[Tensor]:
+def stack_calls(calls: Sequence[UNetCall]) -> UNetCall:
+    """Calls with equal keys as one: every input concatenated along the rows."""
+    first = calls[0]
+    extra = {name: torch.cat([getattr(c, name) for c in calls]) for name in first.conditioning()}
+    return UNetCall(torch.cat([c.x for c in calls]), torch.cat([c.sigma for c in calls]),
+                    cat_context([c.context for c in calls]), **extra)
+
+
+def unet_batch(denoiser: Callable[..., Tensor], calls: Sequence[UNetCall]) -> list[Tensor]:
     """Many calls with equal keys as one network call: inputs stacked along the batch, the output split
-    back. Every row of the UNet is computed independently (GroupNorm and attention are per sample), so
-    each call's slice equals its call alone up to floating-point reassociation in batched kernels."""
+    back. Every row of the network is computed independently (a UNet's GroupNorm, a transformer's
+    LayerNorm, and attention are per sample), so each call's slice equals its call alone up to
+    floating-point reassociation in batched kernels. The denoiser reads the conditioning (`unet_call`),
+    so one function serves every model family."""
     if len(calls) == 1:
         return [unet_call(denoiser, calls[0])]
-    concat = None if calls[0].concat is None else torch.cat([c.concat for c in calls])  # type: ignore[misc]
-    out = denoiser(torch.cat([c.x for c in calls]), torch.cat([c.sigma for c in calls]),
-                   cat_context([c.context for c in calls]), concat=concat)
-    return list(out.split([c.rows for c in calls]))
+    return list(unet_call(denoiser, stack_calls(calls)).split([c.rows for c in calls]))
 
 
 @dataclass(frozen=True)
@@ -201,10 +224,13 @@ def text_conditioning(tokenizer, text_encoder: torch.nn.Module, prompts: list[tu
     return TextConditioning(states[1:], tuple(w for _, w in prompts), states[:1])
 
 
-def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None) -> SteppedDenoiser:
+def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None,
+              class_labels: Tensor | None = None, guidance: Live | None = None) -> SteppedDenoiser:
     """Classifier-free guidance (Ho & Salimans 2022) with weighted prompts composed as in
     Liu et al. 2022: D = D_u + scale * sum_i w_i (D_i - D_u), all branches in one network call.
-    `scale` is re-read at every call; `concat` ([1 or B, 5, h, w]) goes to an inpainting UNet."""
+    `scale` is re-read at every call; so is `guidance`, the value of a distilled-guidance input
+    (FLUX.1-dev; None: the network has none). `concat` ([1 or B, c, h, w]) and `class_labels`
+    ([1 or B]) are an inpainting UNet's or an upscaler's extra inputs; every call gets them one per row."""
     n = len(cond.weights)
     contexts = cat_context([cond.uncond, cond.cond])  # [n + 1, L, D]
     only_cond = n == 1 and cond.weights[0] == 1.0
@@ -213,17 +239,20 @@ def cfg_calls(cond: TextConditioning, scale: Live, concat: Tensor | None = None)
     def rows(t: Tensor | None, count: int) -> Tensor | None:
         return None if t is None else t.repeat(count // t.shape[0], *([1] * (t.ndim - 1)))
 
+    def call(x: Tensor, sigma: Tensor, context: Context, count: int) -> UNetCall:
+        g = None if guidance is None else x.new_full((count,), _read(guidance))
+        return UNetCall(x, sigma, context, rows(concat, count), rows(class_labels, count), g)
+
     def denoise(x: Tensor, sigma: Tensor) -> Calls:
         s = _read(scale)
         b = x.shape[0]
         if s == 0.0:
-            return (yield UNetCall(x, sigma, expand_context(cond.uncond, b), rows(concat, b)))
+            return (yield call(x, sigma, expand_context(cond.uncond, b), b))
         if s == 1.0 and only_cond:
-            return (yield UNetCall(x, sigma, expand_context(cond.cond, b), rows(concat, b)))
+            return (yield call(x, sigma, expand_context(cond.cond, b), b))
         if b not in batched:
             batched[b] = repeat_context(contexts, b)
-        out = yield UNetCall(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1), batched[b],
-                             rows(concat, b * (n + 1)))
+        out = yield call(x.repeat(n + 1, *([1] * (x.ndim - 1))), sigma.repeat(n + 1), batched[b], b * (n + 1))
         out = out.chunk(n + 1)
         uncond = out[0]
         guided = uncond

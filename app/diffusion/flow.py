@@ -7,12 +7,13 @@ v = dx_t/dt = eps - x0, so the x0 estimate is D(x_t, t) = x_t - t v (Liu et al. 
 Why flow-native samplers, not the VE samplers on x_t / (1 - t): the schedules of these models start
 at t = 1 exactly (pure noise, sigma = infinity), and near it the VE state x_t / (1 - t) is so large
 that float32 loses the x0 estimate in x - D (at sigma = 1e4 one ulp of x is about 1e-3). So here the
-state stays x_t, the denoiser is D(x_t, t) -> x0 and every sampler keeps samplers.py's form and
+state stays x_t, the denoiser is D(x_t, t) -> x0 and every sampler keeps samplers.py's form (a
+generator of its steps, `denoised = yield x_t, t`, driven by `sample_*` for one run alone) and
 callback ({"i", "x", "sigma", "sigma_next", "denoised"}, with "sigma" = t). Each update is the VE
 sampler's update written in the finite quantities D and eps_hat = (x_t - (1 - t) D) / t (which is
 x_t itself at t = 1), then scaled back by 1 - t'. Marginals and fixed points are those of the VE
 samplers (tests check they agree where sigma is finite):
-  euler     samplers.sample_euler unchanged: (x_t - D) / t = v exactly, so its step x + (t' - t) v is
+  euler     samplers.euler_steps unchanged: (x_t - D) / t = v exactly, so its step x + (t' - t) v is
             FlowMatchEulerDiscreteScheduler's.
   euler_a   ancestral Euler (eta live); ddim with eta is the same update (samplers.py), eta 0 = euler.
   ddpm      the posterior, which is ancestral at eta = 1.
@@ -40,13 +41,15 @@ from app.diffusion.samplers import (
     Denoiser,
     Live,
     NoiseFn,
-    _denoise,
+    Steps,
+    _ask,
     _emit,
     _levels,
     _noise,
     _read,
     ancestral_split,
-    sample_euler,
+    drive,
+    euler_steps,
 )
 
 # CLIP guidance's score correction t^2 / (1 - t) is unbounded at t = 1 (pure noise says nothing of
@@ -163,20 +166,20 @@ def _eps(x: Tensor, denoised: Tensor, t: float) -> Tensor:
     return x if t >= 1.0 else (x - denoised * (1.0 - t)) / t
 
 
-def sample_flow_euler(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
-                      callback: Callback | None = None, start_index: int = 0) -> Tensor:
-    """Euler on dx_t/dt = v = (x_t - D) / t: samplers.sample_euler itself (see the module docstring)."""
-    return sample_euler(model, x, _times(ts), callback=callback, start_index=start_index)
+def flow_euler_steps(x: Tensor, ts: Tensor | Sequence[float], *,
+                     callback: Callback | None = None, start_index: int = 0) -> Steps:
+    """Euler on dx_t/dt = v = (x_t - D) / t: samplers.euler_steps itself (see the module docstring)."""
+    return euler_steps(x, _times(ts), callback=callback, start_index=start_index)
 
 
-def sample_flow_ancestral(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
-                          callback: Callback | None = None, start_index: int = 0, eta: Live = 1.0,
-                          noise: NoiseFn | None = None) -> Tensor:
-    """Ancestral Euler in VE levels (samplers.sample_euler_ancestral): a deterministic step to
+def flow_ancestral_steps(x: Tensor, ts: Tensor | Sequence[float], *,
+                         callback: Callback | None = None, start_index: int = 0, eta: Live = 1.0,
+                         noise: NoiseFn | None = None) -> Steps:
+    """Ancestral Euler in VE levels (samplers.euler_ancestral_steps): a deterministic step to
     sigma_down, fresh noise of std sigma_up, both in x_t / (1 - t); here scaled by 1 - t'."""
     s = _times(ts)
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         down, up = ancestral_split(ve_sigma(s[i]), ve_sigma(s[i + 1]), _read(eta))
         keep = 1.0 - s[i + 1]
         x = (denoised + _eps(x, denoised, s[i]) * down) * keep
@@ -186,21 +189,21 @@ def sample_flow_ancestral(model: Denoiser, x: Tensor, ts: Tensor | Sequence[floa
     return x
 
 
-def sample_flow_dpmpp_2m(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
-                         callback: Callback | None = None, start_index: int = 0,
-                         old_denoised: Tensor | None = None) -> Tensor:
+def flow_dpmpp_2m_steps(x: Tensor, ts: Tensor | Sequence[float], *,
+                        callback: Callback | None = None, start_index: int = 0,
+                        old_denoised: Tensor | None = None) -> Steps:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) with alpha = 1 - t, sigma = t.
 
     In VE levels sigma = t / (1 - t) the step is x' = r x + (1 - r) d with r = sigma'/sigma;
     written with x = D + sigma eps_hat that is r D + sigma' eps_hat + (1 - r) d, finite at t = 1.
     d is D, or D(1 + 1/(2 q)) - D_prev / (2 q) with q the ratio of the last two log-SNR steps.
-    Resume as samplers.sample_dpmpp_2m: `old_denoised` is step start_index - 1's x0 estimate.
+    Resume as samplers.dpmpp_2m_steps: `old_denoised` is step start_index - 1's x0 estimate.
     """
     s = _times(ts)
     sig = [ve_sigma(t) for t in s]
     prev = old_denoised if start_index > 0 else None
     for i in range(start_index, len(s) - 1):
-        denoised = _denoise(model, x, s[i])
+        denoised = yield _ask(x, s[i])
         if s[i + 1] == 0.0:
             x = denoised
         else:
@@ -215,20 +218,51 @@ def sample_flow_dpmpp_2m(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float
     return x
 
 
+def sample_flow_euler(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
+                      callback: Callback | None = None, start_index: int = 0) -> Tensor:
+    """`flow_euler_steps` driven by `model`."""
+    return drive(flow_euler_steps(x, ts, callback=callback, start_index=start_index), model)
+
+
+def sample_flow_ancestral(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
+                          callback: Callback | None = None, start_index: int = 0, eta: Live = 1.0,
+                          noise: NoiseFn | None = None) -> Tensor:
+    """`flow_ancestral_steps` driven by `model`."""
+    return drive(flow_ancestral_steps(x, ts, callback=callback, start_index=start_index, eta=eta, noise=noise),
+                 model)
+
+
+def sample_flow_dpmpp_2m(model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
+                         callback: Callback | None = None, start_index: int = 0,
+                         old_denoised: Tensor | None = None) -> Tensor:
+    """`flow_dpmpp_2m_steps` driven by `model`."""
+    return drive(flow_dpmpp_2m_steps(x, ts, callback=callback, start_index=start_index,
+                                     old_denoised=old_denoised), model)
+
+
 FLOW_SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m")
+
+
+def flow_sampler_steps(name: str, x: Tensor, ts: Tensor | Sequence[float], *,
+                       callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
+                       noise: NoiseFn | None = None, old_denoised: Tensor | None = None) -> Steps:
+    """The steps of the flow sampler named as in `DiffusionParams.sampler` (samplers.sampler_steps'
+    names): ddim is ancestral Euler with the live eta, ddpm ancestral at eta = 1."""
+    common = {"callback": callback, "start_index": start_index}
+    if name == "euler":
+        return flow_euler_steps(x, ts, **common)
+    if name in ("euler_a", "ddim"):
+        return flow_ancestral_steps(x, ts, eta=eta, noise=noise, **common)
+    if name == "ddpm":
+        return flow_ancestral_steps(x, ts, eta=1.0, noise=noise, **common)
+    if name == "dpmpp_2m":
+        return flow_dpmpp_2m_steps(x, ts, old_denoised=old_denoised, **common)
+    raise ValueError(f"unknown sampler {name!r}")
 
 
 def run_flow_sampler(name: str, model: Denoiser, x: Tensor, ts: Tensor | Sequence[float], *,
                      callback: Callback | None = None, start_index: int = 0, eta: Live = 0.0,
                      noise: NoiseFn | None = None, old_denoised: Tensor | None = None) -> Tensor:
-    """Dispatch by the names of `DiffusionParams.sampler`, as samplers.run_sampler does."""
-    common = {"callback": callback, "start_index": start_index}
-    if name == "euler":
-        return sample_flow_euler(model, x, ts, **common)
-    if name in ("euler_a", "ddim"):
-        return sample_flow_ancestral(model, x, ts, eta=eta, noise=noise, **common)
-    if name == "ddpm":
-        return sample_flow_ancestral(model, x, ts, eta=1.0, noise=noise, **common)
-    if name == "dpmpp_2m":
-        return sample_flow_dpmpp_2m(model, x, ts, old_denoised=old_denoised, **common)
-    raise ValueError(f"unknown sampler {name!r}")
+    """`flow_sampler_steps(name, ...)` driven by `model`, as samplers.run_sampler."""
+    return drive(flow_sampler_steps(name, x, ts, callback=callback, start_index=start_index, eta=eta, noise=noise,
+                                    old_denoised=old_denoised), model)

@@ -5,11 +5,15 @@ The family is chosen from a pipeline folder's model_index.json `_class_name`. It
   the sequence length of the run's latent for FLUX's resolution-dependent shift;
 - D(x_t, t, context) = x_t - t v_hat (FlowDenoiser over the model's velocity, app.diffusion.sd3 / flux);
 - its text conditioning as ONE tensor per prompt, so the shared CFG composition
-  (app.diffusion.denoiser.cfg_denoiser, which stacks and repeats contexts along dim 0) serves it as
+  (app.diffusion.denoiser.cfg_calls, which stacks and repeats contexts along dim 0) serves it as
   it serves SD: the token states, then the pooled vector laid over extra rows (pack_context);
 - guidance: the live cfg_scale is the CFG scale for SD3 and for a FLUX without a guidance input,
-  and the distilled-guidance input of FLUX.1-dev (whose prompts then compose at scale 1);
-- the flow samplers (app.diffusion.flow.run_flow_sampler) and CLIP guidance's flow weight.
+  and the distilled-guidance input of FLUX.1-dev (whose prompts then compose at scale 1), one value
+  per row of the network call;
+- the flow samplers as generators of their steps (app.diffusion.flow.flow_sampler_steps) and CLIP
+  guidance's flow weight.
+Its network calls are app.diffusion.denoiser.UNetCall's, answered by FlowDenoiser, so the engine
+stacks the calls of many runs of one flow model into one transformer call (app.engine.batcher).
 `karras` does not apply: these models run their own shifted schedule.
 """
 
@@ -23,10 +27,9 @@ import torch
 from torch import Tensor
 
 from app.diffusion import flow, previews
-from app.diffusion.denoiser import TextConditioning, cfg_denoiser
+from app.diffusion.denoiser import SteppedDenoiser, TextConditioning, cfg_calls
 from app.diffusion.families import hub_offline
 from app.diffusion.flux import Flux
-from app.diffusion.samplers import Denoiser
 from app.diffusion.sd3 import SD3
 from app.diffusion.sizes import SizeRange, size_range
 
@@ -49,7 +52,8 @@ def unpack_context(context: Tensor, pooled_dim: int) -> tuple[Tensor, Tensor]:
 
 
 class FlowDenoiser:
-    """D(x_t, t, context) = x_t - t v_hat(x_t, t, context), float32 in and out."""
+    """D(x_t, t, context) = x_t - t v_hat(x_t, t, context), float32 in and out; `guidance` ([B] or a
+    number) feeds a distilled-guidance input (FLUX.1-dev)."""
 
     sigma_min = 0.0
     sigma_max = 1.0  # t = 1: pure noise
@@ -58,7 +62,7 @@ class FlowDenoiser:
         self.kind = kind
 
     def __call__(self, x: Tensor, t: Tensor, context: Tensor, concat: Tensor | None = None,
-                 guidance: float | None = None) -> Tensor:
+                 guidance: Tensor | float | None = None) -> Tensor:
         if concat is not None:
             raise ValueError("flow models take no inpainting-UNet conditioning")
         tokens, pooled = unpack_context(context, self.kind.pooled_dim)
@@ -72,7 +76,7 @@ class FlowFamily:
     noised = staticmethod(flow.noised)
     signal = staticmethod(flow.signal)
     guidance_weight = staticmethod(flow.guidance_weight)
-    sample = staticmethod(flow.run_flow_sampler)
+    steps = staticmethod(flow.flow_sampler_steps)
 
     def __init__(self, kind: SD3 | Flux, vae: torch.nn.Module, schedule: flow.FlowSchedule) -> None:
         self.kind = kind
@@ -93,20 +97,19 @@ class FlowFamily:
     def context(self, texts: list[str]) -> Tensor:
         return pack_context(*self.kind.encode(texts))
 
-    def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
-               concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
-               class_labels: Tensor | None = None) -> Denoiser:
+    def calls(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
+              concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
+              class_labels: Tensor | None = None) -> SteppedDenoiser:
+        if concat is not None or class_labels is not None:
+            raise ValueError("flow models take no inpainting-UNet or upscaler conditioning")
         weights = tuple(w for _, w in prompts)
         # at a fixed scale 1 one prompt of weight 1 is the whole composition: the negative is never read
         skip_negative = self.kind.distilled_guidance and weights == (1.0,)
         states = self.context(([] if skip_negative else [negative]) + [p for p, _ in prompts])
         cond = TextConditioning(states[-len(prompts):], weights, states[:1])
         if self.kind.distilled_guidance:
-            def model(x: Tensor, t: Tensor, context: Tensor) -> Tensor:
-                return self.denoiser(x, t, context, concat, guidance=cfg())
-
-            return cfg_denoiser(model, cond, 1.0)
-        return cfg_denoiser(lambda x, t, c: self.denoiser(x, t, c, concat), cond, cfg)
+            return cfg_calls(cond, 1.0, guidance=cfg)
+        return cfg_calls(cond, cfg)
 
     def probe(self, latent: Tensor) -> Callable[[], Tensor]:
         """One unguided denoiser call at t = 1 on the empty prompt (what calibrate times)."""

@@ -75,13 +75,19 @@ class Flux:
         tokens = t5_states(self.tokenizer_2, self.text_encoder_2, texts, self.t5_tokens)
         return tokens, pooled.to(tokens.dtype)
 
-    def velocity(self, x: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor, guidance: float | None = None) -> Tensor:
-        """v_hat [B, C, h, w] (float32) at times t [B]; `guidance` feeds the distilled-guidance input."""
+    def velocity(self, x: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor,
+                 guidance: Tensor | float | None = None) -> Tensor:
+        """v_hat [B, C, h, w] (float32) at times t [B]; `guidance` ([B] or one number for all, default 1)
+        feeds the distilled-guidance input."""
         dtype = next(self.transformer.parameters()).dtype
         b, _, h, w = x.shape
         g = None
         if self.distilled_guidance:
-            g = torch.full((b,), 1.0 if guidance is None else float(guidance), device=x.device, dtype=torch.float32)
+            if isinstance(guidance, Tensor):
+                g = guidance.to(x.device, torch.float32).expand(b)
+            else:
+                g = torch.full((b,), 1.0 if guidance is None else float(guidance), device=x.device,
+                               dtype=torch.float32)
         key = (h, w, tokens.shape[1], x.device, dtype)
         if key not in self._ids:
             self._ids[key] = (tokens.new_zeros(tokens.shape[1], 3, dtype=dtype), image_ids(h, w, x.device, dtype))

@@ -26,7 +26,6 @@ from app.diffusion.denoiser import (
     UNetDenoiser,
     answer,
     cfg_calls,
-    cfg_denoiser,
     unet_call,
 )
 from app.diffusion.families import Conditioner
@@ -44,7 +43,7 @@ from app.diffusion.lora import LoraLibrary
 from app.diffusion.noise import initial_noise, step_noise
 from app.diffusion.previews import LatentRGBMap
 from app.diffusion.prompts import parse_prompt
-from app.diffusion.samplers import Denoiser, Steps, run_sampler, sampler_steps
+from app.diffusion.samplers import Denoiser, Steps, sampler_steps
 from app.diffusion.sigmas import discrete_sigmas, karras_sigmas
 from app.diffusion.sizes import SizeRange, model_sizes
 from app.diffusion.tiny_decoder import TinyDecoder
@@ -111,18 +110,19 @@ class DiffusionModels:
 
 class Family(Protocol):
     """What generate() asks of a model family: its noise levels ("sigma" in its own coordinates),
-    noising, text conditioning with CFG, samplers and CLIP guidance's weight; calibrate and the
-    studio ask for one timed call and the sizes it draws."""
+    noising, text conditioning with CFG as network calls (`UNetCall`s that its `DiffusionModels.denoiser`
+    answers), its samplers as generators of their steps, and CLIP guidance's weight; calibrate and
+    the studio ask for one timed call and the sizes it draws."""
 
     distilled_guidance: bool  # cfg_scale feeds the model (FLUX.1-dev) instead of CFG branches
 
     def levels(self, steps: int, karras: bool, shape: tuple[int, ...]) -> Tensor: ...
     def noised(self, x0: Tensor | None, noise: Tensor, level: float) -> Tensor: ...
     def signal(self, level: float | Tensor) -> float | Tensor: ...  # x0's coefficient at a level (inpainting)
-    def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
-               concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
-               class_labels: Tensor | None = None) -> Denoiser: ...
-    def sample(self, name: str, model: Denoiser, x: Tensor, levels: Tensor, **kwargs) -> Tensor: ...
+    def calls(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
+              concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
+              class_labels: Tensor | None = None) -> SteppedDenoiser: ...
+    def steps(self, name: str, x: Tensor, levels: Tensor, **kwargs) -> Steps: ...
     def guidance_weight(self, level: Tensor) -> Tensor: ...
     def probe(self, latent: Tensor) -> Callable[[], Tensor]: ...
     def sizes(self, max_pixels: int) -> SizeRange: ...
@@ -132,7 +132,7 @@ class UNetFamily:
     """SD 1.x / 2.x and SDXL: a UNetDenoiser in VE form x0 + sigma eps (epsilon or v), CFG, and the
     text conditioning of the pipeline's own conditioner (app.diffusion.families)."""
 
-    sample = staticmethod(run_sampler)
+    steps = staticmethod(sampler_steps)
     distilled_guidance = False
 
     def __init__(self, models: DiffusionModels) -> None:
@@ -149,18 +149,13 @@ class UNetFamily:
     def signal(sigma: float | Tensor) -> float:
         return 1.0
 
-    def guided(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
-               concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
-               class_labels: Tensor | None = None) -> Denoiser:
+    def calls(self, prompts: list[tuple[str, float]], negative: str, cfg: Callable[[], float],
+              concat: Tensor | None = None, size: tuple[int, int] = (0, 0),
+              class_labels: Tensor | None = None) -> SteppedDenoiser:
         """`size` (width, height in pixels) is SDXL's size conditioning (SD 1.x / 2.x ignore it);
-        `class_labels` a diffusion upscaler's noise level, with its low-resolution image as `concat`."""
-        m = self.models
-        unet = m.denoiser
-        if concat is not None or class_labels is not None:
-            def unet(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
-                return m.denoiser(x, sigma, context, concat=concat, class_labels=class_labels)
-
-        return cfg_denoiser(unet, m.conditioner(prompts, negative, *size), cfg)
+        `concat` an inpainting UNet's mask and masked image, or with `class_labels` a diffusion
+        upscaler's low-resolution image and noise level."""
+        return cfg_calls(self.models.conditioner(prompts, negative, *size), cfg, concat, class_labels)
 
     @staticmethod
     def guidance_weight(sigma: Tensor) -> Tensor:
@@ -391,15 +386,9 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
     if models.upscaler:
         concat, class_labels = low_res_conditioning(models, init_image, shape, params.noise_level, seed)
     target = clip_target(models.clip, prompts) if models.clip is not None else None
-    # VE samplers as generators: the calls may be stacked; an upscaler's runs compute their own steps
-    stepped = isinstance(family, UNetFamily) and not models.upscaler
-    if stepped:
-        cond = models.conditioner(prompts, params.negative_prompt, params.width, params.height)
-        calls = cfg_calls(cond, lambda: live().cfg_scale, concat)
-        plain = lambda x, sigma: answer(calls(x, sigma), lambda c: unet_call(models.denoiser, c))  # noqa: E731
-    else:
-        plain = family.guided(prompts, params.negative_prompt, lambda: live().cfg_scale, concat,
-                              size=(params.width, params.height), class_labels=class_labels)
+    calls = family.calls(prompts, params.negative_prompt, lambda: live().cfg_scale, concat,
+                         size=(params.width, params.height), class_labels=class_labels)
+    plain = lambda x, sigma: answer(calls(x, sigma), lambda c: unet_call(models.denoiser, c))  # noqa: E731
     guided = clip_guided(plain, lambda z: previews.decode(models.vae, z), live, sigmas.tolist(), seed,
                          models.clip, target, check or (lambda: None), weight=family.guidance_weight)
     score = _score_fn(models, target)
@@ -436,14 +425,10 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
     options = dict(callback=callback, start_index=first, eta=lambda: sampler_eta(params.sampler, live().eta),
                    noise=step_noise(seeds, shape, device),
                    old_denoised=None if start_denoised is None else start_denoised.to(device, torch.float32))
-    if stepped:
-        denoiser = own_or_batched(calls, guided, live, models.clip)
-        if inpaint is not None:
-            denoiser = masked_denoiser(denoiser, inpaint)
-        x = yield from through(sampler_steps(params.sampler, x, sigmas, **options), denoiser)
-    else:  # a family of its own samplers (flow matching), or an upscaler: the run computes every step itself
-        x = family.sample(params.sampler, guided if inpaint is None else masked_denoiser(guided, inpaint),
-                          x, sigmas, **options)
+    denoiser = own_or_batched(calls, guided, live, models.clip)
+    if inpaint is not None:
+        denoiser = masked_denoiser(denoiser, inpaint)
+    x = yield from through(family.steps(params.sampler, x, sigmas, **options), denoiser)
     if held:
         report(*held.pop())
     return x if inpaint is None else inpaint.paste(x)

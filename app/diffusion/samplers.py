@@ -53,11 +53,6 @@ def _ask(x: Tensor, sigma: float) -> Request:
     return x, x.new_full((x.shape[0],), sigma)
 
 
-def _denoise(model: Denoiser, x: Tensor, sigma: float) -> Tensor:
-    """D(x, sigma) called directly (app.diffusion.flow's samplers, which are not written as steps)."""
-    return model(*_ask(x, sigma))
-
-
 def drive(steps: Steps, model: Denoiser) -> Tensor:
     """Run a sampler's steps to the end, answering each request with `model`; the final x."""
     try:

@@ -78,7 +78,8 @@ class SD3:
         clip = F.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))  # a negative pad cuts, as the pipeline does
         return torch.cat([clip, t5.to(clip.dtype)], dim=-2), torch.cat([l_pooled, g_pooled], dim=-1)
 
-    def velocity(self, x: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor, guidance: float | None = None) -> Tensor:
+    def velocity(self, x: Tensor, t: Tensor, tokens: Tensor, pooled: Tensor,
+                 guidance: Tensor | float | None = None) -> Tensor:
         """v_hat [B, C, h, w] (float32) at times t [B]."""
         dtype = next(self.transformer.parameters()).dtype
         return self.transformer(hidden_states=x.to(dtype), timestep=t.float() * 1000,

@@ -22,9 +22,7 @@ from app.diffusion.generate import (
     DiffusionModels,
     RunSteps,
     StepInfo,
-    UNetFamily,
     decode_to_pil,
-    family_of,
     preview_rgb,
     sample_steps,
 )
@@ -126,11 +124,11 @@ class DiffusionRunner:
         self.model_ids = model_ids
 
     def batchable(self, job: Job) -> bool:
-        """Whether the job's network calls may be stacked with other runs' (app.engine.batcher): an SD
-        UNet family run without LoRAs. A flow model samples with its own samplers, and a run's LoRA
-        hooks scale the whole UNet call, so those run whole (`run`)."""
+        """Whether the job's network calls may be stacked with other runs' (app.engine.batcher): every
+        run without LoRAs, of any model family (SD's UNets, the flow transformers, the diffusion
+        upscaler). A run's LoRA hooks scale the whole network call, so those run whole (`run`)."""
         params: DiffusionParams = job.params  # type: ignore[assignment]
-        return isinstance(family_of(self.models), UNetFamily) and not params.lora_weights
+        return not params.lora_weights
 
     def run(self, job: Job) -> None:
         """Run a job alone, start to finish, its LoRAs (app.diffusion.lora) on the models meanwhile."""

@@ -102,8 +102,7 @@ class Studio:
         self.batcher = batcher
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
                              after=lambda: release_memory(models.device), batcher=batcher, room=self._room,
-                             batchable=lambda job: not getattr(job.params, "upscale", False)
-                             and self._pinned(job).batchable(job))
+                             batchable=lambda job: self._pinned(job).batchable(job))
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (
             models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))

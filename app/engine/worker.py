@@ -9,7 +9,7 @@ With a `Batcher` (app.engine.batcher), diffusion jobs are stepped together inste
 another: between two ticks the worker admits waiting diffusion jobs while `room(job, running)`
 allows (the studio's rule: a free slot, the page has no run in the batch, the memory for all of
 them) and runs one other job whole (a GAN render or search, or a diffusion job that is not
-`batchable`: a flow model's or one with LoRAs); then every run in the batch takes one step. A
+`batchable`: one with LoRAs); then every run in the batch takes one step. A
 job run whole calls `job.between_steps()` after each of its own steps, where the batch takes one
 step too, so the batch is never held longer than one of its steps. A page's own runs still go one
 after another, in order; other pages' runs join at once.

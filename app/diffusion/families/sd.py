@@ -45,7 +45,7 @@ def _upscaler_only(name: str, dtype: torch.dtype, local_only: bool) -> Any:
 
 
 # A StableDiffusionUpscalePipeline (app.upscale.diffusion loads it): SD's text conditioning; its low-res
-# image and noise level reach the UNet through UNetFamily.guided's `concat` and `class_labels`.
+# image and noise level reach the UNet through UNetFamily.calls' `concat` and `class_labels`.
 UPSCALE_FAMILY = Family(
     name="sd-upscale",
     pipeline_classes=("StableDiffusionUpscalePipeline",),
