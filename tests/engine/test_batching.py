@@ -38,13 +38,13 @@ def params(**kw) -> DiffusionParams:
 class StepsRun:
     """A `SteppedRun` over `sample_steps` without the gallery: records its steps and its final latent."""
 
-    def __init__(self, models: DiffusionModels, name: str, p: DiffusionParams, log: list[str]) -> None:
+    def __init__(self, models: DiffusionModels, name: str, p: DiffusionParams, log: list[str], **kw) -> None:
         self.live = LiveState(p.live(), p.schedule)
         self.job = Job("diffusion", p, ListSink(), name, name, live=self.live)
         self.name, self.log = name, log
         self.network = models.denoiser
         self.steps = sample_steps(models, p, live=self.live.params, on_step=self._on_step,
-                                  on_boundary=self.live.advance, check=self.live.check)
+                                  on_boundary=self.live.advance, check=self.live.check, **kw)
         self.request = None
         self.result: torch.Tensor | None = None
         self.ended: str | None = None
@@ -79,9 +79,9 @@ class StepsRun:
         self.ended = "error"
 
 
-def alone(models: DiffusionModels, p: DiffusionParams) -> torch.Tensor:
+def alone(models: DiffusionModels, p: DiffusionParams, **kw) -> torch.Tensor:
     live = LiveState(p.live(), p.schedule)
-    return generate(models, p, live=live.params, on_step=lambda info: None, on_boundary=live.advance)
+    return generate(models, p, live=live.params, on_step=lambda info: None, on_boundary=live.advance, **kw)
 
 
 def image(models: DiffusionModels, latent: torch.Tensor) -> torch.Tensor:
