@@ -3,6 +3,7 @@
     python bench/bench_batching.py                      # the embedded models on this CPU
     python bench/bench_batching.py --device cuda        # the same on a GPU
     python bench/bench_batching.py --runs 4 8 --steps 30 --repeats 2
+    python bench/bench_batching.py --flow flux --runs 4    # tiny random FLUX.1-dev / SD3 folders instead
 
 For each N in --runs, N pages each submit one 30-step run at the same moment (previews every step,
 the studio's defaults otherwise: 64x64, dpmpp_2m, CFG 5, a full decode and CLIP score every 10th
@@ -11,6 +12,8 @@ another (batch_runs=1). Rows: wall time for all N (median of --repeats, the mode
 throughput ratio by wall time and by this process's CPU time (steadier on a shared machine), and
 each run's time from submit to its first preview frame (the worst over the repeats). Then the final images
 of N runs stepped together against each run alone: max abs difference, and whether bit-exact.
+`--flow sd3|flux` runs the same on a tiny random flow-matching folder (app.demo_flow_models, built in
+a temporary folder): its runs share transformer calls as SD's share UNet calls.
 """
 
 from __future__ import annotations
@@ -137,10 +140,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--cpu-threads", type=int, default=1)
+    ap.add_argument("--flow", choices=["sd3", "flux"], help="a tiny random flow-matching model instead of the embedded one")
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp())
     base = {"data_dir": data, "device": args.device, "gan_model": "", "queue_size": 64,
             "cpu_threads": args.cpu_threads}
+    if args.flow:
+        from app.demo_flow_models import build_tiny_flux, build_tiny_sd3
+
+        build = build_tiny_sd3 if args.flow == "sd3" else build_tiny_flux
+        base["diffusion_model"] = str(build(data / f"tiny-{args.flow}", seed=0))
     models = load_models(Settings(**base))
     torch.set_num_threads(args.cpu_threads or torch.get_num_threads())
     gallery = Gallery(data / "gallery")
