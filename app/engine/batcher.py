@@ -5,9 +5,9 @@ A run is a generator of its network calls (app.diffusion.generate.sample_steps);
 maths never sees the batch. Each `tick` every run takes exactly one step, so no run waits more
 than one tick for its turn:
 1. cancelled runs leave (a cancel is honoured at the run's next step);
-2. the UNet calls the runs wait for are grouped by the network that answers them (runs of a model
-   swapped out while they ran keep theirs) and by what can be stacked (latent shape, text-context
-   shape, inpainting conditioning: `UNetCall.key`), and each group is answered by one network call
+2. the network calls the runs wait for (a UNet's or a flow transformer's) are grouped by the
+   network that answers them (runs of a model swapped out while they ran keep theirs) and by what
+   can be stacked (latent shape, text-context shape, which per-row conditioning: `UNetCall.key`), and each group is answered by one network call
    of at most `max_rows` rows (a bigger group by several);
 3. every run gets its slice and runs to its next call: sampler update, history, step event,
    preview, live changes at the step boundary. A run that waits for None (a CLIP-guided step,
