@@ -7,8 +7,9 @@ than one tick for its turn:
 1. cancelled runs leave (a cancel is honoured at the run's next step);
 2. the network calls the runs wait for (a UNet's or a flow transformer's) are grouped by the
    network that answers them (runs of a model swapped out while they ran keep theirs) and by what
-   can be stacked (latent shape, text-context shape, which per-row conditioning: `UNetCall.key`), and each group is answered by one network call
-   of at most `max_rows` rows (a bigger group by several);
+   can be stacked (latent shape, text-context shape, which per-row conditioning: `UNetCall.key`),
+   and each group is answered by one network call of at most `max_rows` rows (a bigger group by
+   several);
 3. every run gets its slice and runs to its next call: sampler update, history, step event,
    preview, live changes at the step boundary. A run that waits for None (a CLIP-guided step,
    which needs gradients through its own UNet call) computes that step itself, unbatched.
