@@ -101,7 +101,7 @@ class Studio:
             batcher = Batcher(lambda job: self._pinned(job).begin(job), unet_batch, settings.batch_rows)
         self.batcher = batcher
         self.worker = Worker(self._dispatch, settings.queue_size, init=init,
-                             after=lambda: release_memory(models.device), batcher=batcher, room=self._room,
+                             after=lambda: release_memory(self.models.device), batcher=batcher, room=self._room,
                              batchable=lambda job: self._pinned(job).batchable(job))
         self.measured = studio_figures(settings.evaluation, models.names)
         self.calibration: budget.Calibration = (

@@ -217,3 +217,28 @@ def test_without_a_models_dir_nothing_is_listed(tiny_models: Models, tmp_path: P
         assert listing["enabled"] is False and listing["models"] == [] and "--models-dir" in listing["note"]
         res = c.post("/api/models/load", json={"id": "x"})
         assert res.status_code == 400 and "--models-dir" in res.json()["detail"]
+
+
+def test_a_swapped_out_model_is_freed_once_its_last_run_ends(models_dir: Path, tiny_clip_dir: Path,
+                                                               tmp_path: Path) -> None:
+    import weakref
+
+    from app.engine.calibrate import calibrate
+    from app.engine.studio import Studio
+    from app.registry import load_diffusion
+    from app.store.gallery import Gallery
+
+    settings = make_settings(tmp_path, models_dir=models_dir, batch_runs=1)
+    studio = Studio(settings, load_models(Settings(
+        diffusion_model=str(models_dir / "fox-a"), clip_model=str(tiny_clip_dir), gan_model="", upscaler_gan="",
+        upscaler_diffusion="", device="cpu", data_dir=tmp_path / "d")), Gallery(tmp_path / "gallery"))
+    studio.start()
+    try:
+        old = weakref.ref(studio.models.diffusion.unet)
+        new = load_diffusion(str(models_dir / "Stable-diffusion" / "fox-b"), settings, torch.device("cpu"),
+                             torch.float32, studio.models.clip)
+        studio.use_diffusion(new, str(models_dir / "Stable-diffusion" / "fox-b"), calibrate(new))
+        gc.collect()
+        assert old() is None, "nothing in the studio holds the old model after the swap"
+    finally:
+        studio.stop()
