@@ -190,8 +190,8 @@ class DiffusionParams(LiveParams):
 
     @model_validator(mode="after")
     def _upscale_needs_source(self) -> DiffusionParams:
-        if self.upscale and (self.init_image is None or self.mask_image is not None or self.skip_steps):
-            raise ValueError("an upscale run needs init_image (the picture to upscale), no mask_image and no skip_steps")
+        if self.upscale and (self.init_image is None or self.mask_image is not None):
+            raise ValueError("an upscale run needs init_image (the picture to upscale) and no mask_image")
         return self
 
     @model_validator(mode="after")
@@ -232,6 +232,7 @@ class DiffusionParams(LiveParams):
 
 UPSCALE_FACTOR = 4
 MAX_UPSCALE_SOURCE = 128  # pixels per side of the picture to upscale (512 px out)
+UPSCALE_STRENGTH = 1.0  # the diffusion upscaler's default strength (models/MODEL_CARD.md, Upscalers)
 
 
 class UpscaleParams(StrictModel):
@@ -246,6 +247,9 @@ class UpscaleParams(StrictModel):
     sampler: SamplerName = "dpmpp_2m"
     noise_level: int = Field(20, ge=0, le=1000, description="noise added to the low-resolution input (diffusion)")
     cfg_scale: float = Field(1.0, ge=0.0, le=30.0, description="classifier-free guidance (diffusion); 1 = one pass")
+    strength: float = Field(UPSCALE_STRENGTH, gt=0.0, le=1.0, description=(
+        "diffusion upscaler: the share of its steps it runs, starting from the bicubic enlargement noised to "
+        "that level (CCDF, Chung et al. 2022; A1111's SD-upscale denoising strength); 1 = from pure noise"))
 
     @field_validator("prompt")
     @classmethod

@@ -367,6 +367,8 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
             start_latent is None or mask is not None or models.inpaint_unet):
         image = pil_to_tensor(init_image, params.width, params.height).to(device)
         known = previews.encode(models.vae, image).expand(params.batch, -1, -1, -1)
+    if models.upscaler and init_image is not None and params.skip_steps and start_latent is None:
+        known = enlarged_latent(models, init_image, params.width, params.height).expand(params.batch, -1, -1, -1)
     if start_latent is None:
         first = params.skip_steps
         x = family.noised(known, noise, float(sigmas[first]))
@@ -432,6 +434,15 @@ def sample_steps(models: DiffusionModels, params: DiffusionParams, *, live: Call
     if held:
         report(*held.pop())
     return x if inpaint is None else inpaint.paste(x)
+
+
+def enlarged_latent(models: DiffusionModels, image: Image.Image, width: int, height: int) -> Tensor:
+    """An upscale run's start with skip_steps: the latent of the picture's bicubic enlargement, which
+    sample_steps noises to the level of step skip_steps and samples from there. Starting the reverse
+    process from a forward-diffused estimate instead of pure noise is CCDF (Chung et al. 2022,
+    "Come-Closer-Diffuse-Faster"), the same as AUTOMATIC1111's SD upscale (enlarge, then img2img)."""
+    enlarged = image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    return previews.encode(models.vae, pil_to_tensor(enlarged, width, height).to(models.device))
 
 
 def low_res_conditioning(models: DiffusionModels, image: Image.Image, shape: tuple[int, int, int],

@@ -48,7 +48,7 @@ def run_lineage(params: DiffusionParams, parent: str | None, from_step: int) -> 
     """Where a run's image comes from: the run it was forked from ({"parent_run", "from_step"}) and,
     for img2img from a gallery image (variations), that image and the strength ({"source_image",
     "strength"}); for a diffusion upscaler run, the picture and the upscaler's settings ({"source_image"
-    or "source_upload", "upscaler", "steps", "sampler", "noise_level", "cfg_scale"}); None for a run
+    or "source_upload", "upscaler", "steps", "sampler", "noise_level", "cfg_scale", "strength"}); None for a run
     from noise or an upload."""
     lineage: dict[str, Any] = {}
     if parent is not None:
@@ -57,7 +57,8 @@ def run_lineage(params: DiffusionParams, parent: str | None, from_step: int) -> 
     if params.upscale and params.init_image is not None:  # a diffusion upscaler run: the picture it upscaled
         origin = {"source_image": source} if source else {"source_upload": params.init_image}
         lineage.update(origin, upscaler="diffusion", steps=params.steps, sampler=params.sampler,
-                       noise_level=params.noise_level, cfg_scale=params.cfg_scale)
+                       noise_level=params.noise_level, cfg_scale=params.cfg_scale,
+                       strength=strength(params.steps, params.skip_steps))
     elif source is not None:
         lineage.update(source_image=source, strength=strength(params.steps, params.skip_steps))
     return lineage or None
@@ -203,8 +204,6 @@ class DiffusionRunner:
                 decoder = "full" if info.index % knobs.full_decode_every == 0 else knobs.preview_decoder
                 self.encoder.submit(self._send_preview, job.sink, job.run_id, info.index, info.denoised.detach().clone(),
                                     decoder, "preview")
-            if not params.lora_weights:  # a LoRA run's hooks are on a UNet the batch may share
-                job.between_steps()
 
         steps = sample_steps(self.models, params, live=live.params, on_step=on_step, start_step=job.from_step,
                              start_latent=start_latent, start_denoised=start_denoised, init_image=init_image,

@@ -359,6 +359,7 @@ class Studio:
                 run = DiffusionParams(prompt=prompt, seed=params.seed, steps=params.steps, sampler=params.sampler,
                                       cfg_scale=params.cfg_scale, width=side[0], height=side[1],
                                       init_image=params.source, upscale=True, noise_level=params.noise_level,
+                                      skip_steps=params.steps - max(1, round(params.steps * params.strength)),
                                       clip_guidance_scale=0.0)
             except ValueError as exc:
                 raise StudioError("bad_request", f"params.prompt: {exc}") from None

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from app.measured import weights_manifest
+from app.params import UPSCALE_STRENGTH
 from app.train.data import load_records
 from app.train.judge import load_judge
 from app.train.perceptual import perceptual_distance
@@ -94,8 +95,9 @@ def gan_upscaler(folder: Path) -> Upscaler:
 
 
 def diffusion_upscaler(folder: Path, steps: int, sampler: str, noise_level: int, cfg_scale: float,
-                       prompt: str | None) -> Upscaler:
-    """The diffusion upscaler through the studio's own sampler code (app.diffusion.generate)."""
+                       prompt: str | None, strength: float = 1.0) -> Upscaler:
+    """The diffusion upscaler through the studio's own sampler code (app.diffusion.generate); `strength`
+    < 1 starts from the bicubic enlargement (CCDF), as the studio's upscale panel does."""
     from app.diffusion.generate import decode_to_pil, generate
     from app.params import DiffusionParams
     from app.upscale.diffusion import load_upscaler_models
@@ -104,8 +106,9 @@ def diffusion_upscaler(folder: Path, steps: int, sampler: str, noise_level: int,
 
     def run(image: Image.Image, caption: str, seed: int) -> Image.Image:
         params = DiffusionParams(prompt=prompt or caption, steps=steps, sampler=sampler, seed=seed,
-                                 width=image.width * 4, height=image.height * 4, init_image="eval",
-                                 noise_level=noise_level, cfg_scale=cfg_scale, preview_every=1000)
+                                 width=image.width * 4, height=image.height * 4, init_image="eval", upscale=True,
+                                 noise_level=noise_level, cfg_scale=cfg_scale, preview_every=1000,
+                                 skip_steps=steps - max(1, round(steps * strength)))
         latent = generate(models, params, live=params.live, on_step=lambda info: None, init_image=image)
         return decode_to_pil(models, latent)[0]
 
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--noise-level", type=int, default=20)
     p.add_argument("--cfg-scale", type=float, default=1.0)
+    p.add_argument("--strength", type=float, default=UPSCALE_STRENGTH,
+                   help="diffusion upscaler: the share of the steps run from the bicubic enlargement (1 = from noise)")
     p.add_argument("--prompt", default=None, help="one prompt for every image (default: each image's caption)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=Path("models/eval_upscale.json"))
@@ -168,12 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.gan and Path(a.gan).exists():
         methods["gan (RRDBNet)"] = gan_upscaler(Path(a.gan))
     if a.diffusion and Path(a.diffusion).exists():
-        methods[f"diffusion ({a.steps} steps)"] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler,
-                                                                     a.noise_level, a.cfg_scale, a.prompt)
+        label = f"diffusion ({a.steps} steps" + (f", strength {a.strength:g})" if a.strength < 1 else ")")
+        methods[label] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler, a.noise_level, a.cfg_scale,
+                                            a.prompt, a.strength)
     results = evaluate(methods, lows, highs, captions, a.judge)
     report = {"images": len(lows), "inputs": f"{a.lr} (64 px, held-out concepts)", "targets": f"{a.hr} (256 px)",
               "diffusion": {"steps": a.steps, "sampler": a.sampler, "noise_level": a.noise_level,
-                            "cfg_scale": a.cfg_scale, "prompt": a.prompt or "each image's plain caption"},
+                            "cfg_scale": a.cfg_scale, "strength": a.strength,
+                            "prompt": a.prompt or "each image's plain caption"},
               "threads": torch.get_num_threads(), "perceptual": "LPIPS form (unit-normalised, w=1) on judge blocks 1-3",
               "results": results,
               "weights": {k: weights_manifest(v) for k, v in (("gan", a.gan), ("diffusion", a.diffusion))

@@ -10,8 +10,8 @@ const MIME = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
 export const UPSCALERS = { gan: 'GAN (RRDBNet)', diffusion: 'diffusion (SD ×4 layout)' };
 
 /** The `upscale` message params from the panel's values. */
-export function upscaleParams({ source, upscaler, steps, noiseLevel, seed = null }) {
-  const params = { source, upscaler, steps: Number(steps), noise_level: Number(noiseLevel) };
+export function upscaleParams({ source, upscaler, steps, noiseLevel, strength = 1, seed = null }) {
+  const params = { source, upscaler, steps: Number(steps), noise_level: Number(noiseLevel), strength: Number(strength) };
   if (seed !== null && seed !== undefined && seed !== '') params.seed = Number(seed);
   return params;
 }
@@ -22,11 +22,12 @@ export function revealClip(percent) {
   return `inset(0 0 0 ${p}%)`;
 }
 
-/** "upscaled ×4 from image 0190a2b3 by the diffusion upscaler (20 steps, noise 20)", or ''. */
+/** "upscaled ×4 from image 0190a2b3 by the diffusion upscaler (20 steps, noise 20, strength 0.3)", or ''. */
 export function upscaleLineageText(lineage) {
   if (!lineage?.upscaler) return '';
   const from = lineage.source_image ? `image ${String(lineage.source_image).slice(-8)}` : 'an upload';
-  const how = lineage.upscaler === 'diffusion' ? ` (${lineage.steps} steps, noise ${lineage.noise_level})` : '';
+  const part = lineage.strength !== undefined && lineage.strength < 1 ? `, strength ${lineage.strength}` : '';
+  const how = lineage.upscaler === 'diffusion' ? ` (${lineage.steps} steps, noise ${lineage.noise_level}${part})` : '';
   return `upscaled ×4 from ${from} by the ${lineage.upscaler} upscaler${how}`;
 }
 
@@ -80,7 +81,7 @@ export class UpscaleView {
     const which = $('upscaler').value;
     const ref = `upscale-${++this.sequence}`;
     const params = upscaleParams({ source, upscaler: which, steps: $('upscale-steps').value,
-                                   noiseLevel: $('upscale-noise').value });
+                                   noiseLevel: $('upscale-noise').value, strength: $('upscale-strength').value });
     const upscalers = which === 'both' ? ['gan', 'diffusion'] : [which];
     if (!this.socket.send({ type: 'upscale', params, ref })) {
       showError('not connected: the upscale was not sent');

@@ -66,7 +66,7 @@ def test_both_upscalers_side_by_side_with_previews_and_lineage(up_client: TestCl
     assert diffusion["engine"] == "diffusion" and diffusion["params"]["upscale"] is True
     assert diffusion["params"]["prompt"] == "cat face", "the source's prompt is the upscaler's text"
     assert diffusion["lineage"] == {"source_image": source, "upscaler": "diffusion", "steps": 5, "sampler": "dpmpp_2m",
-                                    "noise_level": 30, "cfg_scale": 1.0}
+                                    "noise_level": 30, "cfg_scale": 1.0, "strength": 1.0}
     assert size_of(up_client, gan["image_id"]) == size_of(up_client, diffusion["image_id"]) == (128, 128)
     # the diffusion upscaler streamed its x0 estimates as previews, at the upscaled size
     previews = [f for f in reader.frames if f[0] == FrameType.PREVIEW and f[1]["run_id"] == diffusion["run_id"]]
@@ -129,3 +129,37 @@ def test_without_upscalers_the_answer_is_no_model(client: TestClient) -> None:
             ws.send_json({"type": "upscale", "params": {"source": f"gallery:{source}", "upscaler": which}})
             assert reader.until("error")["code"] == "no_model"
     assert client.get("/api/info").json()["upscalers"] == {}
+
+
+def test_a_diffusion_upscale_from_the_enlargement_at_a_strength(up_client: TestClient, upscaler_models: Models) -> None:
+    """strength < 1 runs the last share of the steps from the bicubic enlargement noised to that level
+    (CCDF): the steps streamed are that share, and a low strength keeps the enlargement's picture (the
+    tiny upscaler is random, so from noise its picture is far from it)."""
+    import numpy as np
+    import torch
+
+    from app.diffusion.generate import decode_to_pil, enlarged_latent
+
+    with up_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        source = run_to_done(reader, SOURCE)[1]["image_id"]
+        base = {"source": f"gallery:{source}", "upscaler": "diffusion", "steps": 20, "seed": 4, "noise_level": 0}
+        low, = upscale(reader, {**base, "strength": 0.05}, runs=1)
+        mid, = upscale(reader, {**base, "strength": 0.4}, runs=1)
+        full, = upscale(reader, base | {"strength": 1.0}, runs=1)
+        ws.send_json({"type": "upscale", "params": {**base, "strength": 0}})
+        assert reader.until("error")["code"] == "bad_request"
+    steps = [e["index"] for e in reader.events if e["type"] == "step" and e["run_id"] == mid["run_id"]]
+    assert steps == list(range(13, 21)) and mid["params"]["skip_steps"] == 12
+    assert (low["lineage"]["strength"], mid["lineage"]["strength"], full["lineage"]["strength"]) == (0.05, 0.4, 1.0)
+
+    def pixels(image_id: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(up_client.get(f"/api/gallery/{image_id}.png").content)), dtype=float)
+
+    source_png = Image.open(io.BytesIO(up_client.get(f"/api/gallery/{source}.png").content))
+    with torch.no_grad():
+        kept = decode_to_pil(upscaler_models.upscaler_diffusion,
+                             enlarged_latent(upscaler_models.upscaler_diffusion, source_png, 128, 128))[0]
+    kept = np.asarray(kept, dtype=float)
+    near, between, far = (np.abs(pixels(d["image_id"]) - kept).mean() for d in (low, mid, full))
+    assert near < between < far and near < far / 2, (near, between, far)
