@@ -65,9 +65,11 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
-def heldout_pairs(hr_path: str | Path, lr_path: str | Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """(64 px inputs, 256 px targets, plain captions) of n evenly spaced held-out rows present in both sets."""
-    hr = load_hr(hr_path, "heldout")
+def heldout_pairs(hr_path: str | Path, lr_path: str | Path, n: int, split: str = "heldout"
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """(64 px inputs, 256 px targets, plain captions) of n evenly spaced held-out rows present in both
+    sets (`split` "train": training rows, for choosing settings without looking at held-out ones)."""
+    hr = load_hr(hr_path, split)
     lr = load_records(lr_path)
     index = {(i, s): k for k, (i, s) in enumerate(zip(lr.ids, lr.styles))}
     rows = [k for k, key in enumerate(zip(hr.ids, hr.styles)) if key in index]
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gan", default="models/upscaler-gan", help="'' to skip")
     p.add_argument("--diffusion", default="models/upscaler-diffusion", help="'' to skip")
     p.add_argument("--images", type=int, default=64)
+    p.add_argument("--split", choices=["heldout", "train"], default="heldout",
+                   help="held-out concepts (the evaluation), or training ones (to choose settings on)")
     p.add_argument("--steps", type=int, default=20, help="diffusion upscaler sampling steps")
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--noise-level", type=int, default=20)
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    lows, highs, captions = heldout_pairs(a.hr, a.lr, a.images)
+    lows, highs, captions = heldout_pairs(a.hr, a.lr, a.images, a.split)
     methods: dict[str, Upscaler] = {"bicubic": bicubic}
     if a.gan and Path(a.gan).exists():
         methods["gan (RRDBNet)"] = gan_upscaler(Path(a.gan))
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         methods[label] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler, a.noise_level, a.cfg_scale,
                                             a.prompt, a.strength)
     results = evaluate(methods, lows, highs, captions, a.judge)
-    report = {"images": len(lows), "inputs": f"{a.lr} (64 px, held-out concepts)", "targets": f"{a.hr} (256 px)",
+    report = {"images": len(lows), "inputs": f"{a.lr} (64 px, {a.split} concepts)", "targets": f"{a.hr} (256 px)",
               "diffusion": {"steps": a.steps, "sampler": a.sampler, "noise_level": a.noise_level,
                             "cfg_scale": a.cfg_scale, "strength": a.strength,
                             "prompt": a.prompt or "each image's plain caption"},
