@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--noise-level", type=int, default=20)
     p.add_argument("--cfg-scale", type=float, default=1.0)
-    p.add_argument("--strength", type=float, default=UPSCALE_STRENGTH,
-                   help="diffusion upscaler: the share of the steps run from the bicubic enlargement (1 = from noise)")
+    p.add_argument("--strength", type=float, nargs="+", default=[UPSCALE_STRENGTH],
+                   help="diffusion upscaler: the share of the steps run from the bicubic enlargement (1 = from "
+                        "noise); several values give one row each, in the same run")
     p.add_argument("--prompt", default=None, help="one prompt for every image (default: each image's caption)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=Path("models/eval_upscale.json"))
@@ -177,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.gan and Path(a.gan).exists():
         methods["gan (RRDBNet)"] = gan_upscaler(Path(a.gan))
     if a.diffusion and Path(a.diffusion).exists():
-        label = f"diffusion ({a.steps} steps" + (f", strength {a.strength:g})" if a.strength < 1 else ")")
-        methods[label] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler, a.noise_level, a.cfg_scale,
-                                            a.prompt, a.strength)
+        for strength in a.strength:
+            label = f"diffusion ({a.steps} steps" + (f", strength {strength:g})" if strength < 1 else ")")
+            methods[label] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler, a.noise_level, a.cfg_scale,
+                                                a.prompt, strength)
     results = evaluate(methods, lows, highs, captions, a.judge)
     report = {"images": len(lows), "inputs": f"{a.lr} (64 px, {a.split} concepts)", "targets": f"{a.hr} (256 px)",
               "diffusion": {"steps": a.steps, "sampler": a.sampler, "noise_level": a.noise_level,
