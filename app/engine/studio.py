@@ -204,6 +204,7 @@ class Studio:
         from app.engine.worker import QueueFull
 
         job.model = ModelPin(runner)
+
         def queued(position: int) -> None:
             ev = {"type": "queued", "run_id": job.run_id, "engine": job.engine, "position": position,
                   "parent": job.parent, "from_step": job.from_step}
