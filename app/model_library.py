@@ -146,7 +146,7 @@ def _file_entry(rel: str, path: Path) -> ModelEntry | None:
         keys = set(safetensors_keys(path))
     except (OSError, ValueError) as exc:
         return ModelEntry(rel, None, "safetensors", size, f"not a readable safetensors file: {exc}")
-    if any(k.startswith(("lora_unet_", "lora_te", "lora_")) or ".lora_" in k or "lora_A" in k for k in keys):
+    if any(k.startswith("lora_") or ".lora_" in k or "_lora." in k for k in keys):  # kohya, PEFT, old diffusers
         return ModelEntry(rel, None, "LoRA", size, "a LoRA: start the studio with --lora-dir on its folder")
     try:
         return ModelEntry(rel, "diffusion", f"{FAMILY_NAMES[family_config(keys)]} (single file)", size)

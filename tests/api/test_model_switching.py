@@ -242,3 +242,12 @@ def test_a_swapped_out_model_is_freed_once_its_last_run_ends(models_dir: Path, t
         assert old() is None, "nothing in the studio holds the old model after the swap"
     finally:
         studio.stop()
+
+
+@pytest.mark.parametrize("key", ["lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",  # kohya / A1111
+                                 "unet.down_blocks.0.attn1.to_q.lora_A.weight",  # diffusers / PEFT
+                                 "unet.down_blocks.0.attn1.processor.to_q_lora.down.weight"])  # older diffusers
+def test_every_lora_layout_is_listed_as_a_lora(key: str, tmp_path: Path) -> None:
+    save_file({key: torch.zeros(2, 2)}, tmp_path / "style.safetensors")
+    entry = scan(tmp_path)["style.safetensors"]
+    assert (entry.kind, entry.family) == (None, "LoRA") and "--lora-dir" in entry.problem
