@@ -81,3 +81,42 @@ def test_shipped_tokenizer_knows_the_placeholder() -> None:
         assert [w for w in prompt_words(text) if vocab.word(w).status != "known"] == [], text
     assert [w for w in prompt_words("a lighthouse in a storm, oil painting") if vocab.word(w).marked] == \
         ["lighthouse", "storm", "painting"]
+
+
+def test_prompt_hints_never_unpad_the_models_prompts(tmp_path: Path) -> None:
+    """The prompt box tokenizes in request threads while the worker pads a run's prompts with the
+    model's tokenizer; sharing the tokenizer's backend state once made such a run fail (`internal`,
+    "Unable to create tensor"). Hammered from four threads for up to two seconds."""
+    import threading
+    import time
+
+    from transformers import CLIPTokenizer
+
+    from app.demo_models import build_tiny_diffusion
+
+    tokenizer = CLIPTokenizer.from_pretrained(build_tiny_diffusion(tmp_path / "sd", seed=0) / "tokenizer")
+    vocab = WordVocab(tokenizer)
+    assert vocab.tokenizer is not tokenizer
+    stop = time.monotonic() + 2.0
+    errors: list[Exception] = []
+
+    def hints() -> None:
+        while time.monotonic() < stop and not errors:
+            for word in ("lighthouse", "a", "red", "snow"):
+                vocab.word(word)
+            vocab.count("a red fox in the snow")
+
+    def encode() -> None:
+        while time.monotonic() < stop and not errors:
+            try:
+                tokenizer(["a", "a red fox in the snow at night"], padding="max_length",
+                          max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+            except ValueError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=hints) for _ in range(3)] + [threading.Thread(target=encode)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]

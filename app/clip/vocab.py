@@ -9,7 +9,9 @@ embedded word-level tokenizer turns "lighthouse" into l, i, g, h, t, house). Wor
 from __future__ import annotations
 
 import bisect
+import copy
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,7 +50,11 @@ class WordVocab:
     roughly frequency), plus the tokenizer's pieces for any word."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
+        # Its own copy, used under a lock: a transformers tokenizer keeps padding and truncation as
+        # state on its shared backend, so the prompt box tokenizing in a request thread while the
+        # worker pads a run's prompts with the model's tokenizer could leave those unpadded.
+        self.tokenizer = copy.deepcopy(tokenizer)
+        self._lock = threading.Lock()
         vocab: dict[str, int] = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else dict(tokenizer.encoder)
         self.rank: dict[str, int] = {}
         for token, index in vocab.items():
@@ -65,15 +71,17 @@ class WordVocab:
         return len(self.sorted)
 
     def pieces(self, word: str) -> list[str]:
-        if hasattr(self.tokenizer, "bpe"):  # open_clip SimpleTokenizer
-            return self.tokenizer.bpe(word.lower()).split(" ")
-        return list(self.tokenizer.tokenize(word))
+        with self._lock:
+            if hasattr(self.tokenizer, "bpe"):  # open_clip SimpleTokenizer
+                return self.tokenizer.bpe(word.lower()).split(" ")
+            return list(self.tokenizer.tokenize(word))
 
     def count(self, text: str) -> int:
         """Tokens of `text` without the start and end tokens (CLIP reads max_tokens - 2 of them)."""
-        if hasattr(self.tokenizer, "bpe"):  # open_clip: its encode() splits and cleans like CLIP
-            return len(self.tokenizer.encode(text))
-        return len(self.tokenizer.tokenize(text))
+        with self._lock:
+            if hasattr(self.tokenizer, "bpe"):  # open_clip: its encode() splits and cleans like CLIP
+                return len(self.tokenizer.encode(text))
+            return len(self.tokenizer.tokenize(text))
 
     def word(self, text: str) -> WordPieces:
         pieces = self.pieces(text)
