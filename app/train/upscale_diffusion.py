@@ -11,8 +11,11 @@ Here the VAE and the text encoder are the embedded ones (models/diffusion: f = 4
 is a 64x64x4 latent and the 64 px input lines up with it cell for cell; working in pixel space at
 256 px would cost 16x as much per step on this CPU). Only the UNet is trained: on 128 px crops
 (32x32 latents) of the 256 px renders, the low-resolution input made by app/train/sr_data.degrade,
-captions dropped half the time (an upscale of an uploaded image has no prompt), min-SNR-5 weighting
-(Hang et al. 2023) in its v form, EMA weights.
+captions dropped half the time (an upscale of an uploaded image has no prompt), EMA weights, and the
+loss weighted per noise level (`loss_weights`): by default the x0 error weighted by SNR clamped to
+[1, 5], Salimans & Ho's "truncated SNR" floor with Hang et al.'s min-SNR-5 ceiling. Min-SNR alone
+weights the x0 error by the SNR, about 0.005 at the noisiest steps, which are the ones where only the
+low-resolution image says what the picture is: a model trained that way barely follows its input.
 
     python -m app.train.upscale_diffusion --data data/emoji256 --out runs/sr_diffusion --minutes 70 --resume
     python -m app.train.upscale_diffusion export --run runs/sr_diffusion --out models/upscaler-diffusion
@@ -45,6 +48,7 @@ from app.train.sr_data import degrade, load_hr, random_crops
 
 MAX_NOISE_LEVEL = 350  # the x4 upscaler's model_index.json
 MIN_SNR_GAMMA = 5.0
+WEIGHTINGS = ("truncated-min-snr", "min-snr", "v")
 SMALL = (32, 64, 96)
 TINY = (8, 16, 16)
 
@@ -63,6 +67,24 @@ def upscaler_unet(cross_attention_dim: int, channels: tuple[int, ...] = SMALL, g
     )
 
 
+def loss_weights(snr: torch.Tensor, kind: str = "truncated-min-snr", gamma: float = MIN_SNR_GAMMA) -> torch.Tensor:
+    """Per-sample weights of the v-prediction MSE. With x0 = sqrt(a) z_t - sqrt(1 - a) v, the v error is the
+    x0 error times sqrt(SNR + 1), so a weight w(SNR) on the x0 error is w / (SNR + 1) on the v error:
+
+    - "truncated-min-snr": w = clamp(SNR, 1, gamma) (Salimans & Ho 2022's max(SNR, 1), Hang et al. 2023's min);
+    - "min-snr": w = min(SNR, gamma) (Hang et al. 2023, their v form);
+    - "v": w = SNR + 1, the plain v-MSE."""
+    if kind == "truncated-min-snr":
+        w = snr.clamp(1.0, gamma)
+    elif kind == "min-snr":
+        w = snr.clamp(max=gamma)
+    elif kind == "v":
+        w = snr + 1
+    else:
+        raise ValueError(f"unknown weighting {kind!r}; one of {', '.join(WEIGHTINGS)}")
+    return w / (snr + 1)
+
+
 def schedulers():
     """(sampling scheduler, low_res_scheduler) with the x4 upscaler's settings: scaled-linear betas
     1e-4 .. 0.02, v-prediction; DDPM for noising the low-resolution input."""
@@ -77,7 +99,7 @@ def schedulers():
 def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4000, batch: int = 8, crop: int = 128,
                              lr: float = 3e-4, minutes: float | None = None, resume: bool = False,
                              channels: tuple[int, ...] = SMALL, caption_dropout: float = 0.5, seed: int = 0,
-                             threads: int | None = None) -> dict:
+                             threads: int | None = None, weighting: str = "truncated-min-snr") -> dict:
     """Train, checkpoint, write out/model/ (the EMA UNet). `base`: the embedded pipeline folder (its VAE,
     text encoder and tokenizer are used frozen)."""
     from diffusers import AutoencoderKL
@@ -123,8 +145,7 @@ def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4
         v = a.sqrt() * eps - (1 - a).sqrt() * z0
         pred = unet(torch.cat([zt, low], 1), t, cond, class_labels=level).sample
         snr = alphas[t] / (1 - alphas[t])
-        weight = snr.clamp(max=MIN_SNR_GAMMA) / (snr + 1)
-        loss = (weight * (pred - v).pow(2).mean(dim=(1, 2, 3))).mean()
+        loss = (loss_weights(snr, weighting) * (pred - v).pow(2).mean(dim=(1, 2, 3))).mean()
         optimizer_step(opt, loss, unet.parameters())
         ema_update(ema, unet, step, decay=0.998)
         return float(loss.detach())
@@ -212,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=WEIGHTINGS[0], help="loss weight per noise level")
     a = p.parse_args(argv)
     t0 = time.time()
     result = train_diffusion_upscaler(a.data, a.base, a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
                                       minutes=a.minutes, resume=a.resume, channels=TINY if a.tiny else SMALL,
-                                      threads=a.threads)
+                                      threads=a.threads, weighting=a.weighting)
     losses = result.pop("losses")
     print(json.dumps({**result, "loss_last": losses[-1] if losses else None, "seconds": round(time.time() - t0, 1)}))
     return 0

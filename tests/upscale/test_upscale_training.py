@@ -1,0 +1,73 @@
+"""The diffusion upscaler's trainer: its loss weighting, the latent rescaling of the export, and a few
+steps of training, resumed and exported, on tiny models and a tiny 256 px set in the real formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.train.upscale_diffusion import (
+    TINY,
+    export_pipeline,
+    loss_weights,
+    rescale_latents,
+    train_diffusion_upscaler,
+)
+
+
+def test_loss_weights_in_x0_terms() -> None:
+    snr = torch.tensor([0.005, 0.5, 1.0, 3.0, 100.0])
+    x0 = {kind: loss_weights(snr, kind) * (snr + 1) for kind in ("truncated-min-snr", "min-snr", "v")}
+    assert torch.allclose(x0["truncated-min-snr"], torch.tensor([1.0, 1.0, 1.0, 3.0, 5.0]))
+    assert torch.allclose(x0["min-snr"], torch.tensor([0.005, 0.5, 1.0, 3.0, 5.0]))
+    assert torch.allclose(loss_weights(snr, "v"), torch.ones(5))
+    with pytest.raises(ValueError, match="unknown weighting"):
+        loss_weights(snr, "snr")
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from app.demo_models import build_tiny_upscalers
+
+    return build_tiny_upscalers(tmp_path_factory.mktemp("base"))[1]
+
+
+@torch.no_grad()
+def test_rescaled_vae_decodes_the_same_pictures(tiny_base: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tiny_base / "vae").eval()
+    vae.register_to_config(scaling_factor=0.5)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    z = vae.encode(x).latent_dist.mean * 0.5
+    picture = vae.decode(z / 0.5).sample
+    rescale_latents(vae, 0.08333)
+    z2 = vae.encode(x).latent_dist.mean * 0.08333
+    assert float(vae.config.scaling_factor) == 0.08333
+    assert torch.allclose(z2, z, atol=1e-5)  # what the UNet sees is unchanged
+    assert torch.allclose(vae.decode(z2 / 0.08333).sample, picture, atol=1e-4)
+
+
+def test_a_few_steps_train_resume_and_export(tiny_base: Path, tmp_path: Path) -> None:
+    from diffusers import StableDiffusionUpscalePipeline
+
+    from app.train.data import Records, save_npz
+
+    rng = np.random.default_rng(0)
+    rec = Records(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8), [["a red square"], ["a blue dot"]] * 2,
+                  ["a", "b", "c", "d"], ["noto"] * 4, ["train", "train", "train", "heldout"])
+    save_npz(tmp_path / "emoji256.npz", rec)
+    run = tmp_path / "run"
+    first = train_diffusion_upscaler(str(tmp_path), tiny_base, run, steps=2, batch=2, crop=32, channels=TINY)
+    assert first["steps"] == 2 and all(np.isfinite(first["losses"]))
+    again = train_diffusion_upscaler(str(tmp_path), tiny_base, run, steps=3, batch=2, crop=32, channels=TINY,
+                                     resume=True, weighting="min-snr")
+    assert again["steps"] == 3 and len(again["losses"]) == 1  # one more step, not three
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()][-1] == 3
+    pipe = StableDiffusionUpscalePipeline.from_pretrained(export_pipeline(run / "model", tiny_base, tmp_path / "export"))
+    assert pipe.unet.config.in_channels == 7 and pipe.unet.config.num_class_embeds == 1000
+    assert float(pipe.vae.config.scaling_factor) == pytest.approx(0.08333)
