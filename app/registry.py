@@ -28,7 +28,7 @@ class Models:
     clip: ClipBackend | None
     gan: Any | None  # app.engine.gan_runner.GanModel
     names: dict[str, str | None] = field(default_factory=dict)
-    demo: bool = False
+    demo: frozenset[str] = frozenset()  # the parts ("diffusion", "clip") on untrained demo weights
     calibration: Any = None  # app.engine.budget.Calibration, measured at load
     upscaler_gan: Any | None = None  # app.upscale.rrdbnet.RRDBNet
     upscaler_diffusion: Any | None = None  # app.diffusion.generate.DiffusionModels of an upscale pipeline
@@ -42,8 +42,9 @@ class Models:
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
-            "demo": self.demo,
-            "demo_notice": DEMO_NOTICE if self.demo else None,
+            "demo": bool(self.demo),
+            "demo_parts": sorted(self.demo),
+            "demo_notice": f"{DEMO_NOTICE} ({', '.join(sorted(self.demo))})" if self.demo else None,
             "diffusion": public.get("diffusion"),
             "clip": public.get("clip"),
             "gan": public.get("gan"),
@@ -140,20 +141,20 @@ def load_models(settings: Settings) -> Models:
     device = pick_device(settings.device)
     dtype = pick_dtype(device)
     demo_root = settings.data_dir / "demo-models"
-    demo = False
+    demo: set[str] = set()
 
     diffusion_name = settings.diffusion_model
     if _missing_embedded(diffusion_name):
         diffusion_name = str(demo_root / "diffusion")
         if not (Path(diffusion_name) / "model_index.json").exists():
             build_tiny_diffusion(Path(diffusion_name), seed=0, sample_size=16)
-        demo = True
+        demo.add("diffusion")
     clip_name = settings.clip_model
     if not clip_name.startswith("open_clip:") and _missing_embedded(clip_name):
         clip_name = str(demo_root / "clip")
         if not (Path(clip_name) / "config.json").exists():
             build_tiny_clip(Path(clip_name), seed=0)
-        demo = True
+        demo.add("clip")
 
     log.info("loading CLIP %s on %s", clip_name, device)
     clip = load_clip(clip_name, device, dtype)
@@ -173,7 +174,7 @@ def load_models(settings: Settings) -> Models:
     from app.engine.calibrate import calibrate
 
     return Models(device, dtype, diffusion, clip, gan,
-                  names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name, **up_names}, demo=demo,
+                  names={"diffusion": diffusion_name, "clip": clip_name, "gan": gan_name, **up_names}, demo=frozenset(demo),
                   calibration=calibrate(diffusion, cpu_threads=settings.cpu_threads),
                   upscaler_gan=upscaler_gan, upscaler_diffusion=upscaler_diffusion)
 

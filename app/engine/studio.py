@@ -148,7 +148,8 @@ class Studio:
                                  public_names(names))
         sizes = family_of(diffusion).sizes(self.settings.max_pixels)
         measured = studio_figures(self.settings.evaluation, names)
-        models = dataclasses.replace(self.models, diffusion=diffusion, names=names, calibration=calibration)
+        models = dataclasses.replace(self.models, diffusion=diffusion, names=names, calibration=calibration,
+                                     demo=self.models.demo - {"diffusion"})
         with self._swap:
             self.models, self.diffusion, self.calibration, self.sizes, self.measured = (
                 models, runner, calibration, sizes, measured)

@@ -161,11 +161,19 @@ function describeModels(info) {
   return { text: short.join(' · '), title: full.join('\n') };
 }
 
+/** The banner over the page while a part runs on untrained demo weights (a loaded model lifts its part). */
+function showDemoBanner(banner, parts) {
+  banner.hidden = parts.length === 0;
+  banner.textContent = parts.includes('diffusion')
+    ? 'untrained demo weights — images are noise-shaped, not pictures'
+    : `untrained demo weights (${parts.join(', ')}) — CLIP guidance and scores mean nothing`;
+}
+
 /** Read /api/info and apply it; `keep` (after a model swap): the panels keep the page's settings. */
 async function loadInfo({ keep = false } = {}) {
   try {
     const info = await fetchInfo();
-    $('demo-banner').hidden = !info.demo;
+    showDemoBanner($('demo-banner'), info.demo_parts ?? []);
     const models = describeModels(info);
     $('models').textContent = models.text;
     $('models').title = models.title;

@@ -4,6 +4,7 @@ loaded model in place."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import threading
@@ -160,6 +161,16 @@ def test_a_run_in_progress_finishes_on_its_own_model_while_another_loads(client:
         ws.send_json({"type": "rewind", "run_id": started["run_id"], "step": 10})
         err = reader.until("error")
     assert err["code"] == "not_found", err
+
+
+def test_a_loaded_model_lifts_the_demo_notice_of_its_part(models_a: Models, models_dir: Path, tmp_path: Path) -> None:
+    started_on_demo = dataclasses.replace(models_a, demo=frozenset({"diffusion", "clip"}))
+    with TestClient(create_app(make_settings(tmp_path, models_dir=models_dir, batch_runs=1), models=started_on_demo)) as c:
+        info = c.get("/api/info").json()
+        assert info["demo"] and info["demo_parts"] == ["clip", "diffusion"]
+        assert load_and_wait(c, "Stable-diffusion/fox-b")["state"] == "ready"
+        info = c.get("/api/info").json()
+    assert info["demo"] and info["demo_parts"] == ["clip"] and info["demo_notice"] == "untrained demo weights (clip)"
 
 
 def test_refusals_are_clear_and_leave_the_loaded_model(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
