@@ -176,11 +176,44 @@ def describe(root: Path, path: Path) -> ModelEntry | None:
     return None
 
 
-def scan(root: Path) -> dict[str, ModelEntry]:
+Signature = tuple[int, ...]
+ScanCache = dict[Path, tuple[Signature, "ModelEntry | None"]]
+
+
+def signature(path: Path) -> Signature:
+    """What changes when an item of the folder changes: its mtime and size, and for a folder the
+    mtimes of the metadata files `describe` reads."""
+    st = path.stat()
+    sig = [st.st_mtime_ns, st.st_size]
+    if path.is_dir():
+        for name in ("model_index.json", "config.json"):
+            meta = path / name
+            sig.append(meta.stat().st_mtime_ns if meta.exists() else -1)
+    return tuple(sig)
+
+
+def scan(root: Path, cache: ScanCache | None = None) -> dict[str, ModelEntry]:
     """Every entry of `root` and of its direct subfolders that are not models themselves, by id,
-    sorted by id. Hidden items and symlinks leading out of `root` are skipped."""
+    sorted by id. Hidden items and symlinks leading out of `root` are skipped. With `cache`, an item
+    whose `signature` is unchanged since the last scan is not read again (the cache is updated)."""
     root = root.resolve()
     found: dict[str, ModelEntry] = {}
+    seen: set[Path] = set()
+
+    def entry_of(path: Path) -> ModelEntry | None:
+        if cache is None:
+            return describe(root, path)
+        try:
+            sig = signature(path)
+        except OSError:
+            return None
+        seen.add(path)
+        hit = cache.get(path)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        entry = describe(root, path)
+        cache[path] = (sig, entry)
+        return entry
 
     def visit(folder: Path, depth: int) -> None:
         try:
@@ -190,7 +223,7 @@ def scan(root: Path) -> dict[str, ModelEntry]:
         for path in items:
             if path.name.startswith(".") or not path.resolve().is_relative_to(root):
                 continue
-            entry = describe(root, path)
+            entry = entry_of(path)
             if entry is not None:
                 found[entry.id] = entry
             elif path.is_dir() and depth == 0 and not (path / "config.json").exists():
@@ -198,4 +231,7 @@ def scan(root: Path) -> dict[str, ModelEntry]:
 
     if root.is_dir():
         visit(root, 0)
+    if cache is not None:
+        for gone in set(cache) - seen:
+            del cache[gone]
     return dict(sorted(found.items()))

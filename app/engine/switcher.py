@@ -22,7 +22,7 @@ import torch
 
 from app.engine.calibrate import available_memory, calibrate
 from app.engine.memory import release_memory
-from app.model_library import ModelEntry, load_bytes, scan
+from app.model_library import ModelEntry, ScanCache, load_bytes, scan
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class Switcher:
         self._load_diffusion = load_diffusion or registry.load_diffusion
         self._load_gan = load_gan or registry.load_gan
         self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        self._scan_cache: ScanCache = {}
         self.progress: LoadProgress | None = None
         self._thread: threading.Thread | None = None
 
@@ -98,9 +100,16 @@ class Switcher:
         name = self.studio.models.names.get(entry.kind or "")
         return bool(name) and self.root is not None and Path(name).resolve() == (self.root / entry.id).resolve()
 
+    def _scan(self) -> dict[str, ModelEntry]:
+        """The folder's entries; items unchanged since the last scan are not read again (the page polls)."""
+        if self.root is None:
+            return {}
+        with self._scan_lock:
+            return scan(self.root, self._scan_cache)
+
     def catalogue(self) -> dict[str, Any]:
         """What GET /api/models answers: the folder's models, which are loaded, the load in progress."""
-        entries = scan(self.root) if self.root is not None else {}
+        entries = self._scan()
         with self._lock:
             progress = None if self.progress is None else self.progress.public()
         return {
@@ -116,7 +125,7 @@ class Switcher:
         or the model would not fit in memory next to the loaded one (409)."""
         if self.root is None:
             raise SwitchError(400, "this server lists no models: start it with --models-dir FOLDER")
-        entry = scan(self.root).get(model_id)
+        entry = self._scan().get(model_id)
         if entry is None:
             raise SwitchError(404, f"there is no model {model_id!r} in the models folder")
         if entry.kind is None:

@@ -109,6 +109,32 @@ def test_a_single_file_checkpoint_is_told_apart_by_its_keys(tmp_path: Path) -> N
     assert load_bytes(tmp_path / "root" / "tiny.safetensors", 2) * 2 == load_bytes(tmp_path / "root" / "tiny.safetensors", 4)
 
 
+def test_a_rescan_reads_only_what_changed(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    from app import model_library
+
+    root = tmp_path / "root"
+    shutil.copytree(models_dir, root)
+    read: list[str] = []
+    describe = model_library.describe
+    monkeypatch.setattr(model_library, "describe", lambda r, p: read.append(p.name) or describe(r, p))
+    cache: model_library.ScanCache = {}
+    first = scan(root, cache)
+    assert first == scan(root) and "style-lora.safetensors" in read
+    read.clear()
+    assert scan(root, cache) == first and read == []  # the page's poll reads nothing again
+    lora = root / "style-lora.safetensors"
+    os.utime(lora, ns=(lora.stat().st_atime_ns, lora.stat().st_mtime_ns + 10**9))
+    (root / "fox-a" / "model_index.json").write_text(json.dumps({"_class_name": "StableCascadeDecoderPipeline"}))
+    shutil.rmtree(root / "broken")
+    second = scan(root, cache)
+    assert sorted(read) == ["fox-a", "style-lora.safetensors"]
+    assert second["fox-a"].kind is None and "broken" not in second
+    assert not any(p.name == "broken" for p in cache)
+
+
 def test_loading_another_model_swaps_it_in_for_new_runs(client: TestClient) -> None:
     with client.websocket_connect("/ws") as ws:
         reader = WsReader(ws)
