@@ -163,14 +163,16 @@ class UNetFamily:
 
     def probe(self, latent: Tensor) -> Callable[[], Tensor]:
         """One unguided UNet call at sigma_max on the empty prompt; an inpainting UNet's mask and
-        masked-image channels (app.diffusion.inpaint) blank."""
+        masked-image channels (app.diffusion.inpaint) or an upscaler's low-resolution image blank (an
+        upscaler's noise level 0)."""
         m = self.models
         sigma = torch.full((latent.shape[0],), m.denoiser.sigma_max, device=latent.device)
         side = latent.shape[-1] * m.vae_scale
         context = m.conditioner([("", 1.0)], "", side, side).cond
         extra = int(m.unet.config.in_channels) - latent.shape[1]
         concat = latent.new_zeros(latent.shape[0], extra, *latent.shape[2:]) if extra else None
-        return lambda: m.denoiser(latent, sigma, context, concat=concat)
+        labels = torch.zeros(latent.shape[0], dtype=torch.long, device=latent.device) if m.upscaler else None
+        return lambda: m.denoiser(latent, sigma, context, concat=concat, class_labels=labels)
 
     def sizes(self, max_pixels: int) -> SizeRange:
         return model_sizes(self.models.unet, self.models.vae, self.models.vae_scale, max_pixels)

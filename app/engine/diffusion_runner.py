@@ -27,6 +27,7 @@ from app.diffusion.generate import (
     sample_steps,
 )
 from app.diffusion.lora import LoraError, run_loras
+from app.engine.budget import Calibration
 from app.engine.history import RunRecord, StepHistory, StepRecord
 from app.engine.images import encode, grid, to_pil
 from app.engine.jobs import Job, Sink
@@ -116,8 +117,11 @@ class DiffusionRun:
 
 class DiffusionRunner:
     def __init__(self, models: DiffusionModels, history: StepHistory, gallery: Gallery, encoder: Executor,
-                 uploads: Path, model_ids: dict[str, Any]) -> None:
+                 uploads: Path, model_ids: dict[str, Any], calibration: Calibration | None = None) -> None:
+        """`calibration`: the costs of `models` on this device (app.engine.calibrate), what the budget
+        checks this runner's jobs against."""
         self.models = models
+        self.calibration = calibration
         self.history = history
         self.gallery = gallery
         self.encoder = encoder

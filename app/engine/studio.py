@@ -81,11 +81,15 @@ class Studio:
         self.uploads = settings.data_dir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         ids = models.public_names()
-        self.diffusion = DiffusionRunner(models.diffusion, self.history, gallery, self.encoder, self.uploads, ids)
+        self.calibration: budget.Calibration = (
+            models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
+        self.diffusion = DiffusionRunner(models.diffusion, self.history, gallery, self.encoder, self.uploads, ids,
+                                         self.calibration)
         self.upscaler = None  # the diffusion upscaler: its runs are diffusion runs with params.upscale
         if getattr(models, "upscaler_diffusion", None) is not None:
             self.upscaler = DiffusionRunner(models.upscaler_diffusion, self.history, gallery, self.encoder,
-                                            self.uploads, ids)
+                                            self.uploads, ids, calibrate(models.upscaler_diffusion,
+                                                                         cpu_threads=settings.cpu_threads))
         self.gan_upscaler = None
         if getattr(models, "upscaler_gan", None) is not None:
             from app.engine.upscale_runner import GanUpscaleRunner
@@ -104,8 +108,6 @@ class Studio:
                              after=lambda: release_memory(self.models.device), batcher=batcher, room=self._room,
                              batchable=lambda job: self._pinned(job).batchable(job))
         self.measured = studio_figures(settings.evaluation, models.names)
-        self.calibration: budget.Calibration = (
-            models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
         self.sizes = family_of(models.diffusion).sizes(settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
@@ -145,7 +147,7 @@ class Studio:
 
         names = {**self.models.names, "diffusion": name}
         runner = DiffusionRunner(diffusion, self.history, self.gallery, self.encoder, self.uploads,
-                                 public_names(names))
+                                 public_names(names), calibration)
         sizes = family_of(diffusion).sizes(self.settings.max_pixels)
         measured = studio_figures(self.settings.evaluation, names)
         models = dataclasses.replace(self.models, diffusion=diffusion, names=names, calibration=calibration,
@@ -219,28 +221,29 @@ class Studio:
             raise StudioError("busy", str(exc)) from None
         return job.run_id
 
-    def estimate(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None
-                 ) -> budget.Estimate:
-        """The budget's estimate of sampling `params` from step `first` with `live` on this device."""
-        return budget.estimate(params, self.calibration, has_clip=self.models.diffusion.clip is not None, live=live,
-                               first=first, history_bytes=self.settings.history_bytes)
+    def estimate(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None,
+                 runner=None) -> budget.Estimate:
+        """The budget's estimate of sampling `params` from step `first` with `live` on this device, on
+        `runner`'s model (default: the runner a new run of `params` would get)."""
+        runner = runner or self._runner(params)
+        return budget.estimate(params, runner.calibration or self.calibration, has_clip=runner.models.clip is not None,
+                               live=live, first=first, history_bytes=self.settings.history_bytes)
 
-    def costliest(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None
-                  ) -> budget.Estimate:
+    def costliest(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
+                  runner=None) -> budget.Estimate:
         """The estimate of the most expensive of the live states a run goes through (its starting
         values, then after each scheduled change), as if held for the whole run: an upper bound."""
-        return max((self.estimate(params, s, first) for s in states), key=lambda e: (e.seconds, e.peak_bytes))
+        return max((self.estimate(params, s, first, runner) for s in states), key=lambda e: (e.seconds, e.peak_bytes))
 
     def _within_budget(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
-                       was: budget.Estimate | None = None) -> float:
+                       was: budget.Estimate | None = None, runner=None) -> float:
         """Refuse (too_large) a job over the compute budget or the available memory; returns its
         estimated peak bytes. With `was` (the cost before a live change), only a change that raises
         the cost is checked. The run on the worker now gives its memory back before a later job (or
         a change to itself) needs it, so its estimated peak counts as available (the same for every
-        run of a batch: a job that fits alone waits until the batch has memory for it)."""
-        if params.upscale:  # the calibration is the text-to-image model's; upscale runs are capped by size and steps
-            return 0.0
-        est, live = max(((self.estimate(params, s, first), s) for s in states),
+        run of a batch: a job that fits alone waits until the batch has memory for it). `runner`: the
+        model the job runs on (default: the one a new run of `params` gets), whose calibration counts."""
+        est, live = max(((self.estimate(params, s, first, runner), s) for s in states),
                         key=lambda pair: (pair[0].seconds, pair[0].peak_bytes))
         if was is not None and est.seconds <= was.seconds and est.peak_bytes <= was.peak_bytes:
             return est.peak_bytes
@@ -283,9 +286,10 @@ class Studio:
         params = self._with_loras(params)
         live = LiveState(params.live(), params.schedule)
         self._check_preview_decoder(live.states_with(LiveUpdate()))
-        peak = self._within_budget(params, live.states_with(LiveUpdate()))
+        runner = self._runner(params)
+        peak = self._within_budget(params, live.states_with(LiveUpdate()), runner=runner)
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, ref=ref, peak_bytes=peak),
-                           self._runner(params))
+                           runner)
 
     def _with_loras(self, params: DiffusionParams) -> DiffusionParams:
         """`params` with `lora_weights` naming every LoRA the run applies at its starting weight (the
@@ -405,8 +409,9 @@ class Studio:
         except ValueError:
             raise StudioError("bad_request", "that update is not valid for this run") from None
         self._check_preview_decoder(states)
-        was = self.costliest(params, job.live.states_with(LiveUpdate()), first)
-        peak = self._within_budget(params, states, first, was=was)
+        runner = self._pinned(job) or self._runner(params)  # the model the run is on, even if swapped out since
+        was = self.costliest(params, job.live.states_with(LiveUpdate()), first, runner)
+        peak = self._within_budget(params, states, first, was=was, runner=runner)
         try:
             updated = job.live.update(change)
             job.peak_bytes = peak
@@ -445,7 +450,7 @@ class Studio:
         except ValueError as exc:
             raise StudioError("too_large", f"the fork cannot be recorded: {exc}") from None
         live = LiveState(params.live(), params.schedule)
-        peak = self._within_budget(params, live.states_with(LiveUpdate()), first=step or None)
+        peak = self._within_budget(params, live.states_with(LiveUpdate()), first=step or None, runner=runner)
         return self._queue(Job("diffusion", params, sink, client_id, owner, live=live, parent=run_id,
                                from_step=step, ref=ref, peak_bytes=peak), runner)
 

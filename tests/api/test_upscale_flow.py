@@ -163,3 +163,27 @@ def test_a_diffusion_upscale_from_the_enlargement_at_a_strength(up_client: TestC
     kept = np.asarray(kept, dtype=float)
     near, between, far = (np.abs(pixels(d["image_id"]) - kept).mean() for d in (low, mid, full))
     assert near < between < far and near < far / 2, (near, between, far)
+
+
+def test_a_diffusion_upscale_is_costed_on_the_upscaler(up_client: TestClient, upscaler_models: Models,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget prices an upscale run with the upscaler's own calibration (its f=4 latents, its UNet),
+    so it holds memory in the batch and is refused when it cannot fit."""
+    from app.engine import budget
+    from app.params import DiffusionParams
+
+    studio = up_client.app.state.studio
+    assert studio.upscaler.calibration.vae_scale == upscaler_models.upscaler_diffusion.vae_scale == 4
+    params = DiffusionParams(prompt="emoji", steps=5, width=128, height=128, init_image="x", upscale=True, cfg_scale=1.0)
+    on_upscaler = studio.estimate(params)
+    assert studio.upscaler.calibration is not studio.calibration  # measured on the upscaler at start
+    assert on_upscaler == budget.estimate(params, studio.upscaler.calibration, has_clip=False,
+                                          history_bytes=studio.settings.history_bytes)
+    assert on_upscaler.peak_bytes > 0
+    with up_client.websocket_connect("/ws") as ws:
+        reader = WsReader(ws)
+        source = run_to_done(reader, SOURCE)[1]["image_id"]
+        monkeypatch.setattr("app.engine.studio.available_memory", lambda device: on_upscaler.peak_bytes / 2)
+        ws.send_json({"type": "upscale", "params": {"source": f"gallery:{source}", "upscaler": "diffusion", "steps": 5}})
+        err = reader.until("error")
+    assert err["code"] == "too_large" and "GiB" in err["message"]
