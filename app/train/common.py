@@ -180,3 +180,11 @@ def run_steps(
     bar.close()
     save_fn(step)
     return step
+
+
+def print_summary(result: dict, started: float) -> None:
+    """A trainer's last line: its result as JSON, the loss list replaced by its last value, and the
+    seconds since `started`."""
+    summary = {k: v for k, v in result.items() if k != "losses"}
+    losses = result.get("losses") or []
+    print(json.dumps({**summary, "loss_last": losses[-1] if losses else None, "seconds": round(time.time() - started, 1)}))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from app.train.common import (
     load_checkpoint,
     lr_at,
     optimizer_step,
+    print_summary,
     restore,
     run_steps,
     save_checkpoint,
@@ -239,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_diffusion_upscaler(a.data, a.base, a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
                                       minutes=a.minutes, resume=a.resume, channels=TINY if a.tiny else SMALL,
                                       threads=a.threads, weighting=a.weighting)
-    losses = result.pop("losses")
-    print(json.dumps({**result, "loss_last": losses[-1] if losses else None, "seconds": round(time.time() - t0, 1)}))
+    print_summary(result, t0)
     return 0
 
 

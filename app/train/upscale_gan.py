@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.train.common import RunLog, ema_update, load_checkpoint, lr_at, run_steps, save_checkpoint, seed_all
+from app.train.common import (
+    RunLog,
+    ema_update,
+    load_checkpoint,
+    lr_at,
+    print_summary,
+    run_steps,
+    save_checkpoint,
+    seed_all,
+)
 from app.train.judge import load_judge
 from app.train.perceptual import perceptual_distance
 from app.train.sr_data import degrade, load_hr, random_crops
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.train.upscale_gan", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/emoji256")
     p.add_argument("--out", type=Path, default=Path("runs/sr_gan"))
-    p.add_argument("--judge", type=Path, default=Path("models/judge"), help="for the perceptual loss ('' = none)")
+    p.add_argument("--judge", default="models/judge", help="for the perceptual loss ('' = none)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128, help="high-resolution crop side (the input is a quarter)")
@@ -157,12 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     t0 = time.time()
-    result = train_gan_upscaler(a.data, a.out, a.judge if str(a.judge) else None, steps=a.steps, batch=a.batch,
+    result = train_gan_upscaler(a.data, a.out, Path(a.judge) if a.judge else None, steps=a.steps, batch=a.batch,
                                 crop=a.crop, lr=a.lr, gan_from=a.gan_from, w_perceptual=a.w_perceptual,
                                 w_gan=a.w_gan, minutes=a.minutes, resume=a.resume, cfg=TINY if a.tiny else SMALL,
                                 threads=a.threads)
-    losses = result.pop("losses")
-    print(json.dumps({**result, "loss_last": losses[-1] if losses else None, "seconds": round(time.time() - t0, 1)}))
+    print_summary(result, t0)
     return 0
 
 

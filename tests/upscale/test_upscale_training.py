@@ -52,22 +52,45 @@ def test_rescaled_vae_decodes_the_same_pictures(tiny_base: Path) -> None:
     assert torch.allclose(vae.decode(z2 / 0.08333).sample, picture, atol=1e-4)
 
 
-def test_a_few_steps_train_resume_and_export(tiny_base: Path, tmp_path: Path) -> None:
-    from diffusers import StableDiffusionUpscalePipeline
-
+@pytest.fixture(scope="module")
+def tiny_hr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 256 px set in the real format (emoji256.npz), 64 px pictures: three training rows, one held out."""
     from app.train.data import Records, save_npz
 
+    folder = tmp_path_factory.mktemp("hr")
     rng = np.random.default_rng(0)
-    rec = Records(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8), [["a red square"], ["a blue dot"]] * 2,
-                  ["a", "b", "c", "d"], ["noto"] * 4, ["train", "train", "train", "heldout"])
-    save_npz(tmp_path / "emoji256.npz", rec)
+    save_npz(folder / "emoji256.npz", Records(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+                                              [["a red square"], ["a blue dot"]] * 2, ["a", "b", "c", "d"],
+                                              ["noto"] * 4, ["train", "train", "train", "heldout"]))
+    return folder
+
+
+def test_a_few_steps_train_resume_and_export(tiny_base: Path, tiny_hr: Path, tmp_path: Path, capsys) -> None:
+    from diffusers import StableDiffusionUpscalePipeline
+
+    from app.train.upscale_diffusion import main
+
     run = tmp_path / "run"
-    first = train_diffusion_upscaler(str(tmp_path), tiny_base, run, steps=2, batch=2, crop=32, channels=TINY)
+    first = train_diffusion_upscaler(str(tiny_hr), tiny_base, run, steps=2, batch=2, crop=32, channels=TINY)
     assert first["steps"] == 2 and all(np.isfinite(first["losses"]))
-    again = train_diffusion_upscaler(str(tmp_path), tiny_base, run, steps=3, batch=2, crop=32, channels=TINY,
-                                     resume=True, weighting="min-snr")
-    assert again["steps"] == 3 and len(again["losses"]) == 1  # one more step, not three
+    assert main(["--data", str(tiny_hr), "--base", str(tiny_base), "--out", str(run), "--steps", "3", "--batch", "2",
+                 "--crop", "32", "--tiny", "--resume", "--weighting", "min-snr"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and np.isfinite(summary["loss_last"])  # one more step, not three
     assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()][-1] == 3
     pipe = StableDiffusionUpscalePipeline.from_pretrained(export_pipeline(run / "model", tiny_base, tmp_path / "export"))
     assert pipe.unet.config.in_channels == 7 and pipe.unet.config.num_class_embeds == 1000
     assert float(pipe.vae.config.scaling_factor) == pytest.approx(0.08333)
+
+
+def test_the_gan_upscaler_trains_from_the_command_line(tiny_hr: Path, tmp_path: Path, capsys) -> None:
+    from app.train.upscale_gan import main
+    from app.upscale.gan import load_folder
+
+    run = tmp_path / "gan"
+    assert main(["--data", str(tiny_hr), "--out", str(run), "--judge", "", "--steps", "2", "--batch", "2",
+                 "--crop", "32", "--tiny", "--gan-from", "0.5"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and np.isfinite(summary["loss_last"])
+    net = load_folder(run / "model")
+    assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
