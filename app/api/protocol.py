@@ -123,7 +123,7 @@ client_message = TypeAdapter(ClientMessage)
 # ---- server -> client events (JSON) -----------------------------------------------------------
 
 def event(kind: str, **fields: Any) -> str:
-    """One JSON event: queued, started, step, done, error, cancelled, rewound."""
+    """One JSON event: queued, started, step, done, error, cancelled, rewound, models_changed."""
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
 
 

@@ -183,6 +183,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     conn = Connection(asyncio.get_running_loop())
     drain = asyncio.create_task(conn.drain(websocket))
+    studio.attach_page(conn.id, conn)
     try:
         while True:
             message = await websocket.receive()

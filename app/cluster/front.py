@@ -220,6 +220,9 @@ class RemoteStudio:
         for meta, data, kind in await self._ask("preview", run_id, owner, run_id, step, owner):
             sink.image(meta, data, kind)
 
+    def attach_page(self, client_id: str, sink: Sink) -> None:
+        """A page connected. Model switching is off under Ray, so there is nothing to tell every page."""
+
     def disconnect(self, client_id: str) -> None:
         """The page went away: stop reading its runs, which cancels them on their replicas."""
         for task in self._readers.pop(client_id, set()):

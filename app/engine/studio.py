@@ -110,6 +110,8 @@ class Studio:
         self.measured = studio_figures(settings.evaluation, models.names)
         self.sizes = family_of(models.diffusion).sizes(settings.max_pixels)  # what /api/info offers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._pages: dict[str, Sink] = {}  # every connected page, for events that concern them all
+        self._pages_lock = threading.Lock()
 
     def start(self) -> None:
         freeze_loaded()  # so the collection after each job (release_memory) skips the models
@@ -155,6 +157,7 @@ class Studio:
         with self._swap:
             self.models, self.diffusion, self.calibration, self.sizes, self.measured = (
                 models, runner, calibration, sizes, measured)
+        self.broadcast({"type": "models_changed", "engine": "diffusion", "name": models.public_names().get("diffusion")})
 
     def use_gan(self, gan, name: str) -> None:
         """Make `gan` the generator of every GAN job queued from now on (as use_diffusion)."""
@@ -166,6 +169,7 @@ class Studio:
         models = dataclasses.replace(self.models, gan=gan, names=names)
         with self._swap:
             self.models, self.gan, self.measured = models, runner, measured
+        self.broadcast({"type": "models_changed", "engine": "gan", "name": models.public_names().get("gan")})
 
     def _runner(self, params: DiffusionParams):
         """The diffusion runner of a run: the upscaler's for upscale runs, else the text-to-image model's."""
@@ -472,8 +476,22 @@ class Studio:
         if job.engine != "diffusion" or not self._drawn_by(job).timeline_preview(sink, run_id, step):
             raise StudioError("not_found", f"step {step} of run {run_id} is not kept")
 
+    def attach_page(self, client_id: str, sink: Sink) -> None:
+        """A page connected: it hears `broadcast` events until it disconnects."""
+        with self._pages_lock:
+            self._pages[client_id] = sink
+
     def disconnect(self, client_id: str) -> None:
+        with self._pages_lock:
+            self._pages.pop(client_id, None)
         self.worker.cancel_client(client_id)
+
+    def broadcast(self, ev: dict) -> None:
+        """Send `ev` to every connected page (a model swap: each page re-reads /api/info)."""
+        with self._pages_lock:
+            pages = list(self._pages.values())
+        for sink in pages:
+            sink.send(ev)
 
     @property
     def upload_dir(self) -> Path:

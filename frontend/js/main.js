@@ -46,6 +46,13 @@ const socket = new Socket({
     if (diffusion) refreshButtons();
   },
   onEvent(ev) {
+    if (ev.type === 'models_changed') { // a model was loaded (from this page or another): re-read what is loaded
+      loadInfo({ keep: true }).then(() => {
+        picker.refresh();
+        refreshButtons();
+      });
+      return;
+    }
     if (ev.engine && ev.run_id) engineOf.set(ev.run_id, ev.engine);
     if (ev.type === 'error') showError(ev.message || 'unknown error', ev.code);
     if (upscale.onEvent(ev)) { // an upscale this page asked for: its own panel shows it

@@ -189,6 +189,16 @@ def test_a_run_in_progress_finishes_on_its_own_model_while_another_loads(client:
     assert err["code"] == "not_found", err
 
 
+def test_every_open_page_is_told_of_a_swap(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as one, client.websocket_connect("/ws") as other:
+        pages = [WsReader(one), WsReader(other)]
+        for page in pages:  # both connected (a page speaks first: the hello of WsReader's run_to_done)
+            run_to_done(page, RUN)
+        assert load_and_wait(client, "Stable-diffusion/fox-b")["state"] == "ready"
+        told = [page.until("models_changed") for page in pages]
+    assert all(ev == {"type": "models_changed", "engine": "diffusion", "name": "fox-b"} for ev in told), told
+
+
 def test_a_loaded_model_lifts_the_demo_notice_of_its_part(models_a: Models, models_dir: Path, tmp_path: Path) -> None:
     started_on_demo = dataclasses.replace(models_a, demo=frozenset({"diffusion", "clip"}))
     with TestClient(create_app(make_settings(tmp_path, models_dir=models_dir, batch_runs=1), models=started_on_demo)) as c:

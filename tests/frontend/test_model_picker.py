@@ -46,6 +46,11 @@ def test_a_model_is_loaded_from_the_page(picker_server: str, page) -> None:  # n
     assert by_value["fox-a"][0] and not by_value["fox-b"][0]  # the loaded one is not offered again
     assert by_value["style.safetensors"] == (True, "a LoRA: start the studio with --lora-dir on its folder")
     assert page.is_disabled("#model-load")
+    other = page.context.browser.new_page()  # another page on the same studio: it hears of the swap
+    other.on("pageerror", lambda e: errors.append(str(e)))
+    other.goto(picker_server + "/")
+    other.wait_for_selector("#conn[data-state='open']", timeout=20_000)
+    other.wait_for_function("() => document.getElementById('models').innerText.includes('diffusion: fox-a')")
 
     set_range(page, "#d-steps", 7)
     page.fill("#prompt", "cat face")
@@ -57,6 +62,10 @@ def test_a_model_is_loaded_from_the_page(picker_server: str, page) -> None:  # n
     assert page.input_value("#d-steps") == "7", "the page's settings stay across the swap"
     disabled = page.eval_on_selector("#model-pick", "el => [...el.options].filter(o => o.disabled).map(o => o.value)")
     assert "fox-b" in disabled and "fox-a" not in disabled
+    other.wait_for_function("() => document.getElementById('models').innerText.includes('diffusion: fox-b')",
+                            timeout=20_000)
+    other.wait_for_function("() => document.querySelector('#model-pick option[value=\"fox-b\"]')?.disabled === true")
+    other.close()
 
     page.click("#generate")
     cards(page, 1)
