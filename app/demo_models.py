@@ -151,6 +151,17 @@ def settle_spectral_norms(model: torch.nn.Module) -> None:
                 m.weight_v.copy_(Vh[0])
 
 
+@torch.no_grad()
+def vary_standing_stats(model: torch.nn.Module) -> None:
+    """Give BigGAN's per-truncation batch-norm statistics (`running_means` / `running_vars`) spread-out
+    random values, so a random network's picture depends on them as a trained one's does."""
+    for name, t in model.named_buffers():
+        if name.endswith("running_means"):
+            t.normal_(0, 0.3)
+        elif name.endswith("running_vars"):
+            t.uniform_(0.5, 2.0)
+
+
 def build_tiny_biggan(folder: Path, *, seed: int = 0, class_names: list[str] | None = None) -> Path:
     """A random BigGAN-deep folder (32 px, 5 classes) in the converted format, with varied standing statistics."""
     from app.gan import biggan
@@ -158,12 +169,8 @@ def build_tiny_biggan(folder: Path, *, seed: int = 0, class_names: list[str] | N
 
     torch.manual_seed(seed)
     G = biggan.BigGAN(biggan.BigGANConfig.from_dict(TINY_BIGGAN))
+    vary_standing_stats(G)
     with torch.no_grad():
-        for name, t in G.named_buffers():
-            if name.endswith("running_means"):
-                t.normal_(0, 0.3)
-            elif name.endswith("running_vars"):
-                t.uniform_(0.5, 2.0)
         G.embeddings.weight.normal_(0, 1)
         for name, p in G.named_parameters():
             if name.endswith("gamma"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.demo_models import settle_spectral_norms
+from app.demo_models import settle_spectral_norms, vary_standing_stats
 from app.gan import biggan
 from app.gan.folder import CONFIG_NAME
 from app.gan.torch_checkpoint import UnsafeCheckpointError
@@ -25,12 +25,8 @@ def package_model(seed: int = 0) -> torch.nn.Module:
     pkg = pytest.importorskip("pytorch_pretrained_biggan")
     torch.manual_seed(seed)
     model = pkg.BigGAN(pkg.BigGANConfig.from_dict(TINY))
+    vary_standing_stats(model)
     with torch.no_grad():
-        for name, t in model.named_buffers():
-            if name.endswith("running_means"):
-                t.normal_(0, 0.3)
-            elif name.endswith("running_vars"):
-                t.uniform_(0.5, 2.0)
         for name, p in model.named_parameters():
             if name.endswith(("gamma", "bn.weight", "bn.bias")) or ".bias" in name:
                 p.normal_(0.5 if name.endswith(("gamma", "bn.weight")) else 0.0, 0.2)
