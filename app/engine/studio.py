@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -45,6 +46,9 @@ from app.params import (
 from app.registry import Models, public_names
 from app.settings import Settings
 from app.store.gallery import Gallery
+
+if TYPE_CHECKING:
+    from app.engine.diffusion_runner import DiffusionRunner
 
 KEEP_JOBS = 256
 UPSCALE_PROMPT = "emoji"  # the diffusion upscaler's text for a picture with no prompt (an upload, a GAN image)
@@ -226,7 +230,7 @@ class Studio:
         return job.run_id
 
     def estimate(self, params: DiffusionParams, live: LiveParams | None = None, first: int | None = None,
-                 runner=None) -> budget.Estimate:
+                 runner: DiffusionRunner | None = None) -> budget.Estimate:
         """The budget's estimate of sampling `params` from step `first` with `live` on this device, on
         `runner`'s model (default: the runner a new run of `params` would get)."""
         runner = runner or self._runner(params)
@@ -234,13 +238,13 @@ class Studio:
                                live=live, first=first, history_bytes=self.settings.history_bytes)
 
     def costliest(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
-                  runner=None) -> budget.Estimate:
+                  runner: DiffusionRunner | None = None) -> budget.Estimate:
         """The estimate of the most expensive of the live states a run goes through (its starting
         values, then after each scheduled change), as if held for the whole run: an upper bound."""
         return max((self.estimate(params, s, first, runner) for s in states), key=lambda e: (e.seconds, e.peak_bytes))
 
     def _within_budget(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
-                       was: budget.Estimate | None = None, runner=None) -> float:
+                       was: budget.Estimate | None = None, runner: DiffusionRunner | None = None) -> float:
         """Refuse (too_large) a job over the compute budget or the available memory; returns its
         estimated peak bytes. With `was` (the cost before a live change), only a change that raises
         the cost is checked. The run on the worker now gives its memory back before a later job (or
