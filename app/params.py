@@ -233,6 +233,7 @@ class DiffusionParams(LiveParams):
 UPSCALE_FACTOR = 4
 MAX_UPSCALE_SOURCE = 128  # pixels per side of the picture to upscale (512 px out)
 UPSCALE_STRENGTH = 1.0  # the diffusion upscaler's default strength (models/MODEL_CARD.md, Upscalers)
+UPSCALE_SAMPLER = "euler_a"  # the diffusion upscaler's default sampler, chosen on training concepts (MODEL_CARD.md)
 
 
 class UpscaleParams(StrictModel):
@@ -244,7 +245,7 @@ class UpscaleParams(StrictModel):
     prompt: str = Field("", max_length=4000, description="diffusion upscaler's text; empty = the source's prompt")
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     steps: int = Field(20, ge=1, le=200, description="diffusion upscaler steps")
-    sampler: SamplerName = "dpmpp_2m"
+    sampler: SamplerName = UPSCALE_SAMPLER
     noise_level: int = Field(20, ge=0, le=1000, description="noise added to the low-resolution input (diffusion)")
     cfg_scale: float = Field(1.0, ge=0.0, le=30.0, description="classifier-free guidance (diffusion); 1 = one pass")
     strength: float = Field(UPSCALE_STRENGTH, gt=0.0, le=1.0, description=(

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from app.measured import weights_manifest
-from app.params import UPSCALE_STRENGTH
+from app.params import UPSCALE_SAMPLER, UPSCALE_STRENGTH
 from app.train.data import load_records
 from app.train.judge import load_judge
 from app.train.perceptual import perceptual_distance
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["heldout", "train"], default="heldout",
                    help="held-out concepts (the evaluation), or training ones (to choose settings on)")
     p.add_argument("--steps", type=int, default=20, help="diffusion upscaler sampling steps")
-    p.add_argument("--sampler", default="dpmpp_2m")
+    p.add_argument("--sampler", default=UPSCALE_SAMPLER, help="diffusion upscaler (default: the panel's)")
     p.add_argument("--noise-level", type=int, default=20)
     p.add_argument("--cfg-scale", type=float, default=1.0)
     p.add_argument("--strength", type=float, nargs="+", default=[UPSCALE_STRENGTH],

@@ -65,7 +65,7 @@ def test_both_upscalers_side_by_side_with_previews_and_lineage(up_client: TestCl
                               "model": gan["lineage"]["model"]}
     assert diffusion["engine"] == "diffusion" and diffusion["params"]["upscale"] is True
     assert diffusion["params"]["prompt"] == "cat face", "the source's prompt is the upscaler's text"
-    assert diffusion["lineage"] == {"source_image": source, "upscaler": "diffusion", "steps": 5, "sampler": "dpmpp_2m",
+    assert diffusion["lineage"] == {"source_image": source, "upscaler": "diffusion", "steps": 5, "sampler": "euler_a",
                                     "noise_level": 30, "cfg_scale": 1.0, "strength": 1.0}
     assert size_of(up_client, gan["image_id"]) == size_of(up_client, diffusion["image_id"]) == (128, 128)
     # the diffusion upscaler streamed its x0 estimates as previews, at the upscaled size
