@@ -15,8 +15,9 @@ captions dropped half the time (an upscale of an uploaded image has no prompt), 
 loss weighted per noise level (`loss_weights`), by default the plain v-MSE that the SD 2 models use.
 Min-SNR-5 (Hang et al. 2023), the first choice here, weights the x0 error by the SNR, about 0.005 at
 the noisiest steps, which are the ones where only the low-resolution image says what the picture is:
-a model trained that way barely followed its input (its one-step x0 estimate scored 0.24 on the
-judge's perceptual distance, 0.14 after 4,000 steps more with the weights below; models/MODEL_CARD.md).
+a model trained that way barely followed its input (its one-step x0 estimate scored 0.242 on the
+judge's perceptual distance at step 8,933, and 0.127 at 16,800 after stages with the other two
+weightings; models/MODEL_CARD.md).
 
     python -m app.train.upscale_diffusion --data data/emoji256 --out runs/sr_diffusion --minutes 70 --resume
     python -m app.train.upscale_diffusion export --run runs/sr_diffusion --out models/upscaler-diffusion
