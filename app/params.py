@@ -37,6 +37,11 @@ def strength(steps: int, skip_steps: int) -> float:
     return round((steps - skip_steps) / steps, 2)
 
 
+def skip_steps_for(steps: int, strength: float) -> int:
+    """The steps a run at `strength` skips: it runs round(steps x strength) of them, at least one."""
+    return steps - max(1, round(steps * strength))
+
+
 def _parses(text: str) -> str:
     parse_schedule(text)  # ValueError -> a validation error naming the field
     return text

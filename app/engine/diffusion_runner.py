@@ -117,7 +117,7 @@ class DiffusionRun:
 
 class DiffusionRunner:
     def __init__(self, models: DiffusionModels, history: StepHistory, gallery: Gallery, encoder: Executor,
-                 uploads: Path, model_ids: dict[str, Any], calibration: Calibration | None = None) -> None:
+                 uploads: Path, model_ids: dict[str, Any], calibration: Calibration) -> None:
         """`calibration`: the costs of `models` on this device (app.engine.calibrate), what the budget
         checks this runner's jobs against."""
         self.models = models

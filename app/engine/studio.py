@@ -42,6 +42,7 @@ from app.params import (
     dump_schedule,
     gallery_source,
     live_diff,
+    skip_steps_for,
 )
 from app.registry import Models, public_names
 from app.settings import Settings
@@ -85,10 +86,9 @@ class Studio:
         self.uploads = settings.data_dir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         ids = models.public_names()
-        self.calibration: budget.Calibration = (
-            models.calibration or calibrate(models.diffusion, cpu_threads=settings.cpu_threads))
         self.diffusion = DiffusionRunner(models.diffusion, self.history, gallery, self.encoder, self.uploads, ids,
-                                         self.calibration)
+                                         models.calibration or calibrate(models.diffusion,
+                                                                         cpu_threads=settings.cpu_threads))
         self.upscaler = None  # the diffusion upscaler: its runs are diffusion runs with params.upscale
         if getattr(models, "upscaler_diffusion", None) is not None:
             self.upscaler = DiffusionRunner(models.upscaler_diffusion, self.history, gallery, self.encoder,
@@ -116,6 +116,11 @@ class Studio:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._pages: dict[str, Sink] = {}  # every connected page, for events that concern them all
         self._pages_lock = threading.Lock()
+
+    @property
+    def calibration(self) -> budget.Calibration:
+        """The text-to-image model's costs on this device (its runner's)."""
+        return self.diffusion.calibration
 
     def start(self) -> None:
         freeze_loaded()  # so the collection after each job (release_memory) skips the models
@@ -159,8 +164,7 @@ class Studio:
         models = dataclasses.replace(self.models, diffusion=diffusion, names=names, calibration=calibration,
                                      demo=self.models.demo - {"diffusion"})
         with self._swap:
-            self.models, self.diffusion, self.calibration, self.sizes, self.measured = (
-                models, runner, calibration, sizes, measured)
+            self.models, self.diffusion, self.sizes, self.measured = models, runner, sizes, measured
         self.broadcast({"type": "models_changed", "engine": "diffusion", "name": models.public_names().get("diffusion")})
 
     def use_gan(self, gan, name: str) -> None:
@@ -234,7 +238,7 @@ class Studio:
         """The budget's estimate of sampling `params` from step `first` with `live` on this device, on
         `runner`'s model (default: the runner a new run of `params` would get)."""
         runner = runner or self._runner(params)
-        return budget.estimate(params, runner.calibration or self.calibration, has_clip=runner.models.clip is not None,
+        return budget.estimate(params, runner.calibration, has_clip=runner.models.clip is not None,
                                live=live, first=first, history_bytes=self.settings.history_bytes)
 
     def costliest(self, params: DiffusionParams, states: list[LiveParams], first: int | None = None,
@@ -373,7 +377,7 @@ class Studio:
                 run = DiffusionParams(prompt=prompt, seed=params.seed, steps=params.steps, sampler=params.sampler,
                                       cfg_scale=params.cfg_scale, width=side[0], height=side[1],
                                       init_image=params.source, upscale=True, noise_level=params.noise_level,
-                                      skip_steps=params.steps - max(1, round(params.steps * params.strength)),
+                                      skip_steps=skip_steps_for(params.steps, params.strength),
                                       clip_guidance_scale=0.0)
             except ValueError as exc:
                 raise StudioError("bad_request", f"params.prompt: {exc}") from None

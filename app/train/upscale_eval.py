@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from app.measured import weights_manifest
-from app.params import UPSCALE_SAMPLER, UPSCALE_STRENGTH
+from app.params import UPSCALE_SAMPLER, UPSCALE_STRENGTH, skip_steps_for
 from app.train.data import load_records
 from app.train.judge import load_judge
 from app.train.perceptual import perceptual_distance
@@ -110,7 +110,7 @@ def diffusion_upscaler(folder: Path, steps: int, sampler: str, noise_level: int,
         params = DiffusionParams(prompt=prompt or caption, steps=steps, sampler=sampler, seed=seed,
                                  width=image.width * 4, height=image.height * 4, init_image="eval", upscale=True,
                                  noise_level=noise_level, cfg_scale=cfg_scale, preview_every=1000,
-                                 skip_steps=steps - max(1, round(steps * strength)))
+                                 skip_steps=skip_steps_for(steps, strength))
         latent = generate(models, params, live=params.live, on_step=lambda info: None, init_image=image)
         return decode_to_pil(models, latent)[0]
 
