@@ -42,16 +42,29 @@ def load_hr(path: str | Path, split: str = "train") -> Records:
     return rec
 
 
+def crop_boxes(shape: tuple[int, ...], size: int, count: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, tops, lefts) of `count` random size x size crops of images [N, H, W, ...], corners on the
+    scale's grid so that a crop lines up with its low-resolution input and with an f=4 latent."""
+    n, h, w = shape[:3]
+    idx = torch.randint(0, n, (count,), generator=generator)
+    ys = torch.randint(0, (h - size) // SCALE + 1, (count,), generator=generator) * SCALE
+    xs = torch.randint(0, (w - size) // SCALE + 1, (count,), generator=generator) * SCALE
+    return idx, ys, xs
+
+
+def crops_at(images: np.ndarray, boxes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int) -> torch.Tensor:
+    """The crops `boxes` (crop_boxes) of uint8 [N, H, W, 3] as float [count, 3, size, size] in [0, 1]."""
+    crops = np.stack([images[i, y:y + size, x:x + size] for i, y, x in zip(*(b.tolist() for b in boxes))])
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
+
+
 def random_crops(images: np.ndarray, size: int, count: int,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` random crops (aligned to the scale) of uint8 [N, H, W, 3] -> (float [count, 3, size, size]
     in [0, 1], the rows they came from)."""
-    n, h, w, _ = images.shape
-    idx = torch.randint(0, n, (count,), generator=generator)
-    ys = torch.randint(0, (h - size) // SCALE + 1, (count,), generator=generator) * SCALE
-    xs = torch.randint(0, (w - size) // SCALE + 1, (count,), generator=generator) * SCALE
-    crops = np.stack([images[i, y:y + size, x:x + size] for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255), idx
+    boxes = crop_boxes(images.shape, size, count, generator)
+    return crops_at(images, boxes, size), boxes[0]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

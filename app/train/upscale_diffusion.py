@@ -10,7 +10,8 @@ conditioning augmentation: Ho et al. 2021, "Cascaded Diffusion Models", §4.1), 
 Here the VAE and the text encoder are the embedded ones (models/diffusion: f = 4, so a 256 px picture
 is a 64x64x4 latent and the 64 px input lines up with it cell for cell; working in pixel space at
 256 px would cost 16x as much per step on this CPU). Only the UNet is trained: on 128 px crops
-(32x32 latents) of the 256 px renders, the low-resolution input made by app/train/sr_data.degrade,
+(32x32 latents, cut from the VAE posterior of the whole picture, encoded once: `latent_moments`) of the
+256 px renders, the low-resolution input made by app/train/sr_data.degrade,
 captions dropped half the time (an upscale of an uploaded image has no prompt), EMA weights, and the
 loss weighted per noise level (`loss_weights`), by default the plain v-MSE that the SD 2 models use.
 Min-SNR-5 (Hang et al. 2023), the first choice here, weights the x0 error by the SNR, about 0.005 at
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from app.train.common import (
@@ -46,7 +49,7 @@ from app.train.common import (
     save_checkpoint,
     seed_all,
 )
-from app.train.sr_data import degrade, load_hr, random_crops
+from app.train.sr_data import SCALE, crop_boxes, crops_at, degrade, load_hr
 
 MAX_NOISE_LEVEL = 350  # the x4 upscaler's model_index.json
 MIN_SNR_GAMMA = 5.0
@@ -118,6 +121,9 @@ def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4
     tokenizer = CLIPTokenizer.from_pretrained(base / "tokenizer")
     text = text_tower_from_pipeline(base).eval().requires_grad_(False)
     bank = CaptionBank(tokenizer, captions, tokenizer.model_max_length, torch.device("cpu"))
+    moments = latent_moments(vae, hr, out / "latents.safetensors")
+    if moments.shape[-1] * SCALE != hr.shape[2]:
+        raise ValueError(f"the VAE must shrink pictures {SCALE}x (the x4 upscaler's latent is the input's size)")
     unet = upscaler_unet(text.config.hidden_size, channels, groups=min(16, channels[0])).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
@@ -130,10 +136,12 @@ def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4
     def step_fn(step: int, progress: float) -> float:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, progress, lr, warmup=100)
-        target, idx = random_crops(hr, crop, batch, gen)
+        boxes = crop_boxes(hr.shape, crop, batch, gen)
+        idx = boxes[0]
         with torch.no_grad():
-            low = degrade(target, gen) * 2 - 1
-            z0 = vae.encode(target * 2 - 1).latent_dist.sample(generator=gen) * scaling
+            low = degrade(crops_at(hr, boxes, crop), gen) * 2 - 1
+            mean, std = latent_crops(moments, boxes, crop // SCALE)
+            z0 = (mean + std * torch.randn(mean.shape, generator=gen)) * scaling
             level = torch.randint(0, MAX_NOISE_LEVEL + 1, (batch,), generator=gen)
             low = low_sched.add_noise(low, torch.randn(low.shape, generator=gen), level)
             ids, _ = bank.sample(idx, generator=gen)
@@ -159,6 +167,50 @@ def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4
     end = run_steps(step_fn, start=start, steps=steps, minutes=minutes, save_fn=save_fn, log=log,
                     every=25, save_every=100, desc="sr-diffusion")
     return {"steps": end, "losses": log.losses, "folder": str(out / "model")}
+
+
+def _digest(images: np.ndarray, vae) -> str:
+    h = hashlib.sha1(np.ascontiguousarray(images).data)
+    for t in vae.state_dict().values():
+        h.update(t.detach().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def latent_moments(vae, images: np.ndarray, cache: Path | None = None, batch: int = 4) -> torch.Tensor:
+    """The VAE posterior's mean and std (unscaled) of every whole image, [N, 2, C, H/f, W/f], computed once
+    and kept in `cache` (safetensors, keyed by a digest of the images and the VAE's weights).
+
+    Encoding each training crop anew cost as much as the UNet's own step; a crop of the whole picture's
+    latent is also what the sampler works on, since the studio encodes and decodes whole pictures."""
+    from safetensors.torch import load_file, save_file
+
+    key = _digest(images, vae)
+    if cache is not None and cache.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), "pt") as f:
+            if (f.metadata() or {}).get("digest") == key:
+                return load_file(str(cache))["moments"]
+    parts = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        d = vae.encode(x).latent_dist
+        parts.append(torch.stack([d.mean, d.std], 1))
+    moments = torch.cat(parts)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"moments": moments.contiguous()}, str(cache), metadata={"digest": key})
+    return moments
+
+
+def latent_crops(moments: torch.Tensor, boxes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                 size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) [B, C, size, size] of the latent cells under the pixel crops `boxes` (crop_boxes)."""
+    rows = [moments[i, :, :, y // SCALE:y // SCALE + size, x // SCALE:x // SCALE + size]
+            for i, y, x in zip(*(b.tolist() for b in boxes))]
+    both = torch.stack(rows)
+    return both[:, 0], both[:, 1]
 
 
 def text_tower_from_pipeline(base: Path):

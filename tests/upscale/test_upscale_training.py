@@ -13,6 +13,8 @@ import torch
 from app.train.upscale_diffusion import (
     TINY,
     export_pipeline,
+    latent_crops,
+    latent_moments,
     loss_weights,
     rescale_latents,
     train_diffusion_upscaler,
@@ -81,6 +83,34 @@ def test_a_few_steps_train_resume_and_export(tiny_base: Path, tiny_hr: Path, tmp
     pipe = StableDiffusionUpscalePipeline.from_pretrained(export_pipeline(run / "model", tiny_base, tmp_path / "export"))
     assert pipe.unet.config.in_channels == 7 and pipe.unet.config.num_class_embeds == 1000
     assert float(pipe.vae.config.scaling_factor) == pytest.approx(0.08333)
+
+
+@torch.no_grad()
+def test_latents_are_encoded_once_and_cropped_in_line_with_the_pixels(tiny_base: Path, tmp_path: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    from app.train.sr_data import crop_boxes, crops_at
+
+    vae = AutoencoderKL.from_pretrained(tiny_base / "vae").eval()
+    images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    cache = tmp_path / "latents.safetensors"
+    moments = latent_moments(vae, images, cache)
+    post = vae.encode(torch.from_numpy(images[1:2]).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist
+    assert moments.shape == (3, 2, 4, 8, 8)
+    assert torch.allclose(moments[1, 0], post.mean[0], atol=1e-5) and torch.allclose(moments[1, 1], post.std[0], atol=1e-5)
+
+    calls = []
+    vae.encode = lambda x: calls.append(x) or (_ for _ in ()).throw(AssertionError("encoded again"))
+    assert torch.equal(latent_moments(vae, images, cache), moments)  # read back, not encoded
+    with pytest.raises(AssertionError, match="encoded again"):
+        latent_moments(vae, images[::-1].copy(), cache)  # other pictures: the cache's digest no longer matches
+
+    boxes = crop_boxes(images.shape, 16, 5, torch.Generator().manual_seed(0))
+    mean, std = latent_crops(moments, boxes, 4)
+    assert crops_at(images, boxes, 16).shape == (5, 3, 16, 16) and mean.shape == std.shape == (5, 4, 4, 4)
+    for k, (i, y, x) in enumerate(zip(*(b.tolist() for b in boxes))):
+        assert y % 4 == 0 and x % 4 == 0
+        assert torch.equal(mean[k], moments[i, 0, :, y // 4:y // 4 + 4, x // 4:x // 4 + 4])
 
 
 def test_the_gan_upscaler_trains_from_the_command_line(tiny_hr: Path, tmp_path: Path, capsys) -> None:
