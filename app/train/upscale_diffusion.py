@@ -54,6 +54,7 @@ from app.train.sr_data import SCALE, crop_boxes, crops_at, degrade, load_hr
 MAX_NOISE_LEVEL = 350  # the x4 upscaler's model_index.json
 MIN_SNR_GAMMA = 5.0
 WEIGHTINGS = ("v", "truncated-min-snr", "min-snr")
+TIMESTEPS = ("uniform", "logit-normal")
 SMALL = (32, 64, 96)
 TINY = (8, 16, 16)
 
@@ -90,6 +91,18 @@ def loss_weights(snr: torch.Tensor, kind: str = "v", gamma: float = MIN_SNR_GAMM
     return w / (snr + 1)
 
 
+def sample_timesteps(n: int, kind: str, generator: torch.Generator, steps: int = 1000) -> torch.Tensor:
+    """n training timesteps in [0, steps): "uniform" (DDPM), or "logit-normal": t / steps ~ sigmoid(N(0, 1)),
+    which puts more of the batch on the middle noise levels (Esser et al. 2024, SD3, §3.1), the levels
+    where the upscaler decides the details the low-resolution image does not show."""
+    if kind == "uniform":
+        return torch.randint(0, steps, (n,), generator=generator)
+    if kind == "logit-normal":
+        u = torch.sigmoid(torch.randn(n, generator=generator))
+        return (u * steps).long().clamp(0, steps - 1)
+    raise ValueError(f"unknown timestep sampling {kind!r}; one of {', '.join(TIMESTEPS)}")
+
+
 def schedulers():
     """(sampling scheduler, low_res_scheduler) with the x4 upscaler's settings: scaled-linear betas
     1e-4 .. 0.02, v-prediction; DDPM for noising the low-resolution input."""
@@ -104,7 +117,8 @@ def schedulers():
 def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4000, batch: int = 8, crop: int = 128,
                              lr: float = 3e-4, minutes: float | None = None, resume: bool = False,
                              channels: tuple[int, ...] = SMALL, caption_dropout: float = 0.5, seed: int = 0,
-                             threads: int | None = None, weighting: str = "v") -> dict:
+                             threads: int | None = None, weighting: str = "v",
+                             timesteps: str = "uniform") -> dict:
     """Train, checkpoint, write out/model/ (the EMA UNet). `base`: the embedded pipeline folder (its VAE,
     text encoder and tokenizer are used frozen)."""
     from diffusers import AutoencoderKL
@@ -149,7 +163,7 @@ def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4
             ids = torch.where(drop[:, None], bank.empty_ids.expand_as(ids), ids)
             cond = text(input_ids=ids).last_hidden_state
         eps = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, 1000, (batch,), generator=gen)
+        t = sample_timesteps(batch, timesteps, gen)
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
         v = a.sqrt() * eps - (1 - a).sqrt() * z0
@@ -288,11 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weighting", choices=WEIGHTINGS, default=WEIGHTINGS[0], help="loss weight per noise level")
+    p.add_argument("--timesteps", choices=TIMESTEPS, default=TIMESTEPS[0], help="how training noise levels are drawn")
     a = p.parse_args(argv)
     t0 = time.time()
     result = train_diffusion_upscaler(a.data, a.base, a.out, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
                                       minutes=a.minutes, resume=a.resume, channels=TINY if a.tiny else SMALL,
-                                      threads=a.threads, weighting=a.weighting)
+                                      threads=a.threads, weighting=a.weighting,
+                                      timesteps=a.timesteps)
     print_summary(result, t0)
     return 0
 

@@ -17,6 +17,7 @@ from app.train.upscale_diffusion import (
     latent_moments,
     loss_weights,
     rescale_latents,
+    sample_timesteps,
     train_diffusion_upscaler,
 )
 
@@ -29,6 +30,18 @@ def test_loss_weights_in_x0_terms() -> None:
     assert torch.allclose(loss_weights(snr, "v"), torch.ones(5))
     with pytest.raises(ValueError, match="unknown weighting"):
         loss_weights(snr, "snr")
+
+
+def test_logit_normal_timesteps_favour_the_middle_noise_levels() -> None:
+    g = torch.Generator().manual_seed(0)
+    uniform, middle = (sample_timesteps(20000, kind, g) for kind in ("uniform", "logit-normal"))
+    for t in (uniform, middle):
+        assert t.dtype == torch.long and 0 <= int(t.min()) and int(t.max()) <= 999
+    share = {k: float(((t >= 250) & (t < 750)).float().mean()) for k, t in (("u", uniform), ("m", middle))}
+    assert share["u"] == pytest.approx(0.5, abs=0.02)
+    assert share["m"] == pytest.approx(0.728, abs=0.015)  # P(|N(0,1)| < logit(0.75) = 1.0986)
+    with pytest.raises(ValueError, match="unknown timestep sampling"):
+        sample_timesteps(4, "cosine", g)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +89,7 @@ def test_a_few_steps_train_resume_and_export(tiny_base: Path, tiny_hr: Path, tmp
     first = train_diffusion_upscaler(str(tiny_hr), tiny_base, run, steps=2, batch=2, crop=32, channels=TINY)
     assert first["steps"] == 2 and all(np.isfinite(first["losses"]))
     assert main(["--data", str(tiny_hr), "--base", str(tiny_base), "--out", str(run), "--steps", "3", "--batch", "2",
-                 "--crop", "32", "--tiny", "--resume", "--weighting", "min-snr"]) == 0
+                 "--crop", "32", "--tiny", "--resume", "--weighting", "min-snr", "--timesteps", "logit-normal"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 3 and np.isfinite(summary["loss_last"])  # one more step, not three
     assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()][-1] == 3
