@@ -117,6 +117,38 @@ def diffusion_upscaler(folder: Path, steps: int, sampler: str, noise_level: int,
     return run
 
 
+def probe_upscaler(folder: Path, steps: int, sampler: str, noise_level: int, start: int,
+                   lows: list[np.ndarray], highs: list[np.ndarray]) -> Upscaler:
+    """A diagnostic, not an upscaler: the diffusion upscaler's run resumed at step `start` of `steps` from
+    the target's own latent noised to that step's level (SDEdit's forward noising, Meng et al. 2022), so
+    only the steps after `start` are the model's. Run for several starts it shows where along the
+    trajectory the picture loses what the target had. Targets are found by their input's pixels."""
+    from app.diffusion import previews
+    from app.diffusion.generate import decode_to_pil, family_of, generate, pil_to_tensor
+    from app.diffusion.noise import initial_noise
+    from app.params import DiffusionParams
+    from app.upscale.diffusion import load_upscaler_models
+
+    models = load_upscaler_models(folder, torch.device("cpu"), torch.float32)
+    targets = {low.tobytes(): high for low, high in zip(lows, highs)}
+
+    def run(image: Image.Image, caption: str, seed: int) -> Image.Image:
+        target = targets[np.asarray(image.convert("RGB")).tobytes()]
+        params = DiffusionParams(prompt=caption, steps=steps, sampler=sampler, seed=seed, width=target.shape[1],
+                                 height=target.shape[0], init_image="eval", upscale=True, noise_level=noise_level,
+                                 preview_every=1000)
+        family = family_of(models)
+        shape = (models.latent_channels, target.shape[0] // models.vae_scale, target.shape[1] // models.vae_scale)
+        sigma = float(family.levels(steps, params.karras, shape)[start])
+        known = previews.encode(models.vae, pil_to_tensor(Image.fromarray(target), target.shape[1], target.shape[0]))
+        begin = family.noised(known, initial_noise([seed], shape), sigma)
+        latent = generate(models, params, live=params.live, on_step=lambda info: None, init_image=image,
+                          start_step=start, start_latent=begin)
+        return decode_to_pil(models, latent)[0]
+
+    return run
+
+
 def evaluate(methods: dict[str, Upscaler], lows: list[np.ndarray], highs: list[np.ndarray], captions: list[str],
              judge_folder: Path) -> dict[str, dict]:
     judge = load_judge(judge_folder)
@@ -167,10 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strength", type=float, nargs="+", default=[UPSCALE_STRENGTH],
                    help="diffusion upscaler: the share of the steps run from the bicubic enlargement (1 = from "
                         "noise); several values give one row each, in the same run")
+    p.add_argument("--probe", type=int, nargs="+", default=[], metavar="STEP",
+                   help="diagnostic rows: the diffusion upscaler resumed at each STEP from the target's own latent "
+                        "noised to that level (probe_upscaler); not upscalers, for choosing what to train")
     p.add_argument("--prompt", default=None, help="one prompt for every image (default: each image's caption)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=Path("models/eval_upscale.json"))
     a = p.parse_args(argv)
+    if any(not 0 < start < a.steps for start in a.probe):
+        p.error(f"--probe steps must be between 1 and {a.steps - 1}")
     if a.threads:
         torch.set_num_threads(a.threads)
     lows, highs, captions = heldout_pairs(a.hr, a.lr, a.images, a.split)
@@ -182,10 +219,13 @@ def main(argv: list[str] | None = None) -> int:
             label = f"diffusion ({a.steps} steps" + (f", strength {strength:g})" if strength < 1 else ")")
             methods[label] = diffusion_upscaler(Path(a.diffusion), a.steps, a.sampler, a.noise_level, a.cfg_scale,
                                                 a.prompt, strength)
+        for start in a.probe:
+            methods[f"probe: target noised to step {start}/{a.steps}"] = probe_upscaler(
+                Path(a.diffusion), a.steps, a.sampler, a.noise_level, start, lows, highs)
     results = evaluate(methods, lows, highs, captions, a.judge)
     report = {"images": len(lows), "inputs": f"{a.lr} (64 px, {a.split} concepts)", "targets": f"{a.hr} (256 px)",
               "diffusion": {"steps": a.steps, "sampler": a.sampler, "noise_level": a.noise_level,
-                            "cfg_scale": a.cfg_scale, "strength": a.strength,
+                            "cfg_scale": a.cfg_scale, "strength": a.strength, "probe": a.probe,
                             "prompt": a.prompt or "each image's plain caption"},
               "threads": torch.get_num_threads(), "perceptual": "LPIPS form (unit-normalised, w=1) on judge blocks 1-3",
               "results": results,
