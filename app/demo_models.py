@@ -229,6 +229,7 @@ def build_tiny_upscalers(folder: Path, *, seed: int = 0) -> tuple[Path, Path]:
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32),
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         layers_per_block=1, norm_num_groups=8, sample_size=64,
+        scaling_factor=0.08333,  # the factor StableDiffusionUpscalePipeline gives every VAE (it warns otherwise)
     )
     pipe = StableDiffusionUpscalePipeline(
         vae=vae, text_encoder=CLIPTextModel(text_cfg), tokenizer=CLIPTokenizer.from_pretrained(tok_dir), unet=unet,
