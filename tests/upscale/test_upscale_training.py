@@ -44,13 +44,6 @@ def test_logit_normal_timesteps_favour_the_middle_noise_levels() -> None:
         sample_timesteps(4, "cosine", g)
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from app.demo_models import build_tiny_upscalers
-
-    return build_tiny_upscalers(tmp_path_factory.mktemp("base"))[1]
-
-
 @torch.no_grad()
 def test_rescaled_vae_decodes_the_same_pictures(tiny_base: Path) -> None:
     from diffusers import AutoencoderKL
@@ -65,19 +58,6 @@ def test_rescaled_vae_decodes_the_same_pictures(tiny_base: Path) -> None:
     assert float(vae.config.scaling_factor) == 0.08333
     assert torch.allclose(z2, z, atol=1e-5)  # what the UNet sees is unchanged
     assert torch.allclose(vae.decode(z2 / 0.08333).sample, picture, atol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def tiny_hr(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 256 px set in the real format (emoji256.npz), 64 px pictures: three training rows, one held out."""
-    from app.train.data import Records, save_npz
-
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    save_npz(folder / "emoji256.npz", Records(rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
-                                              [["a red square"], ["a blue dot"]] * 2, ["a", "b", "c", "d"],
-                                              ["noto"] * 4, ["train", "train", "train", "heldout"]))
-    return folder
 
 
 def test_a_few_steps_train_resume_and_export(tiny_base: Path, tiny_hr: Path, tmp_path: Path, capsys) -> None:
