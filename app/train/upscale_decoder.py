@@ -37,9 +37,10 @@ POOL_GLOB = "pool_*.safetensors"
 @torch.no_grad()
 def sample_pool(upscaler: Path, data: str, out: Path, *, count: int, shard: int = 0, steps: int = 20,
                 noise_level: int = 20) -> Path:
-    """`count` whole training pictures (row k * shards + shard's order is random per shard), degraded as in
-    training (sr_data.degrade), upscaled by `upscaler` through the studio's sampler with the panel's
-    sampler; saves their final latents, the targets' clean latents and the targets (uint8)."""
+    """`count` whole training pictures, drawn at random (seeded by `shard`, so shards run side by side
+    differ), degraded as in training (sr_data.degrade) and upscaled by `upscaler` through the studio's
+    sampler code with the panel's sampler; saves out/pool_{shard}.safetensors: the final latents
+    ("sampled"), the targets' own latents ("clean") and the targets (uint8)."""
     from PIL import Image
     from safetensors.torch import save_file
 
