@@ -9,8 +9,9 @@ latents the upscaler samples (the panel's defaults, from noise) for training pic
 its 256 px target, plus the clean latents of the same targets so that a good latent still decodes as
 before. Only post_quant_conv and the decoder train; the encoder (the strength < 1 start) is unchanged.
 The loss is the GAN upscaler's: L1 + w x the judge-feature perceptual distance (app/train/perceptual.py).
-Fitting a decoder to a diffusion model's own latents is what the consistency decoder (OpenAI 2023) and
-SD's fine-tuned decoders (ft-MSE / ft-EMA) do at scale.
+Fine-tuning only the decoder keeps the latent space, and so the UNet, as it was (what Stability's
+sd-vae-ft-mse / ft-ema did for Stable Diffusion, on encoded photographs); fitting it to the sampler's own
+latents instead of encoded pictures is the point here.
 
     python -m app.train.upscale_decoder pool --upscaler runs/sr_diffusion/export --out runs/sr_decoder --count 200 --shard 0
     python -m app.train.upscale_decoder train --upscaler runs/sr_diffusion/export --run runs/sr_decoder --minutes 30
