@@ -127,7 +127,7 @@ def train_gan_upscaler(data: str, out: Path, judge_folder: Path | None, *, steps
             d_loss.backward()
             opt_d.step()
         if step % 25 == 0:
-            log.write(step, l1=float(l1), perceptual=float(perc.detach()), g_adv=float(g_adv.detach()), lr=rate)
+            log.write(step, l1=float(l1.detach()), perceptual=float(perc.detach()), g_adv=float(g_adv.detach()), lr=rate)
         return float(loss.detach())
 
     def save_fn(step: int) -> None:

@@ -37,7 +37,7 @@ def test_shipped_diffusion_upscaler_beats_bicubic_on_a_drawing() -> None:
     ours = diffusion_upscaler(FOLDER, 20, UPSCALE_SAMPLER, 20, 1.0, None)(small, "a blue badge with a yellow coin", 0)
     bicubic = small.resize((256, 256), Image.Resampling.BICUBIC)
     judge = load_judge(MODELS_DIR / "judge")
-    as_t = lambda im: torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    as_t = lambda im: torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[None].float() / 255  # noqa: E731
     with torch.no_grad():
         d_ours, d_bicubic = (float(perceptual_distance(judge, as_t(im), as_t(big))[0]) for im in (ours, bicubic))
     assert ours.size == (256, 256)
