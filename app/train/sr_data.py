@@ -59,6 +59,14 @@ def crops_at(images: np.ndarray, boxes: tuple[torch.Tensor, torch.Tensor, torch.
     return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
 
 
+def latent_crops(latents: torch.Tensor, boxes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                 size: int) -> torch.Tensor:
+    """The size x size latent cells (last two dims of [N, ..., H/4, W/4]) under the pixel crops `boxes`
+    (crop_boxes) of an f=4 latent: [count, ..., size, size]."""
+    return torch.stack([latents[i, ..., y // SCALE:y // SCALE + size, x // SCALE:x // SCALE + size]
+                        for i, y, x in zip(*(b.tolist() for b in boxes))])
+
+
 def random_crops(images: np.ndarray, size: int, count: int,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` random crops (aligned to the scale) of uint8 [N, H, W, 3] -> (float [count, 3, size, size]

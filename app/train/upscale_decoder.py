@@ -29,8 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.train.common import RunLog, load_checkpoint, lr_at, optimizer_step, print_summary, run_steps, save_checkpoint
-from app.train.sr_data import SCALE, degrade, load_hr
+from app.train.common import (
+    RunLog,
+    load_checkpoint,
+    lr_at,
+    optimizer_step,
+    print_summary,
+    restore,
+    run_steps,
+    save_checkpoint,
+)
+from app.train.sr_data import SCALE, crop_boxes, crops_at, degrade, latent_crops, load_hr
 
 POOL_GLOB = "pool_*.safetensors"
 
@@ -47,7 +56,8 @@ def sample_pool(upscaler: Path, data: str, out: Path, *, count: int, shard: int 
 
     from app.diffusion import previews
     from app.diffusion.generate import generate
-    from app.params import UPSCALE_SAMPLER, DiffusionParams
+    from app.params import UPSCALE_SAMPLER
+    from app.train.upscale_eval import upscale_params
     from app.upscale.diffusion import load_upscaler_models
 
     models = load_upscaler_models(upscaler, torch.device("cpu"), torch.float32)
@@ -59,9 +69,8 @@ def sample_pool(upscaler: Path, data: str, out: Path, *, count: int, shard: int 
         hr = torch.from_numpy(rec.images[row]).permute(2, 0, 1)[None].float().div(255)
         low = (degrade(hr, gen)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         h, w = hr.shape[-2:]
-        params = DiffusionParams(prompt=rec.captions[row][0], steps=steps, sampler=UPSCALE_SAMPLER,
-                                 seed=shard * 100_000 + k, width=w, height=h, init_image="pool", upscale=True,
-                                 noise_level=noise_level, preview_every=1000)
+        params = upscale_params(rec.captions[row][0], (w, h), steps, UPSCALE_SAMPLER, noise_level,
+                                seed=shard * 100_000 + k)
         sampled.append(generate(models, params, live=params.live, on_step=lambda info: None,
                                 init_image=Image.fromarray(low)))
         clean.append(previews.encode(models.vae, hr * 2 - 1))
@@ -85,15 +94,8 @@ def load_pools(run: Path) -> dict[str, torch.Tensor]:
 def pool_crops(pool: dict[str, torch.Tensor], key: str, size: int, count: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` random (latent [B, C, size/4, size/4], target [B, 3, size, size] in [-1, 1]) crop pairs."""
-    lat, img = pool[key], pool["targets"]
-    n, h, w = img.shape[:3]
-    cell = size // SCALE
-    idx = torch.randint(0, n, (count,), generator=generator).tolist()
-    ys = torch.randint(0, (h - size) // SCALE + 1, (count,), generator=generator).tolist()
-    xs = torch.randint(0, (w - size) // SCALE + 1, (count,), generator=generator).tolist()
-    z = torch.stack([lat[i, :, y:y + cell, x:x + cell] for i, y, x in zip(idx, ys, xs)])
-    t = torch.stack([img[i, y * SCALE:y * SCALE + size, x * SCALE:x * SCALE + size] for i, y, x in zip(idx, ys, xs)])
-    return z, t.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    boxes = crop_boxes(pool["targets"].shape, size, count, generator)
+    return latent_crops(pool[key], boxes, size // SCALE), crops_at(pool["targets"].numpy(), boxes, size) * 2 - 1
 
 
 def decoder_parameters(vae) -> list[torch.nn.Parameter]:
@@ -122,12 +124,7 @@ def train_decoder(upscaler: Path, run: Path, judge_folder: Path, *, steps: int =
         p.requires_grad_(True)
     judge = load_judge(judge_folder).requires_grad_(False)
     opt = torch.optim.Adam(params, lr=lr)
-    ckpt = load_checkpoint(run) if resume else None
-    start = 0
-    if ckpt is not None:
-        vae.load_state_dict(ckpt["vae"])
-        opt.load_state_dict(ckpt["opt"])
-        start = int(ckpt["step"])
+    start = restore(load_checkpoint(run) if resume else None, opt, vae=vae)
     gen = torch.Generator().manual_seed(seed + start)
     log = RunLog(run)
     half = batch // 2

@@ -49,7 +49,7 @@ from app.train.common import (
     save_checkpoint,
     seed_all,
 )
-from app.train.sr_data import SCALE, crop_boxes, crops_at, degrade, load_hr
+from app.train.sr_data import SCALE, crop_boxes, crops_at, degrade, latent_crops, load_hr
 
 MAX_NOISE_LEVEL = 350  # the x4 upscaler's model_index.json
 MIN_SNR_GAMMA = 5.0
@@ -154,7 +154,7 @@ def train_diffusion_upscaler(data: str, base: Path, out: Path, *, steps: int = 4
         idx = boxes[0]
         with torch.no_grad():
             low = degrade(crops_at(hr, boxes, crop), gen) * 2 - 1
-            mean, std = latent_crops(moments, boxes, crop // SCALE)
+            mean, std = latent_crops(moments, boxes, crop // SCALE).unbind(1)
             z0 = (mean + std * torch.randn(mean.shape, generator=gen)) * scaling
             level = torch.randint(0, MAX_NOISE_LEVEL + 1, (batch,), generator=gen)
             low = low_sched.add_noise(low, torch.randn(low.shape, generator=gen), level)
@@ -216,15 +216,6 @@ def latent_moments(vae, images: np.ndarray, cache: Path | None = None, batch: in
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_file({"moments": moments.contiguous()}, str(cache), metadata={"digest": key})
     return moments
-
-
-def latent_crops(moments: torch.Tensor, boxes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                 size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) [B, C, size, size] of the latent cells under the pixel crops `boxes` (crop_boxes)."""
-    rows = [moments[i, :, :, y // SCALE:y // SCALE + size, x // SCALE:x // SCALE + size]
-            for i, y, x in zip(*(b.tolist() for b in boxes))]
-    both = torch.stack(rows)
-    return both[:, 0], both[:, 1]
 
 
 def text_tower_from_pipeline(base: Path):

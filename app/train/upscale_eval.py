@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from app.measured import weights_manifest
-from app.params import UPSCALE_SAMPLER, UPSCALE_STRENGTH, skip_steps_for
+from app.params import UPSCALE_SAMPLER, UPSCALE_STRENGTH, DiffusionParams, skip_steps_for
 from app.train.data import load_records
 from app.train.judge import load_judge
 from app.train.perceptual import perceptual_distance
@@ -96,21 +96,26 @@ def gan_upscaler(folder: Path) -> Upscaler:
     return run
 
 
+def upscale_params(prompt: str, size: tuple[int, int], steps: int, sampler: str, noise_level: int, *, seed: int,
+                   cfg_scale: float = 1.0, skip_steps: int = 0) -> DiffusionParams:
+    """DiffusionParams of one offline diffusion upscale to `size` (width, height): no previews drawn."""
+    return DiffusionParams(prompt=prompt, steps=steps, sampler=sampler, seed=seed, width=size[0], height=size[1],
+                           init_image="offline", upscale=True, noise_level=noise_level, cfg_scale=cfg_scale,
+                           preview_every=1000, skip_steps=skip_steps)
+
+
 def diffusion_upscaler(folder: Path, steps: int, sampler: str, noise_level: int, cfg_scale: float,
                        prompt: str | None, strength: float = 1.0) -> Upscaler:
     """The diffusion upscaler through the studio's own sampler code (app.diffusion.generate); `strength`
     < 1 starts from the bicubic enlargement (CCDF), as the studio's upscale panel does."""
     from app.diffusion.generate import decode_to_pil, generate
-    from app.params import DiffusionParams
     from app.upscale.diffusion import load_upscaler_models
 
     models = load_upscaler_models(folder, torch.device("cpu"), torch.float32)
 
     def run(image: Image.Image, caption: str, seed: int) -> Image.Image:
-        params = DiffusionParams(prompt=prompt or caption, steps=steps, sampler=sampler, seed=seed,
-                                 width=image.width * 4, height=image.height * 4, init_image="eval", upscale=True,
-                                 noise_level=noise_level, cfg_scale=cfg_scale, preview_every=1000,
-                                 skip_steps=skip_steps_for(steps, strength))
+        params = upscale_params(prompt or caption, (image.width * 4, image.height * 4), steps, sampler, noise_level,
+                                seed=seed, cfg_scale=cfg_scale, skip_steps=skip_steps_for(steps, strength))
         latent = generate(models, params, live=params.live, on_step=lambda info: None, init_image=image)
         return decode_to_pil(models, latent)[0]
 
@@ -126,7 +131,6 @@ def probe_upscaler(folder: Path, steps: int, sampler: str, noise_level: int, sta
     from app.diffusion import previews
     from app.diffusion.generate import decode_to_pil, family_of, generate, pil_to_tensor
     from app.diffusion.noise import initial_noise
-    from app.params import DiffusionParams
     from app.upscale.diffusion import load_upscaler_models
 
     models = load_upscaler_models(folder, torch.device("cpu"), torch.float32)
@@ -134,9 +138,7 @@ def probe_upscaler(folder: Path, steps: int, sampler: str, noise_level: int, sta
 
     def run(image: Image.Image, caption: str, seed: int) -> Image.Image:
         target = targets[np.asarray(image.convert("RGB")).tobytes()]
-        params = DiffusionParams(prompt=caption, steps=steps, sampler=sampler, seed=seed, width=target.shape[1],
-                                 height=target.shape[0], init_image="eval", upscale=True, noise_level=noise_level,
-                                 preview_every=1000)
+        params = upscale_params(caption, (target.shape[1], target.shape[0]), steps, sampler, noise_level, seed=seed)
         family = family_of(models)
         shape = (models.latent_channels, target.shape[0] // models.vae_scale, target.shape[1] // models.vae_scale)
         sigma = float(family.levels(steps, params.karras, shape)[start])

@@ -13,7 +13,6 @@ import torch
 from app.train.upscale_diffusion import (
     TINY,
     export_pipeline,
-    latent_crops,
     latent_moments,
     loss_weights,
     rescale_latents,
@@ -82,7 +81,7 @@ def test_a_few_steps_train_resume_and_export(tiny_base: Path, tiny_hr: Path, tmp
 def test_latents_are_encoded_once_and_cropped_in_line_with_the_pixels(tiny_base: Path, tmp_path: Path) -> None:
     from diffusers import AutoencoderKL
 
-    from app.train.sr_data import crop_boxes, crops_at
+    from app.train.sr_data import crop_boxes, crops_at, latent_crops
 
     vae = AutoencoderKL.from_pretrained(tiny_base / "vae").eval()
     images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
@@ -99,7 +98,7 @@ def test_latents_are_encoded_once_and_cropped_in_line_with_the_pixels(tiny_base:
         latent_moments(vae, images[::-1].copy(), cache)  # other pictures: the cache's digest no longer matches
 
     boxes = crop_boxes(images.shape, 16, 5, torch.Generator().manual_seed(0))
-    mean, std = latent_crops(moments, boxes, 4)
+    mean, std = latent_crops(moments, boxes, 4).unbind(1)
     assert crops_at(images, boxes, 16).shape == (5, 3, 16, 16) and mean.shape == std.shape == (5, 4, 4, 4)
     for k, (i, y, x) in enumerate(zip(*(b.tolist() for b in boxes))):
         assert y % 4 == 0 and x % 4 == 0
